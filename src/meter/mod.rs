@@ -1,0 +1,83 @@
+//! Meters: how a response's usage is counted while it streams.
+//!
+//! A [`MakeMeter`] builds one [`Meter`] per request; the [`MeteredBody`](crate::MeteredBody)
+//! feeds it the response as it passes. For `text/event-stream` responses the body hands the
+//! meter one complete SSE event at a time ([`Meter::on_event`]), found by the shared
+//! incremental [`SseScanner`]; other bodies reach it frame by frame ([`Meter::on_data`]).
+//! The meter only reads: bytes are forwarded as they came.
+//!
+//! Meters report *cumulative* [`Usage`], so a meter can replace an estimate with the
+//! provider's own count (the OpenAI meter reconciles to `usage` that way).
+//!
+//! | meter | unit | counts |
+//! |---|---|---|
+//! | [`RequestMeter`] | `request` | one per response, at its start |
+//! | [`ByteMeter`] | `byte` | body bytes |
+//! | [`EventMeter`] | `event` | SSE events with data; comments, keep-alives and `[DONE]` are free |
+//! | [`OpenAiTokenMeter`] | `llm_token` | chat-completion tokens, estimated as they stream, reconciled to `usage` |
+
+mod bytes;
+mod events;
+mod openai;
+mod requests;
+mod sse;
+
+pub use self::bytes::ByteMeter;
+pub use events::EventMeter;
+pub use openai::OpenAiTokenMeter;
+pub use requests::RequestMeter;
+pub use sse::{SseField, SseScanner, sse_fields};
+
+use ::bytes::Bytes;
+use http::{request, response};
+
+use crate::amount::{Quote, Usage};
+
+/// Counts one response's usage. See the [module docs](self).
+pub trait Meter: Send + 'static {
+    /// Called once with the response head; returns the usage known before any body
+    /// (one request for [`RequestMeter`], the quoted prompt tokens for an LLM meter).
+    fn on_response(&mut self, head: &response::Parts) -> Usage;
+
+    /// Called with each data frame of a non-SSE body; returns the cumulative usage.
+    fn on_data(&mut self, data: &[u8]) -> Usage;
+
+    /// Called with each complete SSE event of an SSE body, line ends included (the
+    /// blank line that ends it too); returns the cumulative usage.
+    fn on_event(&mut self, event: &[u8]) -> Usage {
+        self.on_data(event)
+    }
+
+    /// Called when the body has ended; returns the final usage (reconciled where the meter
+    /// learned the real count at the end, as from a JSON `usage` object).
+    fn on_end(&mut self) -> Usage;
+
+    /// Bytes that end an SSE stream cleanly when the budget stops it (for OpenAI streams a
+    /// chunk with `finish_reason: "length"` and `data: [DONE]`). `None` when the meter
+    /// knows no clean ending; the body then ends with a
+    /// [`BudgetExhausted`](crate::BudgetExhausted) error where a clean end is required.
+    fn cutoff(&self) -> Option<Bytes> {
+        None
+    }
+}
+
+/// Builds a [`Meter`] for each request. See the [module docs](self).
+pub trait MakeMeter: Send + Sync + 'static {
+    /// The meter it builds.
+    type Meter: Meter;
+
+    /// The meter for a request priced at `quote`.
+    fn make_meter(&self, request: &request::Parts, quote: &Quote) -> Self::Meter;
+}
+
+impl<M, F> MakeMeter for F
+where
+    F: Fn(&request::Parts, &Quote) -> M + Send + Sync + 'static,
+    M: Meter,
+{
+    type Meter = M;
+
+    fn make_meter(&self, request: &request::Parts, quote: &Quote) -> M {
+        self(request, quote)
+    }
+}

@@ -1,0 +1,1 @@
+//! The "Payment" HTTP authentication scheme (placeholder; being written).

@@ -1,0 +1,143 @@
+//! The domain types a [`ChannelStore`](super::ChannelStore) speaks.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::amount::Amount;
+use crate::error::BoxError;
+
+/// A channel's key: an MPP channel id (lowercased `0x…` hex), a payer address, an
+/// authorization hash. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(Arc<str>);
+
+impl ChannelId {
+    /// A channel id; ASCII letters are lowercased so hex ids compare case-insensitively.
+    pub fn new(id: impl AsRef<str>) -> Self {
+        ChannelId(Arc::from(id.as_ref().to_ascii_lowercase()))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A snapshot of one channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelState {
+    /// What the payer has paid for so far (the highest accepted cumulative voucher).
+    pub accepted: Amount,
+    /// The ceiling `accepted` may reach (the on-chain deposit of a payment channel).
+    pub deposit: Amount,
+    /// What delivered responses have used, committed.
+    pub spent: Amount,
+    /// Headroom set aside by responses still streaming (not yet committed).
+    pub reserved: Amount,
+    /// Units delivered over the channel's life.
+    pub units: u64,
+    /// Whether the channel is closed (or closing) and takes no more payments.
+    pub finalized: bool,
+    /// Bumped by every change; [`changed`](super::ChannelStore::changed) waits on it.
+    pub version: u64,
+}
+
+impl ChannelState {
+    /// `accepted − spent − reserved`: what a new reservation could take.
+    pub fn available(&self) -> Amount {
+        self.accepted.saturating_sub(self.spent).saturating_sub(self.reserved)
+    }
+}
+
+/// The store-assigned id of one reservation, unique per store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(pub u64);
+
+/// Headroom set aside for one response. Hand it back to the store through
+/// [`release`](super::ChannelStore::release), exactly once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// The channel it draws on.
+    pub channel: ChannelId,
+    /// The store's id for it.
+    pub id: ReservationId,
+    /// How much it holds in total (committed part included).
+    pub amount: Amount,
+}
+
+/// Why a store refused or failed.
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// An error of `kind`.
+    pub fn new(kind: StoreErrorKind) -> Self {
+        StoreError { kind, source: None }
+    }
+
+    /// A backend failure (connection lost, script error, …).
+    pub fn backend(source: impl Into<BoxError>) -> Self {
+        StoreError { kind: StoreErrorKind::Backend, source: Some(source.into()) }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &StoreErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            StoreErrorKind::NotFound => f.write_str("channel or reservation not found"),
+            StoreErrorKind::Finalized => f.write_str("channel is finalized"),
+            StoreErrorKind::Insufficient { available } => write!(f, "insufficient headroom: {available} available"),
+            StoreErrorKind::Invalid => f.write_str("invalid store operation"),
+            StoreErrorKind::Backend => match &self.source {
+                Some(source) => write!(f, "store backend failed: {source}"),
+                None => f.write_str("store backend failed"),
+            },
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// The kind of a [`StoreError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The channel (or reservation) does not exist.
+    NotFound,
+    /// The channel is closed.
+    Finalized,
+    /// Less than the minimum asked for is available.
+    Insufficient {
+        /// What was available.
+        available: Amount,
+    },
+    /// The operation would break an invariant (commit above the reservation, accepted
+    /// above the deposit, an overflow).
+    Invalid,
+    /// The backend failed; the operation may not have happened.
+    Backend,
+}
