@@ -1,16 +1,127 @@
-//! tollgate: a tower middleware that makes any HTTP service payable per use.
+//! Make any HTTP service payable per use, down to the token.
 //!
-//! (Crate docs are filled in with the layer; see README.md.)
+//! [`PaymentLayer`] wraps an inner `Service<http::Request<B>>`. It answers unpaid requests
+//! with `402 Payment Required` and one `WWW-Authenticate: Payment` challenge per offered
+//! payment method, verifies the credential the client sends back, and wraps the response
+//! body in a [`MeteredBody`] that counts usage as it streams (requests, bytes, SSE events,
+//! LLM tokens) and stops or pauses the stream the moment the paid budget runs out.
+//!
+//! # Example
+//!
+//! A route sold per SSE event, paid with a toy method that trusts the client (real
+//! methods verify signed vouchers or transfers):
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use http_body_util::{BodyExt, Full};
+//! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
+//! use tollgate::meter::EventMeter;
+//! use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
+//! use tollgate::scheme::{Challenge, Credential, Receipt};
+//! use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! /// Toy method: the payload names an amount the client says it paid.
+//! struct Honor;
+//!
+//! impl PaymentMethod for Honor {
+//!     fn offers(&self, quote: &Quote) -> Vec<Offer> {
+//!         let amount = quote.price.output.unit_price().to_string();
+//!         vec![Offer { method: "honor".into(), intent: "charge".into(),
+//!                      request: serde_json::json!({ "amount": amount }), description: None }]
+//!     }
+//!
+//!     async fn verify<St: ChannelStore>(&self, v: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+//!         let paid: Amount = v.credential.payload["paid"].as_str().unwrap_or("0").parse().unwrap_or_default();
+//!         let account = ChannelId::new(&v.credential.challenge.id);
+//!         store.open(&account, paid, paid).await.expect("memory store");
+//!         Ok(Verified::Serve(Grant::new(account, Renewal::Never, Receipt::new("honor", "demo"))))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret")
+//!     .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
+//!     .meter(EventMeter::default());
+//! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req| async {
+//!     let events = "data: 1\n\ndata: 2\n\ndata: 3\n\n";
+//!     let mut response = Response::new(Full::from(events));
+//!     response.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+//!     Ok::<_, std::convert::Infallible>(response)
+//! }));
+//!
+//! // No credential: 402 with a challenge.
+//! let response = svc.clone().oneshot(Request::new(Full::<bytes::Bytes>::default())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+//! let challenge = Challenge::parse_all(response.headers().get_all(header::WWW_AUTHENTICATE)).unwrap().remove(0);
+//!
+//! // Pay for two events: the stream stops after the second.
+//! let credential = Credential { challenge, payload: serde_json::json!({ "paid": "20" }), source: None };
+//! let request = Request::builder().header(header::AUTHORIZATION, credential.to_header_value())
+//!     .body(Full::<bytes::Bytes>::default()).unwrap();
+//! let body = svc.oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+//! let text = String::from_utf8(body.to_vec()).unwrap();
+//! assert!(text.starts_with("data: 1\n\ndata: 2\n\nevent: payment-receipt\n"));
+//! # }
+//! ```
+//!
+//! # When what happens
+//!
+//! 1. The request is priced ([`Pricing`]); pricing may read the body up to a limit.
+//! 2. No credential: `402` with a challenge per [`Offer`](method::Offer), a
+//!    `payment-required` problem, `Cache-Control: no-store`.
+//! 3. A credential: decoded, its challenge id checked (HMAC), its realm, its pinned request
+//!    fields and `expires`; then the [`PaymentMethod`](method::PaymentMethod) verifies it.
+//!    Any failure is a `402` (or the problem's own status) with a fresh challenge; a store
+//!    or chain failure is a `503` with none, so the client never pays twice.
+//! 4. A management action (a voucher on a bodiless `POST`) is answered `204` with a
+//!    `Payment-Receipt`; the inner service never runs.
+//! 5. Otherwise the upfront cost is reserved, the inner service runs, and a `2xx` response
+//!    is metered; anything else passes through uncharged.
+//!
+//! # Deployment notes
+//!
+//! - Prefer axum's `route_layer` to `layer`, so unknown routes answer `404`, not `402`.
+//! - Put CORS outside the payment layer, so preflights are not asked to pay.
+//! - Behind a proxy, SSE responses carry `X-Accel-Buffering: no`; make sure the proxy does
+//!   not buffer them, or a paused stream never shows its `payment-need-voucher` event.
+//! - Every instance must share the HMAC secret and a store (the memory store is for a
+//!   single process).
+//!
+//! # Differences from x402-axum and mpp
+//!
+//! Those settle before the body streams or meter values a handler yields; this crate
+//! meters the response body itself, so any service (a reverse proxy included) can be sold
+//! per token, and a failed or cut-off response is charged only for what reached the client.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
 #![deny(unreachable_pub, unsafe_code)]
 
+mod account;
+mod admission;
 pub mod amount;
+mod body;
+mod config;
 mod error;
+mod future;
+mod layer;
 pub mod meter;
+mod metering;
+pub mod method;
+mod pricing;
+mod request_body;
+mod respond;
 pub mod scheme;
+mod service;
 pub mod store;
 
 pub use amount::{Amount, Price, Quote, Rate, Usage};
+pub use body::MeteredBody;
 pub use error::{BoxError, BudgetExhausted, PaymentError, PaymentErrorKind};
+pub use future::ResponseFuture;
+pub use layer::PaymentLayer;
+pub use pricing::{PriceByBody, Pricing, Unpriced};
+pub use request_body::RequestBody;
+pub use service::PaymentService;

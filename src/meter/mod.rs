@@ -19,14 +19,18 @@
 mod bytes;
 mod events;
 mod openai;
+mod openai_chunk;
 mod requests;
 mod sse;
+mod sse_field;
 
 pub use self::bytes::ByteMeter;
 pub use events::EventMeter;
 pub use openai::OpenAiTokenMeter;
 pub use requests::RequestMeter;
-pub use sse::{SseField, SseScanner, sse_fields};
+pub use sse::SseScanner;
+pub(crate) use sse::is_event_stream;
+pub use sse_field::{SseField, sse_data, sse_fields};
 
 use ::bytes::Bytes;
 use http::{request, response};

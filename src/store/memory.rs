@@ -1,4 +1,446 @@
-//! placeholder
-/// placeholder
-#[derive(Debug)]
-pub struct MemoryStore;
+//! [`MemoryStore`]: a [`ChannelStore`] kept in this process's memory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tokio::sync::watch;
+
+use super::{ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
+use crate::amount::Amount;
+
+/// A [`ChannelStore`] in this process's memory.
+///
+/// Right for a single server instance, tests and examples. The accounting is
+/// **per process**: it is not shared between instances and does not survive a restart, so
+/// two instances behind a load balancer would each let a payer spend the same voucher. Run
+/// several instances on a shared backend (Redis and PostgreSQL stores are planned).
+///
+/// Channels do not contend with each other: a map lock is taken only to find or insert a
+/// channel, and each channel's state sits behind its own mutex, which is never held across
+/// an `.await`. Every operation but [`changed`](ChannelStore::changed) completes without
+/// waiting.
+///
+/// Channels are kept until the store is dropped (the trait has no delete yet), so memory
+/// grows with the number of channels seen. Clones share the same state.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
+}
+
+/// Process-wide rather than per store, so a reservation handed to the wrong store is never
+/// mistaken for one of that store's own.
+static NEXT_RESERVATION: AtomicU64 = AtomicU64::new(1);
+
+struct Channel {
+    ledger: Mutex<Ledger>,
+    /// Mirrors `ledger.state.version` for [`ChannelStore::changed`] waiters.
+    version: watch::Sender<u64>,
+}
+
+struct Ledger {
+    state: ChannelState,
+    reservations: HashMap<ReservationId, Held>,
+}
+
+/// One open reservation, as the store sees it.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    amount: Amount,
+    committed: Amount,
+    units: u64,
+}
+
+impl Held {
+    fn new(amount: Amount) -> Self {
+        Held { amount, committed: Amount::ZERO, units: 0 }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lookup(&self, id: &ChannelId) -> Result<Option<Arc<Channel>>, StoreError> {
+        let channels = self.channels.read().map_err(|_| poisoned())?;
+        Ok(channels.get(id).cloned())
+    }
+
+    fn channel(&self, id: &ChannelId) -> Result<Arc<Channel>, StoreError> {
+        self.lookup(id)?.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let channels = self.channels.read().map(|c| c.len()).ok();
+        f.debug_struct("MemoryStore").field("channels", &channels).finish()
+    }
+}
+
+impl Channel {
+    fn new(accepted: Amount, deposit: Amount) -> Self {
+        // Version 1, so `changed(id, 0)` ("never seen it") resolves at once.
+        let state = ChannelState { accepted, deposit, version: 1, ..ChannelState::default() };
+        Channel {
+            version: watch::Sender::new(state.version),
+            ledger: Mutex::new(Ledger { state, reservations: HashMap::new() }),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Ledger>, StoreError> {
+        // A panic under the lock is a bug; fail closed rather than trust what it left.
+        self.ledger.lock().map_err(|_| poisoned())
+    }
+
+    fn snapshot(&self) -> Result<ChannelState, StoreError> {
+        Ok(self.lock()?.state.clone())
+    }
+
+    /// Runs `f` under the channel's lock. `f` checks everything before it writes, so an
+    /// error leaves the ledger untouched. A change bumps the version and wakes waiters; a
+    /// no-op does not.
+    fn update<T>(&self, f: impl FnOnce(&mut Ledger) -> Result<T, StoreError>) -> Result<(T, ChannelState), StoreError> {
+        let mut ledger = self.lock()?;
+        let before = ledger.state.clone();
+        let version = before.version.checked_add(1).ok_or_else(invalid)?;
+        let out = f(&mut ledger)?;
+        if ledger.state != before {
+            ledger.state.version = version;
+            // Still under the lock, so waiters see versions in order.
+            self.version.send_replace(version);
+        }
+        Ok((out, ledger.state.clone()))
+    }
+}
+
+/// What a reservation may take: `min(available, max)`, if that is at least `min`.
+fn grant(state: &ChannelState, min: Amount, max: Amount) -> Result<Amount, StoreError> {
+    if state.finalized {
+        return Err(StoreError::new(StoreErrorKind::Finalized));
+    }
+    if min > max {
+        return Err(invalid());
+    }
+    let available = sub(sub(state.accepted, state.spent)?, state.reserved)?;
+    let grant = available.min(max);
+    if grant < min {
+        return Err(StoreError::new(StoreErrorKind::Insufficient { available }));
+    }
+    Ok(grant)
+}
+
+/// Raises `held`'s committed totals to `used` / `units` and moves the difference from
+/// reserved to spent, on copies the caller writes back.
+fn commit(state: &mut ChannelState, held: &mut Held, used: Amount, units: u64) -> Result<(), StoreError> {
+    if used > held.amount {
+        return Err(invalid());
+    }
+    let delta = used.saturating_sub(held.committed);
+    state.reserved = sub(state.reserved, delta)?;
+    state.spent = add(state.spent, delta)?;
+    state.units = state.units.checked_add(units.saturating_sub(held.units)).ok_or_else(invalid)?;
+    held.committed = held.committed.max(used);
+    held.units = held.units.max(units);
+    Ok(())
+}
+
+fn add(x: Amount, y: Amount) -> Result<Amount, StoreError> {
+    x.checked_add(y).ok_or_else(invalid)
+}
+
+fn sub(x: Amount, y: Amount) -> Result<Amount, StoreError> {
+    x.checked_sub(y).ok_or_else(invalid)
+}
+
+fn invalid() -> StoreError {
+    StoreError::new(StoreErrorKind::Invalid)
+}
+
+fn not_found() -> StoreError {
+    StoreError::new(StoreErrorKind::NotFound)
+}
+
+fn poisoned() -> StoreError {
+    StoreError::backend("memory store lock poisoned by a panic")
+}
+
+impl ChannelStore for MemoryStore {
+    async fn open(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        if accepted > deposit {
+            return Err(invalid());
+        }
+        let channel = match self.lookup(id)? {
+            Some(channel) => channel,
+            None => {
+                let mut channels = self.channels.write().map_err(|_| poisoned())?;
+                // Another open may have won the race since the read lock was dropped.
+                let entry = channels.entry(id.clone());
+                Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit))))
+            }
+        };
+        channel.snapshot()
+    }
+
+    async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        self.lookup(id)?.map(|channel| channel.snapshot()).transpose()
+    }
+
+    async fn accept(&self, id: &ChannelId, cumulative: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(id)?;
+        let ((), state) = channel.update(|ledger| {
+            let state = &mut ledger.state;
+            if state.finalized {
+                return Err(StoreError::new(StoreErrorKind::Finalized));
+            }
+            let deposit = state.deposit.max(deposit);
+            let accepted = state.accepted.max(cumulative);
+            if accepted > deposit {
+                return Err(invalid());
+            }
+            state.deposit = deposit;
+            state.accepted = accepted;
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    async fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
+        let channel = self.channel(id)?;
+        let rid = ReservationId(NEXT_RESERVATION.fetch_add(1, Ordering::Relaxed));
+        let (amount, _) = channel.update(|ledger| {
+            let amount = grant(&ledger.state, min, max)?;
+            ledger.state.reserved = add(ledger.state.reserved, amount)?;
+            ledger.reservations.insert(rid, Held::new(amount));
+            Ok(amount)
+        })?;
+        Ok(Reservation { channel: id.clone(), id: rid, amount })
+    }
+
+    async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
+        let channel = self.channel(&reservation.channel)?;
+        let (amount, _) = channel.update(|ledger| {
+            let held = ledger.reservations.get_mut(&reservation.id).ok_or_else(not_found)?;
+            let grant = grant(&ledger.state, min, max)?;
+            let amount = add(held.amount, grant)?;
+            ledger.state.reserved = add(ledger.state.reserved, grant)?;
+            held.amount = amount;
+            Ok(amount)
+        })?;
+        Ok(Reservation { amount, ..reservation.clone() })
+    }
+
+    async fn commit(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(&reservation.channel)?;
+        let ((), state) = channel.update(|ledger| {
+            let slot = ledger.reservations.get_mut(&reservation.id).ok_or_else(not_found)?;
+            let (mut state, mut held) = (ledger.state.clone(), *slot);
+            commit(&mut state, &mut held, used, units)?;
+            (ledger.state, *slot) = (state, held);
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    async fn release(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(&reservation.channel)?;
+        let ((), state) = channel.update(|ledger| {
+            // Already released (or never ours): releasing is idempotent.
+            let Some(&held) = ledger.reservations.get(&reservation.id) else {
+                return Ok(());
+            };
+            let (mut state, mut held) = (ledger.state.clone(), held);
+            commit(&mut state, &mut held, used, units)?;
+            state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
+            ledger.state = state;
+            ledger.reservations.remove(&reservation.id);
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(id)?;
+        let ((), state) = channel.update(|ledger| {
+            ledger.state.finalized = true;
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(id)?;
+        // `wait_for` looks at the current version before it sleeps, so a change that landed
+        // before this call (or while subscribing) is not missed.
+        let mut versions = channel.version.subscribe();
+        versions
+            .wait_for(|version| *version > seen)
+            .await
+            .map(drop)
+            // The sender lives in `channel`, which this future holds.
+            .map_err(|_| StoreError::backend("memory store channel dropped"))?;
+        channel.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::mpsc;
+    use std::task::{Context, Poll, Waker};
+    use std::thread;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Runs a memory store operation, which must complete without waiting.
+    fn now<F: Future>(future: F) -> F::Output {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(future).poll(&mut cx) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("a memory store operation waited"),
+        }
+    }
+
+    fn a(n: u128) -> Amount {
+        Amount::new(n)
+    }
+
+    fn opened(store: &MemoryStore, name: &str, accepted: u128) -> ChannelId {
+        let id = ChannelId::new(name);
+        now(store.open(&id, a(accepted), a(accepted))).unwrap();
+        id
+    }
+
+    #[test]
+    fn channels_do_not_block_each_other() {
+        let store = MemoryStore::new();
+        let (busy, idle) = (opened(&store, "busy", 100), opened(&store, "idle", 100));
+        let reserve_on = |id: &ChannelId| {
+            let (store, id, (tx, rx)) = (store.clone(), id.clone(), mpsc::channel());
+            thread::spawn(move || tx.send(now(store.reserve(&id, a(1), a(1)))).unwrap());
+            rx
+        };
+
+        // Hold `busy`'s lock, as a long critical section would.
+        let channel = store.channel(&busy).unwrap();
+        let guard = channel.lock().unwrap();
+        let on_idle = reserve_on(&idle);
+        assert!(on_idle.recv_timeout(Duration::from_secs(10)).unwrap().is_ok());
+        let on_busy = reserve_on(&busy);
+        assert!(on_busy.recv_timeout(Duration::from_millis(100)).is_err(), "lock not taken");
+        drop(guard);
+        assert!(on_busy.recv_timeout(Duration::from_secs(10)).unwrap().is_ok());
+    }
+
+    #[test]
+    fn clones_share_state_and_debug_counts_channels() {
+        let store = MemoryStore::new();
+        let id = opened(&store.clone(), "shared", 10);
+        assert_eq!(now(store.load(&id)).unwrap().unwrap().accepted, a(10));
+        assert_eq!(format!("{store:?}"), "MemoryStore { channels: Some(1) }");
+    }
+
+    #[test]
+    fn a_reservation_from_another_store_is_not_ours() {
+        let (first, second) = (MemoryStore::new(), MemoryStore::new());
+        let id = opened(&first, "same-name", 10);
+        opened(&second, "same-name", 10);
+        let theirs = now(first.reserve(&id, a(4), a(4))).unwrap();
+        let ours = now(second.reserve(&id, a(6), a(6))).unwrap();
+        assert_ne!(theirs.id, ours.id);
+        assert_eq!(now(second.release(&theirs, a(4), 1)).unwrap().reserved, a(6));
+    }
+
+    #[test]
+    fn unit_overflow_is_invalid_and_changes_nothing() {
+        let store = MemoryStore::new();
+        let id = opened(&store, "units", 10);
+        let first = now(store.reserve(&id, a(1), a(1))).unwrap();
+        now(store.commit(&first, a(1), u64::MAX)).unwrap();
+        let second = now(store.reserve(&id, a(1), a(1))).unwrap();
+        let before = now(store.load(&id)).unwrap();
+        let err = now(store.commit(&second, a(1), 1)).unwrap_err();
+        assert_eq!(err.kind(), &StoreErrorKind::Invalid);
+        assert_eq!(now(store.load(&id)).unwrap(), before);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Accept(u128, u128),
+        Reserve(u128, u128),
+        Extend(usize, u128, u128),
+        Commit(usize, u128, u64),
+        Release(usize, u128, u64),
+        Finalize,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let (n, units) = (0..120u128, 0..20u64);
+        prop_oneof![
+            (n.clone(), 0..400u128).prop_map(|(c, d)| Op::Accept(c, d)),
+            (n.clone(), n.clone()).prop_map(|(min, max)| Op::Reserve(min, max)),
+            (any::<usize>(), n.clone(), n.clone()).prop_map(|(r, min, max)| Op::Extend(r, min, max)),
+            (any::<usize>(), n.clone(), units.clone()).prop_map(|(r, u, k)| Op::Commit(r, u, k)),
+            (any::<usize>(), n, units).prop_map(|(r, u, k)| Op::Release(r, u, k)),
+            Just(Op::Finalize),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sequence, the ledger adds up, failures change nothing, and the
+        /// version moves exactly when the state does.
+        #[test]
+        fn ledger_invariants_hold(ops in prop::collection::vec(op(), 1..60)) {
+            let store = MemoryStore::new();
+            let id = opened(&store, "prop", 50);
+            let channel = store.channel(&id).unwrap();
+            let mut issued: Vec<Reservation> = Vec::new();
+            let pick = |issued: &[Reservation], i: usize| issued.get(i % issued.len().max(1)).cloned();
+            for op in ops {
+                let before = now(store.load(&id)).unwrap().unwrap();
+                let result = match op {
+                    Op::Accept(c, d) => now(store.accept(&id, a(c), a(d))).map(drop),
+                    Op::Reserve(min, max) => now(store.reserve(&id, a(min), a(max)))
+                        .map(|r| issued.push(r)),
+                    Op::Extend(i, min, max) => match pick(&issued, i) {
+                        Some(r) => now(store.extend(&r, a(min), a(max))).map(drop),
+                        None => continue,
+                    },
+                    Op::Commit(i, used, units) => match pick(&issued, i) {
+                        Some(r) => now(store.commit(&r, a(used), units)).map(drop),
+                        None => continue,
+                    },
+                    Op::Release(i, used, units) => match pick(&issued, i) {
+                        Some(r) => now(store.release(&r, a(used), units)).map(drop),
+                        None => continue,
+                    },
+                    Op::Finalize => now(store.finalize(&id)).map(drop),
+                };
+                let ledger = channel.lock().unwrap();
+                let after = &ledger.state;
+                if result.is_err() {
+                    prop_assert_eq!(after, &before);
+                }
+                let unversioned = |s: &ChannelState| ChannelState { version: 0, ..s.clone() };
+                let moved = unversioned(after) != unversioned(&before);
+                prop_assert_eq!(after.version, before.version + u64::from(moved));
+                prop_assert_eq!(*channel.version.borrow(), after.version);
+                prop_assert!(after.accepted <= after.deposit);
+                prop_assert!(after.spent.get() + after.reserved.get() <= after.accepted.get());
+                prop_assert!(after.spent >= before.spent && after.units >= before.units);
+                let rest: u128 = ledger.reservations.values()
+                    .map(|h| h.amount.get() - h.committed.get()).sum();
+                prop_assert_eq!(after.reserved.get(), rest);
+            }
+        }
+    }
+}

@@ -102,33 +102,59 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 
     /// Resolves with the channel's state once its `version` is greater than `seen`.
-    fn changed(
-        &self,
-        id: &ChannelId,
-        seen: u64,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+    fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 }
 
 impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
-    fn open(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+    fn open(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).open(id, accepted, deposit)
     }
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
         (**self).load(id)
     }
-    fn accept(&self, id: &ChannelId, cumulative: Amount, deposit: Amount) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+    fn accept(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        deposit: Amount,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).accept(id, cumulative, deposit)
     }
-    fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+    fn reserve(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
         (**self).reserve(id, min, max)
     }
-    fn extend(&self, r: &Reservation, min: Amount, max: Amount) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+    fn extend(
+        &self,
+        r: &Reservation,
+        min: Amount,
+        max: Amount,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
         (**self).extend(r, min, max)
     }
-    fn commit(&self, r: &Reservation, used: Amount, units: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+    fn commit(
+        &self,
+        r: &Reservation,
+        used: Amount,
+        units: u64,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).commit(r, used, units)
     }
-    fn release(&self, r: &Reservation, used: Amount, units: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+    fn release(
+        &self,
+        r: &Reservation,
+        used: Amount,
+        units: u64,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).release(r, used, units)
     }
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {

@@ -1,0 +1,166 @@
+//! Admission: everything between a request arriving and the inner service being called.
+//!
+//! Order (the reference server's, so clients see the same problem types): read the body if
+//! pricing needs it → quote → credential present and decodable → HMAC id → realm →
+//! pinned request fields → `expires` → method verification → reserve the upfront cost.
+//! Every refusal happens before the inner service runs.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{Request, Response, request};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+
+use crate::account::Account;
+use crate::amount::{Amount, Quote};
+use crate::config::Shared;
+use crate::error::{BoxError, PaymentError, PaymentErrorKind};
+use crate::meter::MakeMeter;
+use crate::metering::StreamPolicy;
+use crate::method::{Offer, PaymentMethod, Renewal, Verified, Verify};
+use crate::pricing::Pricing;
+use crate::request_body::RequestBody;
+use crate::respond;
+use crate::scheme::{Credential, Receipt, check_expires};
+use crate::store::{ChannelId, ChannelStore, StoreError, StoreErrorKind};
+
+/// What admission decided.
+pub(crate) enum Admission<ReqB, Mt, St: ChannelStore> {
+    /// Answer with this response; the inner service is not called.
+    Answer(Response<Bytes>),
+    /// Call the inner service; meter the response when `paid`.
+    Serve { request: Request<RequestBody<ReqB>>, paid: Option<Box<Paid<Mt, St>>> },
+}
+
+/// A paid request on its way to the inner service.
+pub(crate) struct Paid<Mt, St: ChannelStore> {
+    pub(crate) meter: Mt,
+    pub(crate) quote: Quote,
+    pub(crate) account: Account<St>,
+    pub(crate) channel: ChannelId,
+    pub(crate) renewal: Renewal,
+    pub(crate) receipt: Receipt,
+    pub(crate) policy: StreamPolicy,
+}
+
+/// Prices the request and lists the offers. `Ok(None)`: not for sale, pass it through.
+pub(crate) fn price<M, St, P, MM>(
+    shared: &Shared<M, St, P, MM>,
+    head: &request::Parts,
+    body: Option<&Bytes>,
+) -> Result<Option<(Quote, Vec<Offer>)>, PaymentError>
+where
+    M: PaymentMethod,
+    P: Pricing,
+{
+    let Some(quote) = shared.pricing.quote(head, body)? else { return Ok(None) };
+    let offers = shared.method.offers(&quote);
+    Ok(Some((quote, offers)))
+}
+
+pub(crate) async fn admit<M, St, P, MM, ReqB>(
+    shared: Arc<Shared<M, St, P, MM>>,
+    head: request::Parts,
+    body: ReqB,
+) -> Admission<ReqB, MM::Meter, St>
+where
+    M: PaymentMethod,
+    St: ChannelStore,
+    P: Pricing,
+    MM: MakeMeter,
+    ReqB: Body + Send + 'static,
+    ReqB::Data: Send,
+    ReqB::Error: Into<BoxError>,
+{
+    let settings = &shared.settings;
+    let (body, read) = if shared.pricing.reads_body(&head) {
+        match Limited::new(body, settings.body_limit).collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                (RequestBody::read(bytes.clone()), Some(bytes))
+            }
+            Err(_) => {
+                let error = PaymentError::new(
+                    PaymentErrorKind::PayloadTooLarge,
+                    "request body is over the limit the layer reads to price it",
+                );
+                return Admission::Answer(respond::refusal(settings, &head, &[], error));
+            }
+        }
+    } else {
+        (RequestBody::untouched(body), None)
+    };
+    let (quote, offers) = match price(&shared, &head, read.as_ref()) {
+        Ok(Some(priced)) => priced,
+        Ok(None) => return Admission::Serve { request: Request::from_parts(head, body), paid: None },
+        Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
+    };
+    let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, &offers, error));
+    let credential = match Credential::from_headers(&head.headers) {
+        Ok(Some(credential)) => credential,
+        Ok(None) => return refuse(PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.")),
+        Err(error) => return refuse(error),
+    };
+    let echoed = match check_challenge(&shared, &credential, &offers) {
+        Ok(echoed) => echoed,
+        Err(error) => return refuse(error),
+    };
+    let verify = Verify { credential: &credential, request: &echoed, head: &head, quote: &quote };
+    let grant = match shared.method.verify(verify, &*shared.store).await {
+        Ok(Verified::Serve(grant)) => grant,
+        Ok(Verified::Respond(receipt)) => return Admission::Answer(respond::management(&receipt)),
+        Err(error) => return refuse(error),
+    };
+    let least = quote.minimum();
+    let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
+    let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
+        Ok(lease) => lease,
+        Err(error) => return refuse(reservation_error(error, least)),
+    };
+    let meter = shared.make_meter.make_meter(&head, &quote);
+    let (channel, renewal, receipt, on_settled) = grant.into_parts();
+    let account = Account::new(shared.store.clone(), lease, on_settled);
+    let paid = Paid { meter, quote, account, channel, renewal, receipt, policy: settings.policy };
+    Admission::Serve { request: Request::from_parts(head, body), paid: Some(Box::new(paid)) }
+}
+
+/// The method-agnostic checks of the echoed challenge; returns its decoded `request`.
+fn check_challenge<M: PaymentMethod, St, P, MM>(
+    shared: &Shared<M, St, P, MM>,
+    credential: &Credential,
+    offers: &[Offer],
+) -> Result<serde_json::Value, PaymentError> {
+    let challenge = &credential.challenge;
+    let invalid = |detail: &'static str| PaymentError::new(PaymentErrorKind::InvalidChallenge, detail);
+    if !shared.settings.signer.verify(challenge) {
+        return Err(invalid("challenge was not issued by this server"));
+    }
+    if challenge.realm != shared.settings.realm {
+        return Err(invalid("challenge was issued for another realm"));
+    }
+    let echoed = challenge.decode_request()?;
+    let offered = offers.iter().any(|offer| {
+        offer.method == challenge.method.as_str()
+            && offer.intent == challenge.intent.as_str()
+            && shared.method.pins(&echoed, &offer.request)
+    });
+    if !offered {
+        return Err(invalid("challenge does not match what this route offers"));
+    }
+    check_expires(challenge.expires.as_deref(), SystemTime::now())?;
+    Ok(echoed)
+}
+
+fn reservation_error(error: StoreError, least: Amount) -> PaymentError {
+    match error.kind() {
+        StoreErrorKind::Insufficient { available } => PaymentError::new(
+            PaymentErrorKind::InsufficientBalance,
+            format!("channel has {available} available, this request needs at least {least}"),
+        ),
+        StoreErrorKind::NotFound => PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not found"),
+        StoreErrorKind::Finalized => PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"),
+        _ => PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable"),
+    }
+}

@@ -1,0 +1,109 @@
+//! [`MeteredBody`]: the response body the layer hands back.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::error::BoxError;
+use crate::meter::Meter;
+use crate::metering::Metering;
+use crate::store::ChannelStore;
+
+pin_project! {
+    /// The response body of a [`PaymentService`](crate::PaymentService): the layer's own
+    /// rejection body, the inner body untouched (free or failed requests), or the inner
+    /// body metered against what the client paid.
+    ///
+    /// A metered body forwards the inner bytes as they are and never forwards a frame (an
+    /// SSE event, for event streams) whose cost exceeds the paid headroom. On a session it
+    /// pauses with a `payment-need-voucher` event until a voucher lands; otherwise it ends
+    /// cleanly (SSE) or with a [`BudgetExhausted`](crate::BudgetExhausted) error. When it
+    /// ends, errs or is dropped it commits exactly what was forwarded and releases the
+    /// rest, once; SSE responses end with a `payment-receipt` event.
+    ///
+    /// See the [crate docs](crate) for an example.
+    pub struct MeteredBody<B, M, St>
+    where
+        St: ChannelStore,
+    {
+        #[pin]
+        kind: Kind<B, M, St>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, M, St>
+    where
+        St: ChannelStore,
+    {
+        Rejection { bytes: Option<Bytes> },
+        Untouched { #[pin] inner: B },
+        Metered { #[pin] inner: B, metering: Box<Metering<M, St>> },
+    }
+}
+
+impl<B, M, St: ChannelStore> MeteredBody<B, M, St> {
+    pub(crate) fn rejection(bytes: Bytes) -> Self {
+        MeteredBody { kind: Kind::Rejection { bytes: (!bytes.is_empty()).then_some(bytes) } }
+    }
+
+    pub(crate) fn untouched(inner: B) -> Self {
+        MeteredBody { kind: Kind::Untouched { inner } }
+    }
+
+    pub(crate) fn metered(inner: B, metering: Metering<M, St>) -> Self {
+        MeteredBody { kind: Kind::Metered { inner, metering: Box::new(metering) } }
+    }
+}
+
+impl<B, M, St> Body for MeteredBody<B, M, St>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    M: Meter,
+    St: ChannelStore,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Rejection { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Untouched { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::Metered { inner, metering } => metering.poll_frame(inner, cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Rejection { bytes } => bytes.is_none(),
+            Kind::Untouched { inner } => inner.is_end_stream(),
+            Kind::Metered { metering, .. } => metering.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Rejection { bytes } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Untouched { inner } => inner.size_hint(),
+            // The layer may add events or stop early: the length is unknown.
+            Kind::Metered { .. } => SizeHint::default(),
+        }
+    }
+}
+
+impl<B, M, St: ChannelStore> fmt::Debug for MeteredBody<B, M, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Rejection { .. } => "rejection",
+            Kind::Untouched { .. } => "untouched",
+            Kind::Metered { .. } => "metered",
+        };
+        f.debug_struct("MeteredBody").field("kind", &kind).finish()
+    }
+}

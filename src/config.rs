@@ -1,0 +1,60 @@
+//! What a layer and its services share: the parts and the settings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metering::StreamPolicy;
+use crate::scheme::ChallengeSigner;
+
+/// Settings of a [`PaymentLayer`](crate::PaymentLayer), set through its builder methods.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) realm: String,
+    pub(crate) signer: ChallengeSigner,
+    pub(crate) challenge_ttl: Duration,
+    pub(crate) body_limit: usize,
+    pub(crate) policy: StreamPolicy,
+}
+
+impl Settings {
+    pub(crate) fn new(realm: String, signer: ChallengeSigner) -> Self {
+        Settings {
+            realm,
+            signer,
+            challenge_ttl: Duration::from_secs(300),
+            body_limit: 1 << 20,
+            policy: StreamPolicy {
+                window_units: 256,
+                pause_deadline: Duration::from_secs(60),
+                keep_alive: Duration::from_secs(15),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("realm", &self.realm)
+            .field("challenge_ttl", &self.challenge_ttl)
+            .field("body_limit", &self.body_limit)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a service needs per request, behind one `Arc` so cloning a service is cheap.
+pub(crate) struct Shared<M, St, P, MM> {
+    pub(crate) method: Arc<M>,
+    pub(crate) store: Arc<St>,
+    pub(crate) pricing: Arc<P>,
+    pub(crate) make_meter: Arc<MM>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl<M, St: fmt::Debug, P, MM> fmt::Debug for Shared<M, St, P, MM> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("store", &self.store).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}

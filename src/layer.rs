@@ -1,0 +1,151 @@
+//! [`PaymentLayer`]: configuration and builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::config::{Settings, Shared};
+use crate::meter::RequestMeter;
+use crate::pricing::Unpriced;
+use crate::scheme::ChallengeSigner;
+use crate::service::PaymentService;
+
+/// Makes the wrapped service payable. See the [crate docs](crate) for an example.
+///
+/// Type parameters: the payment method `M`, the channel store `St`, the pricing `P` and
+/// the meter maker `MM`. Pricing and meter are swapped with the type-changing
+/// [`pricing`](PaymentLayer::pricing) and [`meter`](PaymentLayer::meter) setters; a layer
+/// left without pricing refuses every request with a 500 (it fails closed).
+pub struct PaymentLayer<M, St, P = Unpriced, MM = RequestMeter> {
+    method: Arc<M>,
+    store: Arc<St>,
+    pricing: Arc<P>,
+    make_meter: Arc<MM>,
+    settings: Arc<Settings>,
+}
+
+impl<M, St> PaymentLayer<M, St> {
+    /// A layer for `realm` (the protection space named in challenges, e.g. the API's host)
+    /// that binds challenge ids with an HMAC keyed by `secret`, offers `method` and keeps
+    /// accounts in `store`.
+    ///
+    /// Keep `secret` private and stable across instances: every instance of a service must
+    /// verify the challenges the others issued.
+    pub fn new(method: M, store: St, realm: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
+        PaymentLayer {
+            method: Arc::new(method),
+            store: Arc::new(store),
+            pricing: Arc::new(Unpriced),
+            make_meter: Arc::new(RequestMeter),
+            settings: Arc::new(Settings::new(realm.into(), ChallengeSigner::new(secret))),
+        }
+    }
+}
+
+impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
+    /// Sets how requests are priced (a fixed [`Price`](crate::Price), a
+    /// [`Quote`](crate::Quote), or any [`Pricing`](crate::Pricing)).
+    pub fn pricing<P2>(self, pricing: P2) -> PaymentLayer<M, St, P2, MM> {
+        PaymentLayer {
+            method: self.method,
+            store: self.store,
+            pricing: Arc::new(pricing),
+            make_meter: self.make_meter,
+            settings: self.settings,
+        }
+    }
+
+    /// Sets how responses are metered (default: one unit per request).
+    pub fn meter<MM2>(self, make_meter: MM2) -> PaymentLayer<M, St, P, MM2> {
+        PaymentLayer {
+            method: self.method,
+            store: self.store,
+            pricing: self.pricing,
+            make_meter: Arc::new(make_meter),
+            settings: self.settings,
+        }
+    }
+
+    /// Also accepts challenges bound with `secret`, the key used before a rotation, until
+    /// they expire.
+    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.signer = settings.signer.clone().with_previous(secret);
+        self
+    }
+
+    /// How long a challenge stays valid (default 5 minutes).
+    pub fn challenge_ttl(mut self, ttl: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).challenge_ttl = ttl;
+        self
+    }
+
+    /// The most request body bytes read to price a request (default 1 MiB); a larger body
+    /// is refused with 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.settings).body_limit = bytes;
+        self
+    }
+
+    /// Units of headroom a stream asks for beyond its next frame when it runs out
+    /// (default 256), so a client signs a voucher per window, not per token.
+    pub fn voucher_window(mut self, units: u64) -> Self {
+        Arc::make_mut(&mut self.settings).policy.window_units = units;
+        self
+    }
+
+    /// How long a paused stream waits for a voucher before it ends cleanly (default 60 s).
+    pub fn pause_deadline(mut self, deadline: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).policy.pause_deadline = deadline;
+        self
+    }
+
+    /// How often a paused SSE stream sends a keep-alive comment (default 15 s).
+    pub fn keep_alive(mut self, every: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).policy.keep_alive = every;
+        self
+    }
+
+    /// The store the layer keeps accounts in.
+    pub fn store(&self) -> &Arc<St> {
+        &self.store
+    }
+}
+
+impl<M, St, P, MM> Clone for PaymentLayer<M, St, P, MM> {
+    fn clone(&self) -> Self {
+        PaymentLayer {
+            method: self.method.clone(),
+            store: self.store.clone(),
+            pricing: self.pricing.clone(),
+            make_meter: self.make_meter.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<M, St: fmt::Debug, P, MM> fmt::Debug for PaymentLayer<M, St, P, MM> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentLayer")
+            .field("store", &self.store)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, M, St, P, MM> Layer<S> for PaymentLayer<M, St, P, MM> {
+    type Service = PaymentService<S, M, St, P, MM>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let shared = Shared {
+            method: self.method.clone(),
+            store: self.store.clone(),
+            pricing: self.pricing.clone(),
+            make_meter: self.make_meter.clone(),
+            settings: self.settings.clone(),
+        };
+        PaymentService::new(inner, Arc::new(shared))
+    }
+}

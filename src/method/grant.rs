@@ -1,0 +1,106 @@
+//! [`Grant`]: what a verified payment lets a response draw on.
+
+use std::fmt;
+
+use crate::amount::Amount;
+use crate::scheme::Receipt;
+use crate::store::{ChannelId, ChannelState};
+
+/// What a verified credential funds: the store channel a response draws on, who pays, and
+/// how to ask for more when the headroom runs out.
+///
+/// See the [crate docs](crate) for an example.
+pub struct Grant {
+    channel: ChannelId,
+    payer: Option<String>,
+    renewal: Renewal,
+    receipt: Receipt,
+    on_settled: Option<SettledHook>,
+}
+
+/// The hook a grant runs once its response is settled.
+pub(crate) type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+
+/// How a stream gets more headroom once what was paid for is used up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// A payment channel: an SSE stream emits one `payment-need-voucher` event, pauses,
+    /// and resumes on the same connection when a voucher raises the channel's headroom.
+    Voucher,
+    /// A one-shot payment: the stream ends cleanly when the headroom runs out.
+    Never,
+}
+
+/// What a response finally used, reported once after its last store write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Settled {
+    /// The channel that paid.
+    pub channel: ChannelId,
+    /// What this response used.
+    pub used: Amount,
+    /// Units this response delivered.
+    pub units: u64,
+    /// The channel's state after the final commit (`None` if the store failed).
+    pub state: Option<ChannelState>,
+}
+
+impl Grant {
+    /// A grant drawing on `channel`; `receipt` is the template of the receipts this
+    /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
+    /// timestamp from the store).
+    pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
+        Grant { channel, payer: None, renewal, receipt, on_settled: None }
+    }
+
+    /// Names the payer (an address or DID), for extensions and logs.
+    pub fn payer(mut self, payer: impl Into<String>) -> Self {
+        self.payer = Some(payer.into());
+        self
+    }
+
+    /// A hook run once when the response's usage is final (end, error or client gone),
+    /// after the store commit: x402 `upto` settles the actual amount here. It runs on the
+    /// runtime and must not block or panic.
+    pub fn on_settled(mut self, hook: impl FnOnce(Settled) + Send + 'static) -> Self {
+        self.on_settled = Some(Box::new(hook));
+        self
+    }
+
+    /// The channel the response draws on.
+    pub fn channel(&self) -> &ChannelId {
+        &self.channel
+    }
+
+    /// The payer, when the method named one.
+    pub fn payer_id(&self) -> Option<&str> {
+        self.payer.as_deref()
+    }
+
+    /// How the response gets more headroom.
+    pub fn renewal(&self) -> Renewal {
+        self.renewal
+    }
+
+    /// The receipt template.
+    pub fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+
+    pub(crate) fn into_parts(self) -> (ChannelId, Renewal, Receipt, Option<SettledHook>) {
+        (self.channel, self.renewal, self.receipt, self.on_settled)
+    }
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("channel", &self.channel)
+            .field("payer", &self.payer)
+            .field("renewal", &self.renewal)
+            .field("receipt", &self.receipt)
+            .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}

@@ -1,0 +1,7 @@
+//! [`MemoryStore`] against the shared store conformance suite.
+
+mod common;
+
+use tollgate::store::MemoryStore;
+
+common::store_suite!(MemoryStore::new());
