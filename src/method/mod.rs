@@ -11,6 +11,9 @@
 //! not issue for this route.
 
 mod grant;
+#[cfg(feature = "tempo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
+pub mod tempo;
 
 pub use grant::{Grant, Renewal, Settled};
 

@@ -1,0 +1,2 @@
+//! The Tempo payment method (`method="tempo"`): payment-channel sessions and charges.
+//! (Being written.)
