@@ -376,3 +376,14 @@ async fn readiness_is_passed_through() {
     let ready = <_ as Service<Request<Full<Bytes>>>>::poll_ready(&mut svc, &mut Context::from_waker(waker));
     assert!(ready.is_pending());
 }
+
+#[test]
+fn futures_and_bodies_are_send() {
+    fn assert_send<T: Send>() {}
+    type Inner = tower::util::ServiceFn<
+        fn(Request<tollgate::RequestBody<Full<Bytes>>>) -> std::future::Ready<Result<TestResponse, Infallible>>,
+    >;
+    assert_send::<tollgate::ResponseFuture<Inner, Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore>>();
+    assert_send::<tollgate::MeteredBody<Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore>>();
+    assert_send::<tollgate::PaymentService<Inner, TestMethod, MemoryStore, Price, tollgate::meter::OpenAiTokenMeter>>();
+}

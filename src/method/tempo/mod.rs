@@ -1,2 +1,23 @@
 //! The Tempo payment method (`method="tempo"`): payment-channel sessions and charges.
 //! (Being written.)
+
+pub mod chain;
+mod channel_id;
+mod config;
+mod domain;
+mod escrow;
+mod payload;
+mod session;
+mod signature;
+pub mod tx;
+#[cfg(test)]
+mod vectors;
+mod voucher;
+
+pub use chain::{RpcChain, TempoChain};
+pub use channel_id::ChannelDescriptor;
+pub use config::{CHANNEL_RESERVE, PATH_USD, SessionConfig};
+pub use domain::{SessionProtocol, VoucherDomain};
+pub use session::{SettlementPolicy, TempoSession};
+pub use signature::{SignatureError, SignatureKind, VoucherSignature};
+pub use voucher::verify_voucher;

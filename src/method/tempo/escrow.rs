@@ -1,0 +1,45 @@
+//! The on-chain interfaces the Tempo method speaks: the v1 escrow (the deployed ABI the
+//! reference clients use) and the TIP-20 token calls it checks.
+
+#![allow(missing_docs)]
+
+alloy::sol! {
+    /// The v1 payment-channel escrow ("Tempo Stream Channel"), deployed ABI.
+    interface IStreamChannelEscrow {
+        struct Channel {
+            bool finalized;
+            uint64 closeRequestedAt;
+            address payer;
+            address payee;
+            address token;
+            address authorizedSigner;
+            uint128 deposit;
+            uint128 settled;
+        }
+
+        function open(address payee, address token, uint128 deposit, bytes32 salt, address authorizedSigner) external returns (bytes32 channelId);
+        function settle(bytes32 channelId, uint128 cumulativeAmount, bytes signature) external;
+        function topUp(bytes32 channelId, uint256 additionalDeposit) external;
+        function close(bytes32 channelId, uint128 cumulativeAmount, bytes signature) external;
+        function requestClose(bytes32 channelId) external;
+        function withdraw(bytes32 channelId) external;
+        function getChannel(bytes32 channelId) external view returns (Channel memory);
+
+        event ChannelOpened(bytes32 indexed channelId, address indexed payer, address indexed payee, address token, address authorizedSigner, bytes32 salt, uint256 deposit);
+        event Settled(bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 cumulativeAmount, uint256 deltaPaid, uint256 newSettled);
+        event TopUp(bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 additionalDeposit, uint256 newDeposit);
+        event CloseRequested(bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 closeGraceEnd);
+        event ChannelClosed(bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 settledToPayee, uint256 refundedToPayer);
+    }
+
+    /// The TIP-20 calls an open or a charge may carry.
+    interface ITip20 {
+        function approve(address spender, uint256 amount) external returns (bool);
+        function transfer(address to, uint256 amount) external returns (bool);
+        function transferWithMemo(address to, uint256 amount, bytes32 memo) external;
+        function balanceOf(address owner) external view returns (uint256);
+
+        event Transfer(address indexed from, address indexed to, uint256 amount);
+        event TransferWithMemo(address indexed from, address indexed to, uint256 amount, bytes32 indexed memo);
+    }
+}

@@ -1,0 +1,233 @@
+//! [`TempoSession`]: MPP `tempo` / `session` (payment channels with cumulative vouchers).
+
+mod book;
+mod close;
+mod open;
+mod settle;
+mod top_up;
+mod voucher;
+
+pub use settle::SettlementPolicy;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use serde_json::{Map, Value, json};
+
+use super::chain::{ChainError, ChainErrorKind, OnChainChannel, TempoChain};
+use super::payload::SessionPayload;
+use super::{SessionConfig, VoucherDomain};
+use crate::amount::{Amount, Quote};
+use crate::error::{PaymentError, PaymentErrorKind};
+use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
+use crate::scheme::Receipt;
+use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError, StoreErrorKind};
+use book::{ChannelCache, VoucherBook};
+
+/// The Tempo session method: a client opens a payment channel on chain, then pays with
+/// off-chain cumulative vouchers as it consumes; it tops up without closing and closes to
+/// get the rest back.
+///
+/// Rules follow the reference implementation: channel state comes from the store and the
+/// chain, never from the payload alone; vouchers are monotonic, an equal voucher is an
+/// idempotent retry, a voucher never exceeds the deposit; settlements and closes never
+/// capture more than was delivered.
+#[derive(Debug)]
+pub struct TempoSession<C> {
+    config: SessionConfig,
+    domain: VoucherDomain,
+    chain: C,
+    book: VoucherBook,
+    cache: ChannelCache,
+}
+
+impl<C: TempoChain> TempoSession<C> {
+    /// A session method advertising `config`, talking to the chain through `chain`.
+    pub fn new(config: SessionConfig, chain: C) -> Self {
+        let domain = VoucherDomain::new(config.protocol, config.chain_id, config.escrow);
+        TempoSession {
+            config,
+            domain,
+            chain,
+            book: VoucherBook::default(),
+            cache: ChannelCache::new(Duration::from_secs(5)),
+        }
+    }
+
+    /// The offer's configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// The chain access.
+    pub fn chain(&self) -> &C {
+        &self.chain
+    }
+
+    fn request(&self, quote: &Quote) -> Value {
+        let mut details = Map::new();
+        details.insert("chainId".into(), json!(self.config.chain_id));
+        details.insert("escrowContract".into(), json!(self.config.escrow.to_checksum(None)));
+        details.insert("sessionProtocol".into(), json!(self.config.protocol.as_str()));
+        if let Some(delta) = self.config.min_voucher_delta {
+            details.insert("minVoucherDelta".into(), json!(delta.to_string()));
+        }
+        let mut request = json!({
+            "amount": quote.price.output.unit_price().to_string(),
+            "currency": self.config.currency.to_checksum(None),
+            "methodDetails": details,
+            "recipient": self.config.recipient.to_checksum(None),
+            "unitType": quote.price.unit,
+        });
+        if let Some(deposit) = self.config.suggested_deposit {
+            request["suggestedDeposit"] = json!(deposit.to_string());
+        }
+        request
+    }
+}
+
+impl<C: TempoChain> PaymentMethod for TempoSession<C> {
+    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+        vec![Offer {
+            method: "tempo".into(),
+            intent: "session".into(),
+            request: self.request(quote),
+            description: None,
+        }]
+    }
+
+    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+        let ctx = Context { session: self, verify: &verify, store };
+        match SessionPayload::parse(&verify.credential.payload)? {
+            SessionPayload::Open(open) => ctx.open(open).await,
+            SessionPayload::Voucher(voucher) => ctx.voucher(voucher).await,
+            SessionPayload::TopUp(top_up) => ctx.top_up(top_up).await,
+            SessionPayload::Close(close) => ctx.close(close).await,
+        }
+    }
+}
+
+/// One credential being verified.
+struct Context<'a, C, St> {
+    session: &'a TempoSession<C>,
+    verify: &'a Verify<'a>,
+    store: &'a St,
+}
+
+impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
+    fn config(&self) -> &SessionConfig {
+        &self.session.config
+    }
+
+    /// The price of one unit, as the echoed challenge says.
+    fn unit_price(&self) -> Result<Amount, PaymentError> {
+        self.verify
+            .request
+            .get("amount")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| PaymentError::new(PaymentErrorKind::InvalidChallenge, "challenge has no amount"))
+    }
+
+    fn receipt(&self, channel: B256, state: &ChannelState, tx: Option<B256>) -> Receipt {
+        let id = format!("{channel:#x}");
+        let mut receipt = Receipt::new("tempo", id.clone());
+        receipt.intent = Some("session".into());
+        receipt.challenge_id = Some(self.verify.credential.challenge.id.clone());
+        receipt.channel_id = Some(id);
+        receipt.accepted_cumulative = Some(state.accepted);
+        receipt.spent = Some(state.spent);
+        receipt.units = Some(state.units);
+        receipt.tx_hash = tx.map(|h| format!("{h:#x}"));
+        receipt
+    }
+
+    /// Answers a management request with a receipt, or serves a content request.
+    fn outcome(&self, channel: B256, state: &ChannelState, tx: Option<B256>) -> Verified {
+        let receipt = self.receipt(channel, state, tx);
+        if is_management_request(self.verify.head) {
+            return Verified::Respond(receipt);
+        }
+        let grant = Grant::new(store_id(channel), Renewal::Voucher, receipt);
+        match self.verify.credential.source.as_deref() {
+            Some(source) => Verified::Serve(grant.payer(source)),
+            None => Verified::Serve(grant),
+        }
+    }
+
+    /// The credential's `source` must be the channel's payer or signer when present.
+    fn check_source(&self, channel: &OnChainChannel) -> Result<(), PaymentError> {
+        let Some((chain_id, address)) = self.verify.credential.source_address() else {
+            return match self.verify.credential.source {
+                Some(_) => {
+                    Err(PaymentError::new(PaymentErrorKind::InvalidPayload, "source is not a did:pkh:eip155 address"))
+                }
+                None => Ok(()),
+            };
+        };
+        let address: Address =
+            address.parse().map_err(|_| PaymentError::new(PaymentErrorKind::InvalidPayload, "bad source address"))?;
+        if chain_id != self.config().chain_id || (address != channel.payer && address != channel.signer()) {
+            return Err(PaymentError::new(PaymentErrorKind::SignerMismatch, "source cannot spend from this channel"));
+        }
+        Ok(())
+    }
+
+    /// A descriptor must hash to the channel id and name our payee and token (§4.4).
+    fn check_descriptor(&self, descriptor: &super::ChannelDescriptor, channel: B256) -> Result<(), PaymentError> {
+        let config = self.config();
+        if descriptor.channel_id(config.protocol, config.escrow, config.chain_id) != channel {
+            return Err(PaymentError::new(PaymentErrorKind::VerificationFailed, "descriptor does not match channelId"));
+        }
+        if descriptor.payee != config.recipient || descriptor.token != config.currency {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                "descriptor names another payee or token",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn on_chain(&self, id: B256, fresh: bool) -> Result<OnChainChannel, PaymentError> {
+        let escrow = self.config().escrow;
+        let read = if fresh {
+            self.session.cache.refresh(&self.session.chain, escrow, id).await
+        } else {
+            self.session.cache.get(&self.session.chain, escrow, id).await
+        };
+        let channel = read.map_err(chain_error)?;
+        if !channel.exists() {
+            return Err(PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not funded on chain"));
+        }
+        if channel.finalized || channel.close_requested_at != 0 {
+            return Err(PaymentError::new(
+                PaymentErrorKind::ChannelFinalized,
+                "channel is closed or a close is pending",
+            ));
+        }
+        Ok(channel)
+    }
+}
+
+/// The store key of an on-chain channel id.
+pub(crate) fn store_id(channel: B256) -> ChannelId {
+    ChannelId::new(format!("{channel:#x}"))
+}
+
+pub(crate) fn chain_error(e: ChainError) -> PaymentError {
+    match e.kind() {
+        ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
+        _ => PaymentError::new(PaymentErrorKind::VerificationFailed, format!("chain refused: {e}")),
+    }
+}
+
+pub(crate) fn store_error(e: StoreError) -> PaymentError {
+    match e.kind() {
+        StoreErrorKind::NotFound => PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not found"),
+        StoreErrorKind::Finalized => PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"),
+        StoreErrorKind::Invalid => {
+            PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "amount exceeds the deposit")
+        }
+        _ => PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable"),
+    }
+}

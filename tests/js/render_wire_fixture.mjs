@@ -1,0 +1,303 @@
+#!/usr/bin/env node
+// Renders the server-side wire capture of tests/js/reference_v1_server.mjs (WIRE_LOG) into a
+// Markdown fixture that shows the exact bytes of every kind of v1 session exchange.
+//   node tests/js/render_wire_fixture.mjs <server-wire.jsonl> <client-stdout.jsonl> > fixtures/reference_v1_wire.md
+import { readFileSync } from 'node:fs';
+import { decodeFunctionData, parseAbi } from 'viem';
+import { Transaction } from 'viem/tempo';
+import { SessionLegacy } from 'mppx/tempo';
+
+const [serverLog, clientOut] = process.argv.slice(2);
+if (!serverLog) {
+  console.error('usage: render_wire_fixture.mjs <server-wire.jsonl> [client-stdout.jsonl]');
+  process.exit(2);
+}
+const lines = (f) =>
+  readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+const records = lines(serverLog);
+const done = clientOut ? lines(clientOut).filter((r) => r.kind === 'done') : [];
+const pkg = (name) => JSON.parse(readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url))).version;
+
+// ---------------------------------------------------------------- group records into exchanges
+const ex = new Map();
+for (const r of records) {
+  if (!ex.has(r.id)) ex.set(r.id, { id: r.id, chunks: [], bodyBytes: 0 });
+  const e = ex.get(r.id);
+  if (r.dir === 'request') e.reqHead = r.head;
+  else if (r.dir === 'request-body') e.bodyBytes = r.bytes;
+  else if (r.dir === 'response') e.resHead = r.head;
+  else if (r.dir === 'response-chunk') e.chunks.push({ t: r.t, text: r.text });
+  else if (r.dir === 'response-end') e.ended = r.t;
+}
+const b64json = (s) => JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
+const headerOf = (head, name) => {
+  const m = head?.match(new RegExp(`^${name}: (.*)$`, 'mi'));
+  return m ? m[1].replace(/\r$/, '') : undefined;
+};
+for (const e of ex.values()) {
+  e.method = e.reqHead?.split(' ')[0];
+  e.status = Number(e.resHead?.split(' ')[1]);
+  const auth = headerOf(e.reqHead, 'authorization');
+  e.credential = auth?.startsWith('Payment ') ? b64json(auth.slice(8)) : undefined;
+  e.action = e.credential?.payload?.action ?? (e.status === 402 ? 'unpaid' : 'none');
+  const receipt = headerOf(e.resHead, 'payment-receipt');
+  e.receipt = receipt ? b64json(receipt) : undefined;
+  e.body = e.chunks.map((c) => c.text).join('');
+}
+const all = [...ex.values()].sort((a, b) => a.id - b.id);
+const first = (pred) => all.find(pred);
+
+// ---------------------------------------------------------------- helpers
+const escrowAbi = SessionLegacy.Session.Chain.escrowAbi;
+const tip20 = parseAbi(['function approve(address spender, uint256 amount) returns (bool)']);
+const json = (v) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x), 2);
+const fence = (s, lang = '') => `\`\`\`${lang}\n${s.replace(/\n$/, '')}\n\`\`\``;
+const shortAuth = (head, note = 'base64url of the credential JSON below') =>
+  head.replace(/^(authorization: Payment )(\S{60})\S+$/im, (_m, p, s) => `${p}${s}…(${note})`);
+const head = (h) => fence(h.replace(/\r\n/g, '\n').replace(/\n$/, ''), 'http');
+
+function decodeTx(hex) {
+  const tx = Transaction.deserialize(hex);
+  const calls = (tx.calls ?? []).map((c) => {
+    for (const abi of [escrowAbi, tip20]) {
+      try {
+        const d = decodeFunctionData({ abi, data: c.data });
+        return { to: c.to, fn: d.functionName, args: d.args };
+      } catch {}
+    }
+    return { to: c.to, data: c.data };
+  });
+  return {
+    type: tx.type,
+    chainId: tx.chainId,
+    from: tx.from,
+    nonceKey: tx.nonceKey,
+    nonce: tx.nonce,
+    validAfter: tx.validAfter,
+    validBefore: tx.validBefore,
+    feeToken: tx.feeToken,
+    gas: tx.gas,
+    maxFeePerGas: tx.maxFeePerGas,
+    maxPriorityFeePerGas: tx.maxPriorityFeePerGas,
+    calls,
+    serializedBytes: (hex.length - 2) / 2,
+  };
+}
+function credentialSection(e) {
+  const c = structuredClone(e.credential);
+  let out = fence(json(c), 'json');
+  if (c.payload?.transaction) out += `\n\nThe \`transaction\` (${c.payload.transaction.slice(0, 4)}…) decodes to:\n\n${fence(json(decodeTx(c.payload.transaction)), 'json')}`;
+  return out;
+}
+function receiptSection(e) {
+  if (!e.receipt) return '_no `payment-receipt` header_';
+  return `\`payment-receipt\` decodes (base64url, no padding) to:\n\n${fence(json(e.receipt), 'json')}`;
+}
+const visible = (s) => s.replace(/\n/g, '\\n\n');
+
+// ---------------------------------------------------------------- document
+const challenge = first((e) => e.action === 'unpaid');
+const open = first((e) => e.action === 'open' && e.method === 'GET') ?? first((e) => e.action === 'open');
+const vouchers = all.filter((e) => e.action === 'voucher');
+const topUp = first((e) => e.action === 'topUp');
+const close = first((e) => e.action === 'close');
+const postOpen = first((e) => e.action === 'open' && e.method === 'POST');
+
+const md = [];
+md.push(`# Reference v1 session wire capture (mppx ${pkg('mppx-v1-server')} server ↔ mppx ${pkg('mppx')} \`sessionLegacy\` client)
+
+Generated by \`tests/js/validate_harness.sh --update-fixture\` (do not edit by hand). Server:
+\`tests/js/reference_v1_server.mjs\` (the real \`mppx@0.6.31\` \`tempo.session({ sse: true })\` server, npm alias
+\`mppx-v1-server\`). Client: \`tests/js/mppx_session_client.mjs\` (\`mppx@0.11.0\` \`sessionLegacyManager\`).
+Chain: \`anvil ${'1.7.1'} --network tempo --chain-id 42431\` with \`contracts/src/StreamChannelEscrow.sol\` placed at
+mppx's Moderato default escrow \`0xe1c4d3dce17bc111181ddf716f75bae49e61a336\` via \`anvil_setCode\`;
+currency pathUSD \`0x20c0000000000000000000000000000000000000\`; viem ${pkg('viem')}.
+
+Request and response heads are the exact bytes on the socket as seen by the Node server
+(\`req.rawHeaders\`, \`res._header\`); long \`Authorization\` values are shortened and decoded below them.
+Header-name case comes from Node/undici and is irrelevant (HTTP header names are case-insensitive).
+Channel ids, salts, signatures, challenge ids and timestamps change on every run.
+`);
+if (done.length) md.push(`Client summaries (\`{"kind":"done"}\` lines) of the runs captured here:\n\n${fence(done.map((d) => JSON.stringify(d)).join('\n'), 'json')}\n`);
+
+md.push(`## 1. Unpaid request → 402 challenge
+
+${head(challenge.reqHead)}
+
+${head(challenge.resHead)}
+
+Body (exact):
+
+${fence(challenge.body, 'json')}
+
+The \`request\` auth-param is base64url (no padding) of this JCS JSON (exact bytes):
+
+${fence(Buffer.from(headerOf(challenge.resHead, 'www-authenticate').match(/request="([^"]+)"/)[1], 'base64url').toString('utf8'), 'json')}
+
+Notes: amounts are strings in base units (6 decimals); \`amount\` is the price per unit (per SSE chunk here);
+\`chainId\` is a number; mppx 0.6.31 emits **no** \`sessionProtocol\` key (the 0.11 legacy client accepts it absent or
+\`"v1"\`; tollgate should emit \`"v1"\` only if it wants to exclude v2 clients, absent is the widest-compatible choice);
+\`expires\` is \`Date.toISOString()\` (+5 min). The unpaid SSE request carries \`Accept-Payment: tempo/session\` and
+\`accept: text/event-stream\`.
+`);
+
+md.push(`## 2. Open credential on the streaming request (${open.method}) → 200 SSE
+
+${head(shortAuth(open.reqHead))}
+
+Credential (decoded \`Authorization: Payment <base64url JSON>\`):
+
+${credentialSection(open)}
+
+Response head (note: **no** \`payment-receipt\` header on the metered SSE response; the receipt comes as the final
+\`payment-receipt\` event):
+
+${head(open.resHead)}
+
+The first chunks of the response body, one \`res.write\` each, exact bytes with \`\\n\` made visible
+(${open.chunks.length} writes in total). Events are separated by a blank line; each \`event:\`/\`data:\` prefix has exactly one space:
+
+${fence(open.chunks.slice(0, 6).map((c) => visible(c.text)).join(''))}
+
+…and the last writes:
+
+${fence(open.chunks.slice(-3).map((c) => visible(c.text)).join(''))}
+
+Timeline: the open credential prepaid one unit (the 0.6.31 server charges one unit on an \`open\` that arrives on a
+content request and marks it prepaid, so chunk 1 is free of further charge). Before each later chunk the server
+reserves one unit; when \`acceptedCumulative - spent\` cannot cover it, it writes ONE \`payment-need-voucher\`
+event with \`requiredCumulative = spent + reserved + amount\` and pauses until a voucher raises
+\`acceptedCumulative\`, then writes the chunk on the same connection.
+`);
+
+const v0 = vouchers[0];
+md.push(`## 3. Voucher (answer to \`payment-need-voucher\`): bodiless POST → 204
+
+${head(shortAuth(v0.reqHead))}
+
+Credential:
+
+${credentialSection(v0)}
+
+${head(v0.resHead)}
+
+${receiptSection(v0)}
+
+All ${vouchers.length} voucher exchanges of the first stream:
+
+| # | cumulativeAmount | status | receipt.acceptedCumulative | receipt.spent | receipt.units |
+|---|---|---|---|---|---|
+${vouchers
+  .filter((e) => !postOpen || e.id < postOpen.id)
+  .map((e, i) => `| ${i + 1} | ${e.credential.payload.cumulativeAmount} | ${e.status} | ${e.receipt?.acceptedCumulative} | ${e.receipt?.spent} | ${e.receipt?.units} |`)
+  .join('\n')}
+
+The POST has no body, no \`content-type\`, no query string, and carries \`accept: text/event-stream\`: that makes it a
+**management** request (the 0.6.31 gate answers a voucher on an SSE-negotiation request, or on any bodiless
+POST, with 204 and never runs the handler or charges). The receipt's \`spent\` lags behind because the stream commits a
+unit only just before it writes the chunk.
+`);
+
+if (topUp)
+  md.push(`## 4. Top-up: bodiless POST → 204
+
+The mppx 0.11 legacy client builds the \`topUp\` credential but not the transaction; the harness builds a Tempo
+transaction with calls \`[token.approve(escrow, amount), escrow.topUp(channelId, amount)]\`, fee token = currency,
+sequential nonce (anvil quirk 2), and sends it unbroadcast in the credential; the server broadcasts it.
+
+${head(shortAuth(topUp.reqHead))}
+
+Credential:
+
+${credentialSection(topUp)}
+
+${head(topUp.resHead)}
+
+${receiptSection(topUp)}
+
+Note: the 0.6.31 topUp receipt carries **no** \`txHash\` (the open and close ones do).
+`);
+
+if (close)
+  md.push(`## 5. Close: bodiless POST → 204
+
+\`manager.close()\` signs a voucher for \`max(spent, acceptedCumulative)\` from the last \`payment-receipt\` and posts it
+as \`action: "close"\`. The server checks it, sends \`escrow.close(channelId, cumulativeAmount, signature)\` from the payee
+account, waits for the receipt and answers 204.
+
+${head(shortAuth(close.reqHead))}
+
+Credential:
+
+${credentialSection(close)}
+
+${head(close.resHead)}
+
+${receiptSection(close)}
+`);
+
+if (postOpen) {
+  md.push(`## 6. Streaming request as POST with a JSON body (second run, new payer)
+
+A POST with a body is a **content** request; with an \`open\` credential it behaves exactly like the GET above in 0.6.31
+(one unit charged up front, then one need-voucher per chunk).
+
+${head(shortAuth(postOpen.reqHead, 'base64url credential JSON, an open like in section 2'))}
+
+(request body: ${postOpen.bodyBytes} bytes)
+
+${head(postOpen.resHead)}
+
+First writes:
+
+${fence(postOpen.chunks.slice(0, 4).map((c) => visible(c.text)).join(''))}
+`);
+}
+
+md.push(`## 7. Classification summary (mppx 0.6.31 server)
+
+| request | credential | classified as | response |
+|---|---|---|---|
+| any | none (or invalid) | — | 402 + \`WWW-Authenticate: Payment …\` + \`cache-control: no-store\`, \`application/problem+json\` body |
+| GET (any non-POST, non-HEAD method) | open / voucher | content | handler runs; here 200 SSE, 1 unit charged up front and marked prepaid, no receipt header, final \`payment-receipt\` event |
+| POST with a body (content-length ≠ 0 or transfer-encoding) or with a query string | open / voucher | content | same as above |
+| POST without body and without query string (\`content-length: 0\` counts as no body), or HEAD | open / voucher | management | 204 + \`cache-control: private\` + \`payment-receipt\` |
+| any request with \`accept: text/event-stream\` (SSE session enabled) | voucher | management (SSE negotiation; no charge) | 204 + \`payment-receipt\` (so a *GET* voucher that asks for SSE gets 204, not a stream; from the 0.6.31 source, not exercised here) |
+| any | topUp / close | management (always) | 204 + \`payment-receipt\` (close's has \`txHash\`) |
+
+Credential failures (bad signature, unknown channel, amount above deposit, …) answer 402 with a fresh challenge
+and a problem+json body naming the error (mppx \`Errors.ts\`); not exercised in this capture.
+`);
+
+md.push(`## 8. What a server must emit for the mppx 0.11 \`sessionLegacy\` client (checked against the code of both versions)
+
+* **402**: \`WWW-Authenticate: Payment id="…", realm="…", method="tempo", intent="session", request="<b64url JCS>", expires="<RFC 3339>"\`,
+  \`cache-control: no-store\`, problem+json body. \`methodDetails.escrowContract\` must equal the client's trusted escrow
+  (mppx default for the chain, or the harness's \`ESCROW\`); \`sessionProtocol\` absent or \`"v1"\` (a \`"v2"\` challenge
+  is not handled by the legacy client).
+* **SSE response**: \`content-type: text/event-stream; charset=utf-8\`, \`cache-control: no-cache, no-transform\`.
+  Events are \`event: <name>\\n\` + one \`data: <line>\\n\` per line + \`\\n\`, **LF only**: the client splits the stream
+  on \`"\\n\\n"\` and matches the literal prefixes \`event: \` / \`data: \`, so CRLF framing is never split into events.
+* **payment-need-voucher** data: JSON with string fields \`channelId\`, \`requiredCumulative\`, \`acceptedCumulative\`,
+  \`deposit\` (all four required, else the client silently ignores the event and the stream stalls). The client answers
+  with a voucher for \`max(local cumulative, requiredCumulative)\` (refusing anything above its \`maxDeposit\`) on a
+  bodiless \`POST <same URL>\` with \`Accept: text/event-stream\`; it needs a 2xx (the receipt header is ignored) and
+  throws out of the stream on anything else (no 402 retry in the legacy SSE path).
+* **payment-receipt** data: the session receipt \`{method:"tempo", intent:"session", status:"success", timestamp,
+  reference (= channelId), challengeId, channelId, acceptedCumulative, spent, units?(number), txHash?}\`, all other
+  values strings. The client's close amount is \`max(spent, acceptedCumulative)\` from the last such receipt (if no
+  receipt ever arrived it closes at 0, which a server that has charged anything must refuse).
+* **Management 204s** (voucher on a bodiless POST, topUp, close): \`cache-control: private\` and
+  \`payment-receipt: <b64url JSON receipt>\`; the close receipt must carry \`txHash\` (the harness checks it on chain).
+* **open** arrives on the content request: a signed 0x76 transaction (calls \`[approve(escrow, deposit), open(...)]\`,
+  \`nonceKey = 2^256-1\`, \`validBefore = now + 25 s\`, \`feeToken = currency\`) that the server must broadcast before
+  \`validBefore\`, plus the first voucher (\`cumulativeAmount = amount\`). The 0.6.31 server charges that first unit
+  at once, so the first chunk needs no further voucher.
+* **topUp** (built by the harness): a 0x76 transaction with calls \`[approve(escrow, n), topUp(channelId, n)]\` and a
+  sequential nonce, \`additionalDeposit = n\`; the server broadcasts it and checks that the deposit grew by \`n\`.
+`);
+
+process.stdout.write(`${md.join('\n')}`);

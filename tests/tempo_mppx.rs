@@ -1,0 +1,147 @@
+//! Interop, the proof: the real mppx 0.11 `sessionLegacy` client (node) pays a metered SSE
+//! stream served through `PaymentLayer` + `TempoSession` (v1 escrow) on a local Tempo chain:
+//! 402 → open on chain → the stream runs out of headroom → vouchers on bodiless POSTs →
+//! the stream resumes → payment-receipt → top-up → close, with on-chain balances checked.
+
+#![cfg(feature = "tempo")]
+
+mod chain;
+mod tempo_support;
+
+use std::time::Duration;
+
+use alloy::node_bindings::AnvilInstance;
+use alloy::primitives::{Address, address};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
+use serde_json::Value;
+use tollgate::meter::EventMeter;
+use tollgate::method::tempo::{PATH_USD, RpcChain, SessionConfig, TempoSession};
+use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::{Amount, PaymentLayer, Price, Rate};
+
+const CHAIN_ID: u64 = 4242;
+const ESCROW: Address = address!("00000000000000000000000000000000e5c70001");
+const SECRET: &str = "tempo-interop-secret-of-at-least-32-bytes";
+const PRICE: u128 = 1_000;
+const TOKENS: usize = 20;
+
+alloy::sol! {
+    function balanceOf(address owner) external view returns (uint256);
+    function getChannel(bytes32 channelId) external view returns (bool, uint64, address, address, address, address, uint128, uint128);
+}
+
+/// Places our v1 escrow (no constructor, no immutables) at `ESCROW`.
+async fn install_escrow(anvil: &AnvilInstance) {
+    let artifact: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/artifacts/StreamChannelEscrow.json")).unwrap())
+            .unwrap();
+    let code = artifact["deployedBytecode"]["object"].as_str().unwrap().to_owned();
+    let code = if code.starts_with("0x") { code } else { format!("0x{code}") };
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let _: Value = provider.raw_request("anvil_setCode".into(), (ESCROW, code)).await.unwrap();
+}
+
+async fn balance(anvil: &AnvilInstance, owner: Address) -> u128 {
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let call = TransactionRequest::default().to(PATH_USD).input(balanceOfCall { owner }.abi_encode().into());
+    let out = provider.call(call).await.unwrap();
+    balanceOfCall::abi_decode_returns(&out).unwrap().to::<u128>()
+}
+
+async fn channel_on_chain(anvil: &AnvilInstance, id: alloy::primitives::B256) -> getChannelReturn {
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let call = TransactionRequest::default().to(ESCROW).input(getChannelCall { channelId: id }.abi_encode().into());
+    getChannelCall::abi_decode_returns(&provider.call(call).await.unwrap()).unwrap()
+}
+
+struct Run {
+    lines: Vec<Value>,
+}
+
+impl Run {
+    fn of(&self, kind: &str) -> impl Iterator<Item = &Value> {
+        self.lines.iter().filter(move |l| l["kind"] == kind)
+    }
+    fn events(&self, name: &str) -> Vec<&Value> {
+        self.of("event").filter(|l| l["event"] == name).collect()
+    }
+}
+
+async fn run_mppx(url: &str, anvil: &AnvilInstance, payer_key: &str, extra: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/mppx_session_client.mjs"))
+        .env("URL", url)
+        .env("RPC_URL", anvil.endpoint())
+        .env("PRIVATE_KEY", payer_key)
+        .env("CHAIN_ID", CHAIN_ID.to_string())
+        .env("ESCROW", ESCROW.to_checksum(None))
+        .env("TIMEOUT_MS", "90000")
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output()).await.expect("mppx client finished").unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "mppx client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    Run { lines: stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect() }
+}
+
+fn key_hex(anvil: &AnvilInstance, n: usize) -> String {
+    format!("0x{}", alloy::hex::encode(anvil.nth_key(n).unwrap().to_bytes()))
+}
+
+async fn paid_server(anvil: &AnvilInstance, store: MemoryStore, window: u64) -> (tempo_support::Server, Address) {
+    let payee = chain::dev_signer(anvil, 1);
+    let recipient = payee.address();
+    let rpc = RpcChain::new(&anvil.endpoint(), payee).unwrap();
+    let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, recipient).suggested_deposit(Amount::new(100_000));
+    let layer = PaymentLayer::new(TempoSession::new(config, rpc), store, "127.0.0.1", SECRET)
+        .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
+        .meter(EventMeter::default())
+        .voucher_window(window);
+    (tempo_support::serve(layer, TOKENS, Duration::from_millis(2)).await, recipient)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppx_v1_client_streams_pays_vouchers_tops_up_and_closes_exactly() {
+    let anvil = chain::spawn_anvil_tempo(CHAIN_ID).await;
+    install_escrow(&anvil).await;
+    let store = MemoryStore::new();
+    let (server, payee) = paid_server(&anvil, store.clone(), 0).await;
+    let payer = chain::dev_signer(&anvil, 2).address();
+    let (payee_before, payer_before) = (balance(&anvil, payee).await, balance(&anvil, payer).await);
+
+    let run = run_mppx(&server.url("/v1/stream"), &anvil, &key_hex(&anvil, 2), &[("MAX_DEPOSIT", "1")]).await;
+
+    let messages: Vec<_> = run.events("message").iter().map(|e| e["data"].as_str().unwrap().to_owned()).collect();
+    let expected: Vec<_> = (0..TOKENS).map(|i| format!("tok{i}")).chain(["[DONE]".to_owned()]).collect();
+    assert_eq!(messages, expected, "every token arrived once, in order");
+    let needs = run.events("payment-need-voucher");
+    assert_eq!(needs.len(), TOKENS - 1, "window 0: one voucher per token after the open");
+    let receipt = &run.events("payment-receipt")[0]["data"];
+    assert_eq!(receipt["spent"], (PRICE * TOKENS as u128).to_string());
+    let done = run.of("done").next().expect("a done line");
+    let channel_id: alloy::primitives::B256 = done["channelId"].as_str().unwrap().parse().unwrap();
+
+    let state = store.load(&ChannelId::new(format!("{channel_id:#x}"))).await.unwrap().unwrap();
+    assert!(state.finalized);
+    assert_eq!(state.spent, Amount::new(PRICE * TOKENS as u128));
+    assert_eq!(state.reserved, Amount::ZERO);
+    let on_chain = channel_on_chain(&anvil, channel_id).await;
+    assert!(on_chain._0, "finalized on chain");
+    let delivered = PRICE * TOKENS as u128;
+    assert_eq!(on_chain._7, delivered, "the escrow settled exactly what was delivered");
+    let deposit = on_chain._6;
+    assert_eq!(deposit, 100_000 + 250_000, "suggested deposit plus the harness top-up");
+    // The escrow holds nothing for this channel any more: the payee got what was delivered and
+    // the payer the rest (the payer's own transactions also pay fees in pathUSD).
+    let payee_gain = balance(&anvil, payee).await as i128 - payee_before as i128;
+    let payer_loss = payer_before as i128 - balance(&anvil, payer).await as i128;
+    assert_eq!(payee_gain, delivered as i128, "the payee got exactly what was delivered");
+    // The payer paid what it received plus its own transactions' fees (paid in pathUSD).
+    assert!(payer_loss >= delivered as i128 && payer_loss < delivered as i128 + 50_000, "payer loss {payer_loss}");
+    assert_eq!(balance(&anvil, ESCROW).await, 0, "nothing left in escrow");
+}
