@@ -112,6 +112,11 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     pub fn store(&self) -> &Arc<St> {
         &self.store
     }
+
+    /// The payment method (to run its settlement, for instance).
+    pub fn method(&self) -> &Arc<M> {
+        &self.method
+    }
 }
 
 impl<M, St, P, MM> Clone for PaymentLayer<M, St, P, MM> {

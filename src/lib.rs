@@ -103,6 +103,9 @@ mod account;
 mod admission;
 pub mod amount;
 mod body;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod config;
 mod error;
 mod future;

@@ -11,50 +11,18 @@ mod tempo_support;
 use std::time::Duration;
 
 use alloy::node_bindings::AnvilInstance;
-use alloy::primitives::{Address, address};
-use alloy::providers::{Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
-use alloy::sol_types::SolCall;
+use alloy::primitives::Address;
 use serde_json::Value;
+use tempo_support::onchain::{ESCROW, balance, channel as channel_on_chain, install_escrow};
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, RpcChain, SessionConfig, TempoSession};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 
 const CHAIN_ID: u64 = 4242;
-const ESCROW: Address = address!("00000000000000000000000000000000e5c70001");
 const SECRET: &str = "tempo-interop-secret-of-at-least-32-bytes";
 const PRICE: u128 = 1_000;
 const TOKENS: usize = 20;
-
-alloy::sol! {
-    function balanceOf(address owner) external view returns (uint256);
-    function getChannel(bytes32 channelId) external view returns (bool, uint64, address, address, address, address, uint128, uint128);
-}
-
-/// Places our v1 escrow (no constructor, no immutables) at `ESCROW`.
-async fn install_escrow(anvil: &AnvilInstance) {
-    let artifact: Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/artifacts/StreamChannelEscrow.json")).unwrap())
-            .unwrap();
-    let code = artifact["deployedBytecode"]["object"].as_str().unwrap().to_owned();
-    let code = if code.starts_with("0x") { code } else { format!("0x{code}") };
-    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-    let _: Value = provider.raw_request("anvil_setCode".into(), (ESCROW, code)).await.unwrap();
-}
-
-async fn balance(anvil: &AnvilInstance, owner: Address) -> u128 {
-    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-    let call = TransactionRequest::default().to(PATH_USD).input(balanceOfCall { owner }.abi_encode().into());
-    let out = provider.call(call).await.unwrap();
-    balanceOfCall::abi_decode_returns(&out).unwrap().to::<u128>()
-}
-
-async fn channel_on_chain(anvil: &AnvilInstance, id: alloy::primitives::B256) -> getChannelReturn {
-    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
-    let call = TransactionRequest::default().to(ESCROW).input(getChannelCall { channelId: id }.abi_encode().into());
-    getChannelCall::abi_decode_returns(&provider.call(call).await.unwrap()).unwrap()
-}
 
 struct Run {
     lines: Vec<Value>,
@@ -83,7 +51,8 @@ async fn run_mppx(url: &str, anvil: &AnvilInstance, payer_key: &str, extra: &[(&
     for (k, v) in extra {
         command.env(k, v);
     }
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output()).await.expect("mppx client finished").unwrap();
+    let output =
+        tokio::time::timeout(Duration::from_secs(120), command.output()).await.expect("mppx client finished").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "mppx client failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     Run { lines: stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect() }

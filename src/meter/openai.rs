@@ -84,9 +84,13 @@ impl OpenAiTokenMeter {
         if data == b"[DONE]" {
             return;
         }
-        let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) else {
-            return;
-        };
+        if let Some(chunk) = read_chunk(data) {
+            self.add(chunk);
+        }
+    }
+
+    /// Adds one chunk's usage, and remembers what the cutoff chunk repeats.
+    fn add(&mut self, chunk: Chunk<'_>) {
         remember(&mut self.id, chunk.id.0.as_deref());
         remember(&mut self.model, chunk.model.0.as_deref());
         self.created = chunk.created.0.unwrap_or(self.created);
@@ -97,6 +101,12 @@ impl OpenAiTokenMeter {
             None => self.estimate = self.estimate.saturating_add(estimate_tokens(chunk.choices.text_bytes)),
         }
     }
+}
+
+/// A streamed chunk: read by the fast reader when it knows the shape, by serde otherwise
+/// (the same result either way); `None` when neither reads it (not a JSON object).
+fn read_chunk(data: &[u8]) -> Option<Chunk<'_>> {
+    scan::scan(data).or_else(|| serde_json::from_slice(data).ok())
 }
 
 /// Keeps `value` in `slot`, reusing its allocation.
@@ -201,6 +211,9 @@ impl fmt::Debug for OpenAiTokenMeter {
             .finish_non_exhaustive()
     }
 }
+
+#[path = "openai_scan.rs"]
+mod scan;
 
 #[cfg(test)]
 #[path = "openai_tests.rs"]

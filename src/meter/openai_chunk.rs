@@ -15,7 +15,10 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use crate::amount::Usage;
 
 /// A `chat.completion.chunk`, a whole `chat.completion`, or an `{"error": ...}` frame.
-#[derive(Default, Deserialize)]
+///
+/// Streamed chunks of the usual shapes are read by the meter's faster reader
+/// (`openai_scan.rs`) into this same type; serde reads the rest.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(super) struct Chunk<'a> {
     #[serde(borrow)]
@@ -29,11 +32,11 @@ pub(super) struct Chunk<'a> {
 }
 
 /// The `usage` object.
-#[derive(Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(super) struct UsageFields {
-    prompt_tokens: Number,
-    completion_tokens: Number,
+    pub(super) prompt_tokens: Number,
+    pub(super) completion_tokens: Number,
 }
 
 impl UsageFields {
@@ -46,7 +49,7 @@ impl UsageFields {
 
 /// What the meter needs from `choices`: the text bytes of every delta, and which choice
 /// indexes appeared (bit `i` for index `i`; indexes of 128 and up are not kept).
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Choices {
     pub(super) text_bytes: u64,
     pub(super) indexes: u128,
@@ -84,11 +87,11 @@ struct Function {
 }
 
 /// A string kept by the meter: borrowed unless it has escapes; anything else reads as `None`.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Str<'a>(pub(super) Option<Cow<'a, str>>);
 
 /// A non-negative integer; anything else reads as `None`.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Number(pub(super) Option<u64>);
 
 /// The UTF-8 length of a string; anything else reads as zero.

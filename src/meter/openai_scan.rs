@@ -19,7 +19,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use super::openai_chunk::{Chunk, Choices, Number, Str, UsageFields};
+use crate::meter::openai_chunk::{Choices, Chunk, Number, Str, UsageFields};
 
 /// How deep a skipped value may nest.
 const SKIP_DEPTH: u8 = 16;
@@ -55,7 +55,12 @@ pub(super) fn scan(data: &[u8]) -> Option<Chunk<'_>> {
             }
             b"error" => {
                 seen.once(5)?;
-                chunk.error = if r.null() { None } else { r.skip(SKIP_DEPTH).map(|()| IgnoredAny)?.into() };
+                chunk.error = if r.null() {
+                    None
+                } else {
+                    r.skip(SKIP_DEPTH)?;
+                    Some(IgnoredAny)
+                };
             }
             _ => r.skip(SKIP_DEPTH)?,
         }

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: a [`ChannelStore`] kept in this process's memory.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -162,6 +163,10 @@ fn invalid() -> StoreError {
     StoreError::new(StoreErrorKind::Invalid)
 }
 
+fn exists() -> StoreError {
+    StoreError::new(StoreErrorKind::Exists)
+}
+
 fn not_found() -> StoreError {
     StoreError::new(StoreErrorKind::NotFound)
 }
@@ -185,6 +190,21 @@ impl ChannelStore for MemoryStore {
             }
         };
         channel.snapshot()
+    }
+
+    async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        if accepted > deposit {
+            return Err(invalid());
+        }
+        if self.lookup(id)?.is_some() {
+            return Err(exists());
+        }
+        let mut channels = self.channels.write().map_err(|_| poisoned())?;
+        // Checked again under the write lock: another create may have won since the read.
+        match channels.entry(id.clone()) {
+            Entry::Occupied(_) => Err(exists()),
+            Entry::Vacant(slot) => slot.insert(Arc::new(Channel::new(accepted, deposit))).snapshot(),
+        }
     }
 
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {

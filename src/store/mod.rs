@@ -6,6 +6,9 @@
 //! can share a store without ever spending a cent twice:
 //!
 //! - [`open`](ChannelStore::open) creates a channel, or leaves an existing one as it is;
+//! - [`create`](ChannelStore::create) creates a channel only if it does not exist yet,
+//!   failing with [`StoreErrorKind::Exists`] otherwise (an atomic claim: of all racing
+//!   creates of one id, exactly one succeeds);
 //! - [`accept`](ChannelStore::accept) raises what the payer has paid for (monotonic);
 //! - [`reserve`](ChannelStore::reserve) sets headroom aside for one response, between a
 //!   minimum and a maximum, failing with [`StoreErrorKind::Insufficient`] when even the
@@ -41,6 +44,18 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// Creates `id` with `accepted` already paid and a `deposit` ceiling, or returns the
     /// existing state unchanged when the channel exists.
     fn open(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// Creates `id` with `accepted` already paid and a `deposit` ceiling, atomically, only
+    /// if it does not exist: an existing channel is left unchanged and the call fails with
+    /// [`StoreErrorKind::Exists`]. Of several racing creates of one id exactly one succeeds,
+    /// which makes this the claim a one-shot payment uses against replays. `accepted` above
+    /// `deposit` is [`StoreErrorKind::Invalid`].
+    fn create(
         &self,
         id: &ChannelId,
         accepted: Amount,
@@ -113,6 +128,14 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).open(id, accepted, deposit)
+    }
+    fn create(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).create(id, accepted, deposit)
     }
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
         (**self).load(id)

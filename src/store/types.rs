@@ -105,6 +105,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             StoreErrorKind::NotFound => f.write_str("channel or reservation not found"),
+            StoreErrorKind::Exists => f.write_str("channel already exists"),
             StoreErrorKind::Finalized => f.write_str("channel is finalized"),
             StoreErrorKind::Insufficient { available } => write!(f, "insufficient headroom: {available} available"),
             StoreErrorKind::Invalid => f.write_str("invalid store operation"),
@@ -128,6 +129,8 @@ impl std::error::Error for StoreError {
 pub enum StoreErrorKind {
     /// The channel (or reservation) does not exist.
     NotFound,
+    /// [`create`](super::ChannelStore::create) found the channel already there.
+    Exists,
     /// The channel is closed.
     Finalized,
     /// Less than the minimum asked for is available.

@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tollgate::Amount;
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
 
-use StoreErrorKind::{Finalized, Insufficient, Invalid, NotFound};
+use StoreErrorKind::{Exists, Finalized, Insufficient, Invalid, NotFound};
 
 /// Expands to one `#[tokio::test]` per suite test, each running against a store built by
 /// `$make` (an expression evaluated inside the async test, so it may `.await`). Invoke it
@@ -37,6 +37,7 @@ macro_rules! store_suite {
                 open_creates_a_channel,
                 open_is_idempotent_and_does_not_overwrite,
                 open_refuses_accepted_above_deposit,
+                create_claims_an_id_once,
                 accept_is_monotonic,
                 accept_above_the_deposit_is_refused,
                 accept_on_unknown_or_finalized_channel_is_refused,
@@ -54,6 +55,7 @@ macro_rules! store_suite {
                 changed_does_not_miss_an_earlier_change;
             multi_thread:
                 racing_opens_agree,
+                racing_creates_have_one_winner,
                 changed_wakes_when_accept_lands,
                 changed_wakes_on_release_and_finalize,
                 changed_never_misses_a_racing_change,
@@ -148,6 +150,28 @@ pub async fn open_refuses_accepted_above_deposit<S: ChannelStore>(store: S) {
     let id = channel_id();
     assert_eq!(kind(store.open(&id, a(101), a(100)).await), Invalid);
     assert_eq!(store.load(&id).await.unwrap(), None);
+}
+
+pub async fn create_claims_an_id_once<S: ChannelStore>(store: S) {
+    let id = channel_id();
+    let created = store.create(&id, a(10), a(100)).await.unwrap();
+    let fields = (created.accepted, created.deposit, created.spent, created.reserved, created.units, created.finalized);
+    assert_eq!(fields, (a(10), a(100), Amount::ZERO, Amount::ZERO, 0, false));
+    assert_eq!(state(&store, &id).await, created);
+    // A second create of the same id is refused and changes nothing, whatever it asks for.
+    assert_eq!(kind(store.create(&id, a(10), a(100)).await), Exists);
+    assert_eq!(kind(store.create(&id, a(50), a(500)).await), Exists);
+    assert_eq!(state(&store, &id).await, created);
+    // Nor does a create of an id that `open` made, or of a finalized channel.
+    let opened = opened(&store, 5, 5).await;
+    let closed = store.finalize(&opened).await.unwrap();
+    assert_eq!(kind(store.create(&opened, a(1), a(1)).await), Exists);
+    assert_eq!(state(&store, &opened).await, closed);
+    // An invalid create claims nothing.
+    let fresh = channel_id();
+    assert_eq!(kind(store.create(&fresh, a(101), a(100)).await), Invalid);
+    assert_eq!(store.load(&fresh).await.unwrap(), None);
+    assert_eq!(store.create(&fresh, a(0), a(100)).await.unwrap().deposit, a(100));
 }
 
 pub async fn accept_is_monotonic<S: ChannelStore>(store: S) {

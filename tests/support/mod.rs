@@ -65,13 +65,16 @@ impl PaymentMethod for TestMethod {
                 (channel, Renewal::Voucher)
             }
             Some("pay") => {
-                // One-shot: the nonce names a fresh account; a second use is a replay.
+                // One-shot: the nonce names a fresh account, claimed atomically; a second
+                // use (even a concurrent one) is a replay.
                 let channel = ChannelId::new(format!("pay:{}", field("nonce").unwrap_or_default()));
-                if store.load(&channel).await.map_err(store_error)?.is_some() {
-                    return Err(PaymentError::new(PaymentErrorKind::VerificationFailed, "payment already used"));
-                }
                 let paid = amount("amount")?;
-                store.open(&channel, paid, paid).await.map_err(store_error)?;
+                store.create(&channel, paid, paid).await.map_err(|e| match e.kind() {
+                    StoreErrorKind::Exists => {
+                        PaymentError::new(PaymentErrorKind::VerificationFailed, "payment already used")
+                    }
+                    _ => store_error(e),
+                })?;
                 (channel, Renewal::Never)
             }
             _ => return Err(PaymentError::new(PaymentErrorKind::InvalidPayload, "unknown action")),

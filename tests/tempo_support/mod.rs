@@ -73,7 +73,11 @@ where
     <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
 {
     let app = Router::new()
-        .route("/v1/stream", get(move || async move { token_stream(tokens, gap) }).post(move || async move { token_stream(tokens, gap) }))
+        .route(
+            "/v1/stream",
+            get(move || async move { token_stream(tokens, gap) })
+                .post(move || async move { token_stream(tokens, gap) }),
+        )
         .route_layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -81,4 +85,48 @@ where
         axum::serve(listener, app).await.unwrap();
     });
     Server { addr, task }
+}
+
+/// Chain helpers shared by the Tempo tests.
+pub mod onchain {
+    use alloy::node_bindings::AnvilInstance;
+    use alloy::primitives::{Address, B256, address};
+    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::rpc::types::TransactionRequest;
+    use alloy::sol_types::SolCall;
+    use serde_json::Value;
+    use tollgate::method::tempo::PATH_USD;
+
+    /// Where the tests place our v1 escrow.
+    pub const ESCROW: Address = address!("00000000000000000000000000000000e5c70001");
+
+    alloy::sol! {
+        function balanceOf(address owner) external view returns (uint256);
+        function getChannel(bytes32 channelId) external view returns (bool, uint64, address, address, address, address, uint128, uint128);
+        function requestClose(bytes32 channelId) external;
+    }
+
+    /// Places our v1 escrow (no constructor, no immutables) at [`ESCROW`].
+    pub async fn install_escrow(anvil: &AnvilInstance) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/artifacts/StreamChannelEscrow.json");
+        let artifact: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let code = artifact["deployedBytecode"]["object"].as_str().unwrap().to_owned();
+        let code = if code.starts_with("0x") { code } else { format!("0x{code}") };
+        let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+        let _: Value = provider.raw_request("anvil_setCode".into(), (ESCROW, code)).await.unwrap();
+    }
+
+    /// `owner`'s pathUSD balance.
+    pub async fn balance(anvil: &AnvilInstance, owner: Address) -> u128 {
+        let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+        let call = TransactionRequest::default().to(PATH_USD).input(balanceOfCall { owner }.abi_encode().into());
+        balanceOfCall::abi_decode_returns(&provider.call(call).await.unwrap()).unwrap().to::<u128>()
+    }
+
+    /// The escrow's view of a channel.
+    pub async fn channel(anvil: &AnvilInstance, id: B256) -> getChannelReturn {
+        let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+        let call = TransactionRequest::default().to(ESCROW).input(getChannelCall { channelId: id }.abi_encode().into());
+        getChannelCall::abi_decode_returns(&provider.call(call).await.unwrap()).unwrap()
+    }
 }

@@ -65,6 +65,8 @@ pub struct Log {
 pub struct Mined {
     /// Its hash.
     pub hash: B256,
+    /// Its sender, as the receipt names it (the account that signed, not a fee payer).
+    pub from: Address,
     /// Whether it succeeded.
     pub success: bool,
     /// Its logs.
@@ -122,6 +124,10 @@ pub trait TempoChain: Send + Sync + 'static {
     /// Broadcasts a client-signed raw transaction and waits until it is mined.
     fn broadcast(&self, raw: Bytes) -> impl Future<Output = Result<Mined, ChainError>> + Send;
 
+    /// The receipt of transaction `hash` (`eth_getTransactionReceipt`), or `None` when the
+    /// chain does not know it or has not mined it yet. Does not wait.
+    fn receipt(&self, hash: B256) -> impl Future<Output = Result<Option<Mined>, ChainError>> + Send;
+
     /// Sends a call from the payee's key (settle, close) and waits until it is mined.
     fn send(&self, to: Address, input: Bytes) -> impl Future<Output = Result<Mined, ChainError>> + Send;
 }
@@ -145,22 +151,24 @@ impl RpcChain {
         Ok(RpcChain { reader, payee, receipt_timeout: Duration::from_secs(30) })
     }
 
-    async fn wait_mined(&self, hash: B256) -> Result<Mined, ChainError> {
+    /// One `eth_getTransactionReceipt`.
+    async fn fetch_receipt(&self, hash: B256) -> Result<Option<Mined>, alloy::transports::TransportError> {
         #[derive(Debug, Deserialize)]
         struct Receipt {
             status: Option<String>,
+            from: Address,
             logs: Vec<Log>,
         }
+        let receipt: Option<Receipt> = self.reader.raw_request("eth_getTransactionReceipt".into(), (hash,)).await?;
+        Ok(receipt.map(|r| Mined { hash, from: r.from, success: r.status.as_deref() == Some("0x1"), logs: r.logs }))
+    }
+
+    async fn wait_mined(&self, hash: B256) -> Result<Mined, ChainError> {
         let deadline = tokio::time::Instant::now() + self.receipt_timeout;
         loop {
-            let receipt: Option<Receipt> = self
-                .reader
-                .raw_request("eth_getTransactionReceipt".into(), (hash,))
-                .await
-                .map_err(|e| ChainError::new(ChainErrorKind::Unavailable, e))?;
-            if let Some(receipt) = receipt {
-                let success = receipt.status.as_deref() == Some("0x1");
-                return Ok(Mined { hash, success, logs: receipt.logs });
+            let mined = self.fetch_receipt(hash).await.map_err(|e| ChainError::new(ChainErrorKind::Unavailable, e))?;
+            if let Some(mined) = mined {
+                return Ok(mined);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ChainError::new(
@@ -207,6 +215,10 @@ impl TempoChain for RpcChain {
     async fn broadcast(&self, raw: Bytes) -> Result<Mined, ChainError> {
         let hash: B256 = self.reader.raw_request("eth_sendRawTransaction".into(), (raw,)).await.map_err(rpc_error)?;
         self.wait_mined(hash).await
+    }
+
+    async fn receipt(&self, hash: B256) -> Result<Option<Mined>, ChainError> {
+        self.fetch_receipt(hash).await.map_err(rpc_error)
     }
 
     async fn send(&self, to: Address, input: Bytes) -> Result<Mined, ChainError> {

@@ -5,7 +5,7 @@ pub mod chain;
 mod channel_id;
 mod config;
 mod domain;
-mod escrow;
+pub(crate) mod escrow;
 mod payload;
 mod session;
 mod signature;

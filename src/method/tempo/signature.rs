@@ -1,19 +1,5 @@
 //! Voucher signatures: the canonical Tempo primitive signature envelope, parsed strictly,
 //! and signer recovery.
-//!
-//! Accepted envelopes:
-//!
-//! - secp256k1: 65 bytes `r ‖ s ‖ v`, no prefix, `v` ∈ {27, 28} (what viem's
-//!   `signTypedData` and alloy's signers produce, and what Tempo re-encodes to). `v` as 0/1
-//!   and the 64-byte EIP-2098 form are valid signatures in a non-canonical encoding and are
-//!   rejected, like the SDKs' canonical-envelope check does.
-//! - P-256: `0x01 ‖ r ‖ s ‖ pubKeyX ‖ pubKeyY ‖ preHash` (130 bytes; `preHash` 0 or 1, and
-//!   when 1 the signed message is `sha256(digest)`, as WebCrypto signs). The signer is the
-//!   address of the embedded key once the signature verifies. v2 only.
-//!
-//! Both curves: `r` and `s` nonzero and below the group order, and low-s (`s ≤ n/2`).
-//! WebAuthn (`0x02`) and keychain (`0x03`, `0x04`) envelopes are rejected as
-//! [`SignatureError::Unsupported`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,7 +24,22 @@ const K1_LEN: usize = 65;
 const P256_LEN: usize = 130;
 
 /// A voucher signature in the canonical Tempo primitive envelope, checked for shape and
-/// malleability when parsed (see the [module docs](self) for the rules).
+/// malleability when parsed.
+///
+/// Accepted envelopes:
+///
+/// - secp256k1: 65 bytes `r ‖ s ‖ v`, no prefix, `v` ∈ {27, 28} (what viem's
+///   `signTypedData` and alloy's signers produce, and what Tempo re-encodes to). `v` as 0/1
+///   and the 64-byte EIP-2098 form are valid signatures in a non-canonical encoding and are
+///   rejected, as the SDKs' canonical-envelope check does.
+/// - P-256: `0x01 ‖ r ‖ s ‖ pubKeyX ‖ pubKeyY ‖ preHash` (130 bytes; `preHash` 0 or 1, and
+///   when 1 the signed message is `sha256(digest)`, as WebCrypto signs). The signer is the
+///   address of the embedded key once the signature verifies. v2 only.
+///
+/// On both curves `r` and `s` must be nonzero and below the group order, and `s ≤ n/2`
+/// (low-s). WebAuthn (`0x02`) and keychain (`0x03`, `0x04`) envelopes are rejected as
+/// [`SignatureError::Unsupported`]. Hex digits may be of either case; the byte encoding must
+/// be exactly the canonical one.
 ///
 /// Parse it with [`from_hex`](Self::from_hex) (or `str::parse`) from the payload's
 /// `signature`, then check it with [`verify_voucher`](super::verify_voucher).

@@ -11,7 +11,10 @@ use tokio::sync::{Barrier, oneshot};
 use tokio::task::{JoinHandle, JoinSet, yield_now};
 use tokio::time::{sleep, timeout};
 use tollgate::Amount;
-use tollgate::store::{ChannelStore, Reservation, StoreErrorKind::Insufficient};
+use tollgate::store::{
+    ChannelStore, Reservation,
+    StoreErrorKind::{Exists, Insufficient},
+};
 
 use super::{WAIT, a, assert_consistent, channel_id, opened, reserve, state};
 
@@ -42,6 +45,35 @@ pub async fn racing_opens_agree<S: ChannelStore>(store: S) {
         // One open wins; the others return its channel.
         let winner = state(&*store, &id).await;
         assert!(seen.iter().all(|s| *s == winner), "{winner:?} vs {seen:?}");
+    }
+}
+
+pub async fn racing_creates_have_one_winner<S: ChannelStore>(store: S) {
+    const CLAIMERS: u128 = 16;
+    let store = Arc::new(store);
+    for _ in 0..50 {
+        let id = channel_id();
+        let barrier = Arc::new(Barrier::new(CLAIMERS as usize));
+        let mut tasks = JoinSet::new();
+        for accepted in 1..=CLAIMERS {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            tasks.spawn(async move {
+                barrier.wait().await;
+                (accepted, store.create(&id, a(accepted), a(100)).await)
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (accepted, Ok(created)) => winners.push((accepted, created)),
+                (_, Err(e)) => assert_eq!(e.kind(), &Exists, "a losing create fails with Exists: {e}"),
+            }
+        }
+        // Exactly one create wins, and the channel is the winner's.
+        assert_eq!(winners.len(), 1, "winners: {winners:?}");
+        let (accepted, created) = winners.remove(0);
+        assert_eq!(created.accepted, a(accepted));
+        assert_eq!(state(&*store, &id).await, created);
     }
 }
 

@@ -54,6 +54,14 @@ impl<C: TempoChain> TempoSession<C> {
         }
     }
 
+    /// How long an on-chain channel read is trusted (default 5 s, as the reference server).
+    /// Vouchers within that time do not hit the RPC; a close requested on chain is seen at
+    /// most this late.
+    pub fn channel_state_ttl(mut self, ttl: Duration) -> Self {
+        self.cache = ChannelCache::new(ttl);
+        self
+    }
+
     /// The offer's configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.config
