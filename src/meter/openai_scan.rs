@@ -187,6 +187,9 @@ impl<'a> Reader<'a> {
         }
         let (mut len, mut escaped) = (0usize, false);
         loop {
+            let plain = plain_run(&self.bytes[self.pos..]);
+            self.pos += plain;
+            len += plain;
             let &b = self.bytes.get(self.pos)?;
             self.pos += 1;
             match b {
@@ -195,8 +198,8 @@ impl<'a> Reader<'a> {
                     escaped = true;
                     len += self.escape()?;
                 }
-                0..0x20 => return None,
-                _ => len += 1,
+                // A raw control character.
+                _ => return None,
             }
         }
     }
@@ -406,4 +409,22 @@ impl<'a> Reader<'a> {
         })?;
         Some(usage)
     }
+}
+
+/// How many bytes of `s` come before the first `"`, `\\` or control character.
+pub(super) fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // Bit 7 of a byte is set where that byte is (or, above the first one, may be) special.
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let mut at = 0;
+    while let Some(word) = s.get(at..at + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let special = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
+        if special != 0 {
+            return at + special.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at + s[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len() - at)
 }

@@ -405,3 +405,22 @@ mod props {
         }
     }
 }
+
+#[test]
+fn plain_runs_stop_at_quotes_backslashes_and_controls() {
+    let naive = |s: &[u8]| s.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len());
+    let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b"abc".to_vec(), "0123456789abcdé\"".into(), b"\x1f".to_vec()];
+    for special in [b'"', b'\\', 0, 0x1f, b'\n'] {
+        for at in 0..20 {
+            let mut s = vec![b'a'; 20];
+            s[at] = special;
+            s.extend_from_slice(b"\"\\\x01");
+            cases.push(s);
+        }
+    }
+    // Bytes just above the specials, and high bytes, are plain.
+    cases.push(vec![b'#', b']', 0x20, 0x21, 0x7f, 0x80, 0xff, 0xa2, 0xdc, b'#', b'"']);
+    for s in cases {
+        assert_eq!(scan::plain_run(&s), naive(&s), "{s:?}");
+    }
+}

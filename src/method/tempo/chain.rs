@@ -13,7 +13,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use serde::Deserialize;
 
-use super::escrow::IStreamChannelEscrow;
+use super::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::error::BoxError;
 
 /// A v1 channel as the escrow holds it.
@@ -130,6 +130,25 @@ pub trait TempoChain: Send + Sync + 'static {
 
     /// Sends a call from the payee's key (settle, close) and waits until it is mined.
     fn send(&self, to: Address, input: Bytes) -> impl Future<Output = Result<Mined, ChainError>> + Send;
+
+    /// Reads a v2 channel's state from the channel reserve at `reserve` (a deposit of zero
+    /// means no such channel: the reserve deletes closed channels).
+    fn reserve_state(
+        &self,
+        reserve: Address,
+        id: B256,
+    ) -> impl Future<Output = Result<ReserveState, ChainError>> + Send;
+}
+
+/// A v2 channel's state in the channel reserve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReserveState {
+    /// Already paid to the payee.
+    pub settled: u128,
+    /// Total deposited (zero: no channel).
+    pub deposit: u128,
+    /// When a forced close was requested (0: never).
+    pub close_requested_at: u64,
 }
 
 /// A [`TempoChain`] over JSON-RPC (HTTP), sending payee transactions with a local key.
@@ -225,5 +244,18 @@ impl TempoChain for RpcChain {
         let request = TransactionRequest::default().to(to).input(input.into());
         let pending = self.payee.send_transaction(request).await.map_err(rpc_error)?;
         self.wait_mined(*pending.tx_hash()).await
+    }
+
+    async fn reserve_state(&self, reserve: Address, id: B256) -> Result<ReserveState, ChainError> {
+        let call = ITip20ChannelReserve::getChannelStateCall { channelId: id };
+        let request = TransactionRequest::default().to(reserve).input(Bytes::from(call.abi_encode()).into());
+        let output = self.reader.call(request).await.map_err(rpc_error)?;
+        let state = ITip20ChannelReserve::getChannelStateCall::abi_decode_returns(&output)
+            .map_err(|e| ChainError::new(ChainErrorKind::Rejected, e))?;
+        Ok(ReserveState {
+            settled: state.settled.to::<u128>(),
+            deposit: state.deposit.to::<u128>(),
+            close_requested_at: u64::from(state.closeRequestedAt),
+        })
     }
 }

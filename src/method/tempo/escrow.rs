@@ -32,6 +32,37 @@ alloy::sol! {
         event ChannelClosed(bytes32 indexed channelId, address indexed payer, address indexed payee, uint256 settledToPayee, uint256 refundedToPayer);
     }
 
+    /// The TIP-1034 channel reserve (v2), at `0x4d50…0000` on Tempo chains.
+    interface ITip20ChannelReserve {
+        struct ChannelDescriptor {
+            address payer;
+            address payee;
+            address operator;
+            address token;
+            bytes32 salt;
+            address authorizedSigner;
+            bytes32 expiringNonceHash;
+        }
+
+        struct ChannelState {
+            uint96 settled;
+            uint96 deposit;
+            uint32 closeRequestedAt;
+        }
+
+        function open(address payee, address operator, address token, uint96 deposit, bytes32 salt, address authorizedSigner) external returns (bytes32 channelId);
+        function settle(ChannelDescriptor descriptor, uint96 cumulativeAmount, bytes signature) external;
+        function topUp(ChannelDescriptor descriptor, uint96 additionalDeposit) external;
+        function close(ChannelDescriptor descriptor, uint96 cumulativeAmount, uint96 captureAmount, bytes signature) external;
+        function requestClose(ChannelDescriptor descriptor) external;
+        function getChannelState(bytes32 channelId) external view returns (ChannelState memory);
+
+        event ChannelOpened(bytes32 indexed channelId, address indexed payer, address indexed payee, address operator, address token, address authorizedSigner, bytes32 salt, bytes32 expiringNonceHash, uint96 deposit);
+        event Settled(bytes32 indexed channelId, address indexed payer, address indexed payee, uint96 cumulativeAmount, uint96 deltaPaid, uint96 newSettled);
+        event TopUp(bytes32 indexed channelId, address indexed payer, address indexed payee, uint96 additionalDeposit, uint96 newDeposit);
+        event ChannelClosed(bytes32 indexed channelId, address indexed payer, address indexed payee, uint96 settledToPayee, uint96 refundedToPayer);
+    }
+
     /// The TIP-20 calls an open or a charge may carry.
     interface ITip20 {
         function approve(address spender, uint256 amount) external returns (bool);

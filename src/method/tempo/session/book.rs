@@ -5,18 +5,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{B256, Bytes};
 
 use crate::method::tempo::chain::{ChainError, OnChainChannel, TempoChain};
+use crate::method::tempo::{ChannelDescriptor, SessionConfig, SessionProtocol};
 
 /// Accepted vouchers per channel, so a settlement can pick one that never captures more
-/// than was delivered.
+/// than was delivered; and v2 channel descriptors, which the reserve needs on every call.
 #[derive(Debug, Default)]
 pub(crate) struct VoucherBook {
     vouchers: Mutex<HashMap<B256, BTreeMap<u128, Bytes>>>,
+    descriptors: Mutex<HashMap<B256, ChannelDescriptor>>,
 }
 
 impl VoucherBook {
+    pub(crate) fn remember(&self, channel: B256, descriptor: ChannelDescriptor) {
+        self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).insert(channel, descriptor);
+    }
+
+    pub(crate) fn descriptor(&self, channel: B256) -> Option<ChannelDescriptor> {
+        self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).get(&channel).copied()
+    }
+
     pub(crate) fn record(&self, channel: B256, cumulative: u128, signature: Bytes) {
         let mut vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
         vouchers.entry(channel).or_default().insert(cumulative, signature);
@@ -58,8 +68,9 @@ impl ChannelCache {
     pub(crate) async fn get<C: TempoChain>(
         &self,
         chain: &C,
-        escrow: Address,
+        config: &SessionConfig,
         id: B256,
+        descriptor: Option<&ChannelDescriptor>,
     ) -> Result<OnChainChannel, ChainError> {
         let cached = {
             let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,17 +78,38 @@ impl ChannelCache {
         };
         match cached {
             Some(channel) => Ok(channel),
-            None => self.refresh(chain, escrow, id).await,
+            None => self.refresh(chain, config, id, descriptor).await,
         }
     }
 
+    /// Reads the channel: v1 from the escrow; v2 from the reserve, with the parties taken
+    /// from the descriptor (which hashes to the channel id, so it cannot lie about them).
     pub(crate) async fn refresh<C: TempoChain>(
         &self,
         chain: &C,
-        escrow: Address,
+        config: &SessionConfig,
         id: B256,
+        descriptor: Option<&ChannelDescriptor>,
     ) -> Result<OnChainChannel, ChainError> {
-        let channel = chain.channel(escrow, id).await?;
+        let channel = match config.protocol {
+            SessionProtocol::V1 => chain.channel(config.escrow, id).await?,
+            SessionProtocol::V2 => {
+                let state = chain.reserve_state(config.escrow, id).await?;
+                match descriptor {
+                    Some(d) if state.deposit > 0 => OnChainChannel {
+                        finalized: false,
+                        close_requested_at: state.close_requested_at,
+                        payer: d.payer,
+                        payee: d.payee,
+                        token: d.token,
+                        authorized_signer: d.authorized_signer,
+                        deposit: state.deposit,
+                        settled: state.settled,
+                    },
+                    _ => OnChainChannel::default(),
+                }
+            }
+        };
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (Instant::now(), channel.clone()));
         Ok(channel)
     }

@@ -8,9 +8,9 @@ use super::{Context, chain_error, store_error};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::chain::TempoChain;
-use crate::method::tempo::escrow::IStreamChannelEscrow;
+use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::method::tempo::payload::VoucherPayload;
-use crate::method::tempo::{VoucherSignature, verify_voucher};
+use crate::method::tempo::{SessionProtocol, VoucherSignature, verify_voucher};
 use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
@@ -40,25 +40,46 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         // Only now stop new spending, so `spent` cannot move under the capture below.
         let state = self.store.finalize(&id).await.map_err(store_error)?;
         let delivered = state.spent.get().max(channel.settled);
-        // The v1 escrow pays out the voucher it is given: the highest one at or below what
-        // was delivered, so the payee never captures more than it served.
-        let (amount, signature): (u128, Bytes) =
-            self.session.book.best(close.channel_id, 0, delivered).unwrap_or((channel.settled, Bytes::new()));
-        let call = IStreamChannelEscrow::closeCall { channelId: close.channel_id, cumulativeAmount: amount, signature };
-        let mined =
-            self.session.chain.send(self.config().escrow, call.abi_encode().into()).await.map_err(chain_error)?;
+        let input = match self.config().protocol {
+            // The v1 escrow pays out the voucher it is given: the highest one at or below
+            // what was delivered, so the payee never captures more than it served.
+            SessionProtocol::V1 => {
+                let (amount, signature): (u128, Bytes) =
+                    self.session.book.best(close.channel_id, 0, delivered).unwrap_or((channel.settled, Bytes::new()));
+                IStreamChannelEscrow::closeCall { channelId: close.channel_id, cumulativeAmount: amount, signature }
+                    .abi_encode()
+            }
+            // The v2 reserve takes a capture amount: exactly what was delivered.
+            SessionProtocol::V2 => {
+                let descriptor = self.session.book.descriptor(close.channel_id).ok_or_else(no_descriptor)?;
+                ITip20ChannelReserve::closeCall {
+                    descriptor: super::reserve_descriptor(&descriptor),
+                    cumulativeAmount: super::u96(cumulative)?,
+                    captureAmount: super::u96(delivered)?,
+                    signature: hex_bytes(&close.signature)?,
+                }
+                .abi_encode()
+            }
+        };
+        let mined = self.session.chain.send(self.config().escrow, input.into()).await.map_err(chain_error)?;
         let closed = mined.success
-            && mined.logs.iter().any(|log| {
-                IStreamChannelEscrow::ChannelClosed::decode_raw_log(log.topics.iter().copied(), &log.data)
-                    .is_ok_and(|e| e.channelId == close.channel_id)
+            && mined.logs.iter().filter(|log| log.address == self.config().escrow).any(|log| {
+                let (topics, data) = (log.topics.iter().copied(), &log.data);
+                IStreamChannelEscrow::ChannelClosed::decode_raw_log(topics.clone(), data)
+                    .map(|e| e.channelId)
+                    .or_else(|_| ITip20ChannelReserve::ChannelClosed::decode_raw_log(topics, data).map(|e| e.channelId))
+                    .is_ok_and(|id| id == close.channel_id)
             });
         if !closed {
             return Err(PaymentError::new(PaymentErrorKind::Unavailable, "the close transaction failed"));
         }
         self.session.book.settled(close.channel_id, u128::MAX);
-        let _ = self.session.cache.refresh(&self.session.chain, self.config().escrow, close.channel_id).await;
         let mut receipt = self.receipt(close.channel_id, &state, Some(mined.hash));
         receipt.accepted_cumulative = Some(close.cumulative_amount);
         Ok(Verified::Respond(receipt))
     }
+}
+
+pub(super) fn no_descriptor() -> PaymentError {
+    PaymentError::new(PaymentErrorKind::InvalidPayload, "a v2 channel needs its descriptor")
 }

@@ -3,6 +3,7 @@
 mod book;
 mod close;
 mod open;
+mod open_v2;
 mod settle;
 mod top_up;
 mod voucher;
@@ -15,6 +16,7 @@ use alloy::primitives::{Address, B256};
 use serde_json::{Map, Value, json};
 
 use super::chain::{ChainError, ChainErrorKind, OnChainChannel, TempoChain};
+use super::escrow::ITip20ChannelReserve;
 use super::payload::SessionPayload;
 use super::{SessionConfig, VoucherDomain};
 use crate::amount::{Amount, Quote};
@@ -197,11 +199,12 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     }
 
     async fn on_chain(&self, id: B256, fresh: bool) -> Result<OnChainChannel, PaymentError> {
-        let escrow = self.config().escrow;
+        let descriptor = self.session.book.descriptor(id);
+        let (chain, config) = (&self.session.chain, self.config());
         let read = if fresh {
-            self.session.cache.refresh(&self.session.chain, escrow, id).await
+            self.session.cache.refresh(chain, config, id, descriptor.as_ref()).await
         } else {
-            self.session.cache.get(&self.session.chain, escrow, id).await
+            self.session.cache.get(chain, config, id, descriptor.as_ref()).await
         };
         let channel = read.map_err(chain_error)?;
         if !channel.exists() {
@@ -215,6 +218,25 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         Ok(channel)
     }
+}
+
+/// The reserve's view of a descriptor.
+pub(crate) fn reserve_descriptor(d: &super::ChannelDescriptor) -> ITip20ChannelReserve::ChannelDescriptor {
+    ITip20ChannelReserve::ChannelDescriptor {
+        payer: d.payer,
+        payee: d.payee,
+        operator: d.operator,
+        token: d.token,
+        salt: d.salt,
+        authorizedSigner: d.authorized_signer,
+        expiringNonceHash: d.expiring_nonce_hash,
+    }
+}
+
+/// An amount as the reserve's `uint96`.
+pub(crate) fn u96(amount: u128) -> Result<alloy::primitives::Uint<96, 2>, PaymentError> {
+    alloy::primitives::Uint::<96, 2>::try_from(amount)
+        .map_err(|_| PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "amount above uint96"))
 }
 
 /// The store key of an on-chain channel id.

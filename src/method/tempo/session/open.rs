@@ -16,17 +16,12 @@ use crate::method::tempo::tx::SignedTempoTx;
 use crate::method::tempo::{ChannelDescriptor, SessionProtocol, VoucherSignature, verify_voucher};
 use crate::store::ChannelStore;
 
-fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
+pub(super) fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
     PaymentError::new(PaymentErrorKind::VerificationFailed, detail)
 }
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn open(&self, open: OpenPayload) -> Result<Verified, PaymentError> {
-        if self.config().protocol != SessionProtocol::V1 {
-            // The v2 reserve precompile does not exist on the chains we can test against;
-            // v2 vouchers verify, v2 opens are refused rather than half-checked.
-            return Err(PaymentError::new(PaymentErrorKind::MethodUnsupported, "v2 open is not supported yet"));
-        }
         if let Some(descriptor) = &open.descriptor {
             self.check_descriptor(descriptor, open.channel_id)?;
         }
@@ -38,6 +33,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             }
             return Ok(self.outcome(open.channel_id, &state, None));
         }
+        match self.config().protocol {
+            SessionProtocol::V1 => self.open_v1(open).await,
+            SessionProtocol::V2 => self.open_v2(open).await,
+        }
+    }
+
+    async fn open_v1(&self, open: OpenPayload) -> Result<Verified, PaymentError> {
+        let id = super::store_id(open.channel_id);
         let tx = SignedTempoTx::decode(&open.transaction).map_err(|e| refuse(format!("open transaction: {e}")))?;
         let sender = tx.sender().map_err(|e| refuse(format!("open transaction sender: {e}")))?;
         let call = self.open_call(&tx)?;

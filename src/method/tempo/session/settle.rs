@@ -6,8 +6,9 @@ use alloy::primitives::B256;
 use alloy::sol_types::SolCall;
 
 use super::{TempoSession, store_id};
+use crate::method::tempo::SessionProtocol;
 use crate::method::tempo::chain::{ChainError, TempoChain};
-use crate::method::tempo::escrow::IStreamChannelEscrow;
+use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::store::ChannelStore;
 
 /// When a channel is settled: once at least `min_amount` is capturable, checked every
@@ -31,7 +32,8 @@ impl<C: TempoChain> TempoSession<C> {
         min_amount: u128,
     ) -> Result<Option<B256>, ChainError> {
         let Ok(Some(state)) = store.load(&store_id(channel)).await else { return Ok(None) };
-        let on_chain = self.cache.refresh(&self.chain, self.config.escrow, channel).await?;
+        let descriptor = self.book.descriptor(channel);
+        let on_chain = self.cache.refresh(&self.chain, &self.config, channel, descriptor.as_ref()).await?;
         if !on_chain.exists() || on_chain.finalized {
             return Ok(None);
         }
@@ -41,8 +43,23 @@ impl<C: TempoChain> TempoSession<C> {
         if amount - on_chain.settled < min_amount.max(1) {
             return Ok(None);
         }
-        let call = IStreamChannelEscrow::settleCall { channelId: channel, cumulativeAmount: amount, signature };
-        let mined = self.chain.send(self.config.escrow, call.abi_encode().into()).await?;
+        let input = match (self.config.protocol, descriptor) {
+            (SessionProtocol::V2, Some(d)) => {
+                let Ok(amount) = alloy::primitives::Uint::<96, 2>::try_from(amount) else { return Ok(None) };
+                ITip20ChannelReserve::settleCall {
+                    descriptor: super::reserve_descriptor(&d),
+                    cumulativeAmount: amount,
+                    signature,
+                }
+                .abi_encode()
+            }
+            (SessionProtocol::V2, None) => return Ok(None),
+            (SessionProtocol::V1, _) => {
+                IStreamChannelEscrow::settleCall { channelId: channel, cumulativeAmount: amount, signature }
+                    .abi_encode()
+            }
+        };
+        let mined = self.chain.send(self.config.escrow, input.into()).await?;
         if mined.success {
             self.book.settled(channel, amount);
         }

@@ -8,9 +8,10 @@ use crate::amount::Amount;
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::chain::TempoChain;
-use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20};
+use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20, ITip20ChannelReserve};
 use crate::method::tempo::payload::TopUpPayload;
 use crate::method::tempo::tx::SignedTempoTx;
+use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
 use crate::store::ChannelStore;
 
 fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
@@ -33,10 +34,27 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if last.to != TxKind::Call(escrow) {
             return Err(refuse("topUp transaction does not call the escrow"));
         }
-        let call =
-            IStreamChannelEscrow::topUpCall::abi_decode(&last.input).map_err(|_| refuse("not an escrow topUp call"))?;
-        if call.channelId != top_up.channel_id || call.additionalDeposit != U256::from(top_up.additional_deposit.get())
-        {
+        let additional = U256::from(top_up.additional_deposit.get());
+        let matches = match self.config().protocol {
+            SessionProtocol::V1 => IStreamChannelEscrow::topUpCall::abi_decode(&last.input)
+                .is_ok_and(|call| call.channelId == top_up.channel_id && call.additionalDeposit == additional),
+            SessionProtocol::V2 => ITip20ChannelReserve::topUpCall::abi_decode(&last.input).is_ok_and(|call| {
+                let d = call.descriptor;
+                let descriptor = ChannelDescriptor {
+                    payer: d.payer,
+                    payee: d.payee,
+                    operator: d.operator,
+                    token: d.token,
+                    salt: d.salt,
+                    authorized_signer: d.authorizedSigner,
+                    expiring_nonce_hash: d.expiringNonceHash,
+                };
+                let config = self.config();
+                descriptor.channel_id(config.protocol, config.escrow, config.chain_id) == top_up.channel_id
+                    && U256::from(call.additionalDeposit) == additional
+            }),
+        };
+        if !matches {
             return Err(refuse("the topUp call does not match the payload"));
         }
         match before {
@@ -50,15 +68,24 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             _ => return Err(refuse("topUp transaction has unexpected calls")),
         }
         // A top-up may rescue a channel whose close is pending, so read without the check.
-        let before = self.session.chain.channel(escrow, top_up.channel_id).await.map_err(chain_error)?;
+        let descriptor = self.session.book.descriptor(top_up.channel_id);
+        let before = self
+            .session
+            .cache
+            .refresh(&self.session.chain, self.config(), top_up.channel_id, descriptor.as_ref())
+            .await
+            .map_err(chain_error)?;
         if !before.exists() || before.finalized {
             return Err(PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not open on chain"));
         }
         let mined = self.session.chain.broadcast(top_up.transaction.clone()).await.map_err(chain_error)?;
         let topped = mined.success
             && mined.logs.iter().filter(|log| log.address == escrow).any(|log| {
-                IStreamChannelEscrow::TopUp::decode_raw_log(log.topics.iter().copied(), &log.data)
-                    .is_ok_and(|e| e.channelId == top_up.channel_id)
+                let (topics, data) = (log.topics.iter().copied(), &log.data);
+                IStreamChannelEscrow::TopUp::decode_raw_log(topics.clone(), data)
+                    .map(|e| e.channelId)
+                    .or_else(|_| ITip20ChannelReserve::TopUp::decode_raw_log(topics, data).map(|e| e.channelId))
+                    .is_ok_and(|id| id == top_up.channel_id)
             });
         if !topped {
             return Err(refuse("the topUp transaction did not top up this channel"));

@@ -7,13 +7,24 @@ use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::payload::VoucherPayload;
-use crate::method::tempo::{VoucherSignature, verify_voucher};
+use crate::method::tempo::{SessionProtocol, VoucherSignature, verify_voucher};
 use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn voucher(&self, voucher: VoucherPayload) -> Result<Verified, PaymentError> {
-        if let Some(descriptor) = &voucher.descriptor {
-            self.check_descriptor(descriptor, voucher.channel_id)?;
+        match &voucher.descriptor {
+            Some(descriptor) => {
+                self.check_descriptor(descriptor, voucher.channel_id)?;
+                // Bound to the channel id by its hash: safe to learn from (another instance
+                // may have opened the channel).
+                self.session.book.remember(voucher.channel_id, *descriptor);
+            }
+            None if self.config().protocol == SessionProtocol::V2
+                && self.session.book.descriptor(voucher.channel_id).is_none() =>
+            {
+                return Err(super::close::no_descriptor());
+            }
+            None => {}
         }
         let id = super::store_id(voucher.channel_id);
         let stored = self.store.load(&id).await.map_err(store_error)?;

@@ -1,0 +1,186 @@
+//! [`TempoCharge`]: MPP `tempo` / `charge`, one TIP-20 payment per request (§5).
+//!
+//! The offer asks for the route's price ([`Quote::minimum`]) in one transaction paying the
+//! recipient (and the splits, if any). The client answers with either credential type:
+//!
+//! - **pull** (`{type:"transaction", signature}`): a signed Tempo transaction (`0x76`). Its
+//!   calls must be exactly the transfers asked for; the server claims it, broadcasts it
+//!   and checks the mined receipt.
+//! - **push** (`{type:"hash", hash}`): the client broadcast the transaction itself; the
+//!   server reads its receipt and checks the transfer logs.
+//!
+//! When the challenge fixes no memo, one of the transfers must be a `transferWithMemo`
+//! whose memo is the challenge-bound [`attribution_memo`], as the reference clients write
+//! it: a payment made for one challenge cannot be presented against another.
+//!
+//! Each payment is used once: its transaction hash is claimed in the store (atomically,
+//! before a pull transaction is broadcast), and the claim becomes a one-shot account
+//! funded with exactly the amount paid ([`Renewal::Never`]), which the layer meters the
+//! response against. If the chain cannot be reached, the claim is released and the
+//! credential can be retried (see `claim.rs` for how, without a delete in the store).
+//!
+//! Not supported: fee sponsorship (`feePayer`; a `0x78` envelope is refused), the
+//! zero-amount `proof` credential (a free route is not offered), keychain-signed
+//! transactions' sender recovery before broadcast (the receipt's sender is used instead).
+
+mod claim;
+mod config;
+mod matching;
+mod memo;
+mod payload;
+mod pull;
+mod push;
+mod request;
+
+pub use config::{ChargeConfig, ChargeConfigError, ChargeModes, MAX_SPLITS, Split};
+pub use memo::attribution_memo;
+
+use alloy::primitives::{Address, B256};
+
+use super::chain::{ChainError, ChainErrorKind, Mined, TempoChain};
+use crate::amount::Quote;
+use crate::error::{PaymentError, PaymentErrorKind};
+use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
+use crate::scheme::Receipt;
+use crate::store::ChannelStore;
+use claim::Claim;
+use matching::{Expected, Mismatch};
+use payload::ChargePayload;
+use request::ChargeRequest;
+
+/// The Tempo charge method: each request is paid by one on-chain TIP-20 transfer (plus
+/// splits), verified before the response starts. See the [module docs](self).
+///
+/// ```
+/// use alloy::primitives::address;
+/// use alloy::signers::local::PrivateKeySigner;
+/// use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoCharge};
+/// use tollgate::store::MemoryStore;
+/// use tollgate::{Amount, PaymentLayer, Price};
+///
+/// let payee = address!("0x1111111111111111111111111111111111111111");
+/// let chain = RpcChain::new("http://127.0.0.1:8545", PrivateKeySigner::random())?;
+/// let charge = TempoCharge::new(ChargeConfig::new(42431, PATH_USD, payee), chain)?;
+/// let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.example.com", "a secret of at least 32 bytes!!")
+///     .pricing(Price::per_request(Amount::new(10_000)));
+/// # let _ = layer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct TempoCharge<C> {
+    config: ChargeConfig,
+    chain: C,
+}
+
+impl<C: TempoChain> TempoCharge<C> {
+    /// A charge method advertising `config` (checked by [`ChargeConfig::validate`]),
+    /// talking to the chain through `chain`.
+    pub fn new(config: ChargeConfig, chain: C) -> Result<Self, ChargeConfigError> {
+        config.validate()?;
+        Ok(TempoCharge { config, chain })
+    }
+
+    /// The offer's configuration.
+    pub fn config(&self) -> &ChargeConfig {
+        &self.config
+    }
+
+    /// The chain access.
+    pub fn chain(&self) -> &C {
+        &self.chain
+    }
+}
+
+impl<C: TempoChain> PaymentMethod for TempoCharge<C> {
+    /// One `tempo`/`charge` offer for the quote's minimum, or none when that cannot be
+    /// sold (zero, or not above the splits).
+    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+        let request = ChargeRequest::offer(&self.config, quote.minimum());
+        let offer = |request: ChargeRequest| Offer {
+            method: "tempo".into(),
+            intent: "charge".into(),
+            request: request.to_json(),
+            description: None,
+        };
+        request.map(offer).into_iter().collect()
+    }
+
+    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+        let request = ChargeRequest::parse(verify.request)?;
+        let ctx = Context { charge: self, verify: &verify, store, request };
+        match ChargePayload::parse(&verify.credential.payload)? {
+            ChargePayload::Transaction { signature } => ctx.pull(signature).await,
+            ChargePayload::Hash { hash } => ctx.push(hash).await,
+            ChargePayload::Proof {} => {
+                Err(PaymentError::new(PaymentErrorKind::MethodUnsupported, "zero-amount proofs are not supported"))
+            }
+        }
+    }
+}
+
+/// One credential being verified.
+struct Context<'a, C, St> {
+    charge: &'a TempoCharge<C>,
+    verify: &'a Verify<'a>,
+    store: &'a St,
+    request: ChargeRequest,
+}
+
+pub(crate) fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
+    PaymentError::new(PaymentErrorKind::VerificationFailed, detail)
+}
+
+/// An unreachable chain is a `503` (nothing is known); a refusal is the payment's fault.
+pub(crate) fn chain_error(e: ChainError) -> PaymentError {
+    match e.kind() {
+        ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
+        _ => refuse(format!("chain refused: {e}")),
+    }
+}
+
+impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
+    /// The transfers to find, and the challenge binding unless the request fixes a memo.
+    fn expected(&self) -> Result<Expected<'_>, PaymentError> {
+        let challenge = &self.verify.credential.challenge;
+        let binding = self.request.memo.is_none().then_some((challenge.realm.as_str(), challenge.id.as_str()));
+        Ok(Expected { transfers: self.request.transfers()?, binding })
+    }
+
+    /// The credential's `source` address, if it names one; it must be on this chain.
+    fn source(&self) -> Result<Option<Address>, PaymentError> {
+        let credential = self.verify.credential;
+        let Some((chain_id, address)) = credential.source_address() else {
+            return match credential.source {
+                Some(_) => {
+                    Err(PaymentError::new(PaymentErrorKind::InvalidPayload, "source is not a did:pkh:eip155 address"))
+                }
+                None => Ok(None),
+            };
+        };
+        if chain_id != self.request.chain_id {
+            return Err(refuse("source is on another chain"));
+        }
+        address.parse().map(Some).map_err(|_| PaymentError::new(PaymentErrorKind::InvalidPayload, "bad source address"))
+    }
+
+    /// A mined payment must have succeeded and logged the transfers from `sender`.
+    fn check_mined(&self, mined: &Mined, expected: &Expected<'_>, sender: Address) -> Result<(), PaymentError> {
+        if !mined.success {
+            return Err(refuse("the payment transaction reverted"));
+        }
+        expected.check_logs(&mined.logs, self.request.currency, sender).map_err(Mismatch::into_error)
+    }
+
+    /// Funds the claim with what was paid and serves the request from it.
+    async fn serve(&self, claim: Claim, hash: B256, sender: Address) -> Result<Verified, PaymentError> {
+        if let Err(e) = claim.fund(self.store, self.request.amount).await {
+            // Nothing was served: let the payment be retried (a retry finds it mined).
+            claim.release(self.store).await;
+            return Err(e);
+        }
+        let mut receipt = Receipt::new("tempo", format!("{hash:#x}"));
+        receipt.intent = Some("charge".into());
+        let payer = format!("did:pkh:eip155:{}:{}", self.request.chain_id, sender.to_checksum(None));
+        Ok(Verified::Serve(Grant::new(claim.id().clone(), Renewal::Never, receipt).payer(payer)))
+    }
+}
