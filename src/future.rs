@@ -110,10 +110,15 @@ fn metered<B, Mt: Meter, St: ChannelStore>(
     head.headers.remove(header::CONTENT_LENGTH);
     set_private_cache(&mut head.headers);
     let Paid { meter, quote, account, channel, renewal, receipt, policy } = *paid;
+    let header = receipt.to_header_value();
     let metering = Metering::new(meter, &head, quote.price, policy, account, channel, renewal, receipt);
     if metering.is_event_stream() {
-        // Proxies must not buffer a stream that pauses for vouchers.
+        // Proxies must not buffer a stream that pauses for vouchers. The receipt comes as the
+        // stream's last event, once usage is final (the reference client expects no header).
         head.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    } else {
+        // The payment as verified; the metered usage of a plain body is in the store.
+        head.headers.insert(crate::scheme::PAYMENT_RECEIPT, header);
     }
     Response::from_parts(head, MeteredBody::metered(body, metering))
 }

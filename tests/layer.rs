@@ -82,6 +82,8 @@ async fn one_shot_payment_serves_and_charges_once() {
     let response = svc.clone().oneshot(request).await.unwrap();
     ok_status(&response);
     assert!(response.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("private"));
+    let receipt = Receipt::from_header_value(&response.headers()[tollgate::scheme::PAYMENT_RECEIPT]).unwrap();
+    assert_eq!((receipt.status.as_str(), receipt.reference.as_str()), ("success", "pay:n1"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"paid content");
     let state = store.load(&ChannelId::new("pay:n1")).await.unwrap().unwrap();

@@ -110,6 +110,7 @@ async fn one_shot_sse_stops_at_the_exact_event_and_charges_it() {
     let c = challenge(svc.clone()).await;
     let response = svc.oneshot(paid_get(&c, pay_payload("sse1", 30))).await.unwrap();
     assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
+    assert!(!response.headers().contains_key("payment-receipt"), "SSE receipts come as the last event");
     let mut body = response.into_body();
     let (text, error) = read_until(&mut body, |_| false).await;
     assert!(error.is_none(), "an SSE stream ends cleanly");

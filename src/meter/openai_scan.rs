@@ -89,10 +89,12 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> bool {
         let hit = self.peek() == Some(byte);
         self.pos += usize::from(hit);
@@ -100,18 +102,21 @@ impl<'a> Reader<'a> {
     }
 
     /// JSON whitespace, as serde_json reads it.
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.pos += 1;
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.pos + word.len();
         (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
     }
 
     /// Eats a `null` if one is next.
+    #[inline(always)]
     fn null(&mut self) -> bool {
         self.literal(b"null").is_some()
     }
@@ -172,6 +177,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A key without escapes.
+    #[inline(always)]
     fn key(&mut self) -> Option<&'a [u8]> {
         let start = self.pos + 1;
         match self.string()? {
@@ -181,6 +187,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string: its decoded UTF-8 length, and whether it had escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<(usize, bool)> {
         if !self.eat(b'"') {
             return None;
@@ -206,6 +213,7 @@ impl<'a> Reader<'a> {
 
     /// The escape after a `\`: the UTF-8 length of what it stands for. Surrogates (which
     /// must pair up) are left to serde.
+    #[cold]
     fn escape(&mut self) -> Option<usize> {
         let &b = self.bytes.get(self.pos)?;
         self.pos += 1;
@@ -225,6 +233,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string the meter keeps (`id`, `model`): without escapes, or `null`.
+    #[inline(always)]
     fn plain_str(&mut self) -> Option<Str<'a>> {
         if self.null() {
             return Some(Str(None));
@@ -237,6 +246,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The UTF-8 length of a text string, or 0 for `null`.
+    #[inline(always)]
     fn text_len(&mut self) -> Option<u64> {
         if self.null() {
             return Some(0);
@@ -245,6 +255,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A plain non-negative integer that fits a `u64`, or `null`.
+    #[inline(always)]
     fn number(&mut self) -> Option<Number> {
         if self.null() {
             return Some(Number(None));
@@ -264,6 +275,7 @@ impl<'a> Reader<'a> {
         Some(Number(Some(value)))
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> &'a [u8] {
         let start = self.pos;
         while let Some(b'0'..=b'9') = self.peek() {
@@ -412,6 +424,7 @@ impl<'a> Reader<'a> {
 }
 
 /// How many bytes of `s` come before the first `"`, `\\` or control character.
+#[inline(always)]
 pub(super) fn plain_run(s: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;

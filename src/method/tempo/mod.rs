@@ -3,6 +3,7 @@
 
 pub mod chain;
 mod channel_id;
+mod charge;
 mod config;
 mod domain;
 pub(crate) mod escrow;
@@ -16,6 +17,7 @@ mod voucher;
 
 pub use chain::{RpcChain, TempoChain};
 pub use channel_id::ChannelDescriptor;
+pub use charge::{ChargeConfig, ChargeConfigError, ChargeModes, Split, TempoCharge, attribution_memo};
 pub use config::{CHANNEL_RESERVE, PATH_USD, SessionConfig};
 pub use domain::{SessionProtocol, VoucherDomain};
 pub use session::{SettlementPolicy, TempoSession};

@@ -50,7 +50,7 @@ fn used() -> PaymentError {
     PaymentError::new(PaymentErrorKind::VerificationFailed, "this transaction was already used for a payment")
 }
 
-pub(crate) fn store_error(_: StoreError) -> PaymentError {
+fn store_error(_: StoreError) -> PaymentError {
     PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable")
 }
 

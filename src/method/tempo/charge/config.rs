@@ -7,7 +7,7 @@ use alloy::primitives::{Address, B256};
 use crate::amount::Amount;
 
 /// The most splits a charge may carry (§5.1).
-pub const MAX_SPLITS: usize = 10;
+pub(crate) const MAX_SPLITS: usize = 10;
 
 /// What a charge offer advertises besides its amount (which is the route's price): chain,
 /// token, payee, and optionally splits, a fixed memo and the accepted modes.
@@ -72,7 +72,7 @@ pub enum ChargeModes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChargeConfigError {
-    /// More than [`MAX_SPLITS`] splits.
+    /// More than ten splits.
     TooManySplits {
         /// How many were given.
         count: usize,
@@ -159,7 +159,7 @@ impl ChargeConfig {
         self
     }
 
-    /// Checks the splits: at most [`MAX_SPLITS`], each above zero, a sum that fits.
+    /// Checks the splits: at most ten, each above zero, a sum that fits.
     pub fn validate(&self) -> Result<(), ChargeConfigError> {
         if self.splits.len() > MAX_SPLITS {
             return Err(ChargeConfigError::TooManySplits { count: self.splits.len() });

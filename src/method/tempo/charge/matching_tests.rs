@@ -49,8 +49,7 @@ fn a_bound_transfer_with_memo_pays() {
 fn the_memo_must_be_bound_to_this_challenge_and_server() {
     let expected = plain();
     assert_eq!(expected.check_calls(&[transfer(payee(), 1000)], PATH_USD), Err(Mismatch::Unbound));
-    for memo in [attribution_memo(REALM, None, "another"), attribution_memo("evil.com", None, CHALLENGE), B256::ZERO]
-    {
+    for memo in [attribution_memo(REALM, None, "another"), attribution_memo("evil.com", None, CHALLENGE), B256::ZERO] {
         assert_eq!(expected.check_calls(&[with_memo(payee(), 1000, memo)], PATH_USD), Err(Mismatch::Unbound));
     }
     // A client id does not matter.
@@ -160,6 +159,7 @@ fn a_logged_pair_counts_once() {
 #[test]
 fn a_bound_log_is_preferred_over_an_unbound_one() {
     let payer = Address::repeat_byte(0xaa);
-    let logs = [transfer_log(payer, payee(), 1000), transfer_log(payer, split(), 5), memo_log(payer, payee(), 1000, bound())];
+    let logs =
+        [transfer_log(payer, payee(), 1000), transfer_log(payer, split(), 5), memo_log(payer, payee(), 1000, bound())];
     assert_eq!(plain().check_logs(&logs, PATH_USD, payer), Ok(()));
 }

@@ -1,27 +1,4 @@
 //! [`TempoCharge`]: MPP `tempo` / `charge`, one TIP-20 payment per request (§5).
-//!
-//! The offer asks for the route's price ([`Quote::minimum`]) in one transaction paying the
-//! recipient (and the splits, if any). The client answers with either credential type:
-//!
-//! - **pull** (`{type:"transaction", signature}`): a signed Tempo transaction (`0x76`). Its
-//!   calls must be exactly the transfers asked for; the server claims it, broadcasts it
-//!   and checks the mined receipt.
-//! - **push** (`{type:"hash", hash}`): the client broadcast the transaction itself; the
-//!   server reads its receipt and checks the transfer logs.
-//!
-//! When the challenge fixes no memo, one of the transfers must be a `transferWithMemo`
-//! whose memo is the challenge-bound [`attribution_memo`], as the reference clients write
-//! it: a payment made for one challenge cannot be presented against another.
-//!
-//! Each payment is used once: its transaction hash is claimed in the store (atomically,
-//! before a pull transaction is broadcast), and the claim becomes a one-shot account
-//! funded with exactly the amount paid ([`Renewal::Never`]), which the layer meters the
-//! response against. If the chain cannot be reached, the claim is released and the
-//! credential can be retried (see `claim.rs` for how, without a delete in the store).
-//!
-//! Not supported: fee sponsorship (`feePayer`; a `0x78` envelope is refused), the
-//! zero-amount `proof` credential (a free route is not offered), keychain-signed
-//! transactions' sender recovery before broadcast (the receipt's sender is used instead).
 
 mod claim;
 mod config;
@@ -32,7 +9,7 @@ mod pull;
 mod push;
 mod request;
 
-pub use config::{ChargeConfig, ChargeConfigError, ChargeModes, MAX_SPLITS, Split};
+pub use config::{ChargeConfig, ChargeConfigError, ChargeModes, Split};
 pub use memo::attribution_memo;
 
 use alloy::primitives::{Address, B256};
@@ -48,8 +25,45 @@ use matching::{Expected, Mismatch};
 use payload::ChargePayload;
 use request::ChargeRequest;
 
-/// The Tempo charge method: each request is paid by one on-chain TIP-20 transfer (plus
-/// splits), verified before the response starts. See the [module docs](self).
+/// The Tempo charge method (`method="tempo"`, `intent="charge"`): each request is paid by
+/// one on-chain TIP-20 payment, verified before the response starts.
+///
+/// The offer asks for the route's price ([`Quote::minimum`]) in one transaction paying the
+/// recipient (and the [splits](ChargeConfig::splits), if any). The client answers with
+/// either credential type:
+///
+/// - **pull** (`{type:"transaction", signature}`): a signed Tempo transaction (`0x76`). Its
+///   calls must be exactly the transfers asked for, nothing else; the server claims it,
+///   broadcasts it and checks the mined receipt.
+/// - **push** (`{type:"hash", hash}`): the client broadcast the transaction itself; the
+///   server reads its receipt and checks the transfer logs. A credential `source` must
+///   name the transaction's sender.
+///
+/// When the challenge fixes no memo, one of the transfers must be a `transferWithMemo`
+/// whose memo is the challenge-bound [`attribution_memo`], as the reference clients write
+/// it, so a payment made for one challenge cannot be presented against another.
+///
+/// # Replays and failures
+///
+/// Each payment is used once: its transaction hash is claimed in the store with
+/// [`ChannelStore::create`] (for pull, before the transaction is broadcast, so a replay
+/// never reaches the chain; for push, once the receipt checked out, so a hash presented
+/// against the wrong challenge does not use it up). The claim becomes a one-shot account
+/// funded with exactly the amount paid ([`Renewal::Never`]), which the layer meters the
+/// response against.
+///
+/// If the chain cannot be reached (a `503` with no challenge) or refuses the transaction
+/// before mining it, the claim is released and the same credential can be retried; a
+/// retry first looks for the transaction's receipt, in case it was mined after all. The
+/// store has no delete, so a release marks the claim and the retry claims the next slot
+/// (`charge:<hash>:1`, …), a bounded number of times. A transaction that was mined stays
+/// claimed, whatever its outcome.
+///
+/// # Not supported
+///
+/// Fee sponsorship (`feePayer`: a `0x78` envelope is refused), the zero-amount `proof`
+/// credential (a free route gets no offer, so the layer fails closed), and recovering a
+/// keychain-signed transaction's sender before broadcast (the receipt's sender is used).
 ///
 /// ```
 /// use alloy::primitives::address;
@@ -126,12 +140,12 @@ struct Context<'a, C, St> {
     request: ChargeRequest,
 }
 
-pub(crate) fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
+fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
     PaymentError::new(PaymentErrorKind::VerificationFailed, detail)
 }
 
 /// An unreachable chain is a `503` (nothing is known); a refusal is the payment's fault.
-pub(crate) fn chain_error(e: ChainError) -> PaymentError {
+fn chain_error(e: ChainError) -> PaymentError {
     match e.kind() {
         ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
         _ => refuse(format!("chain refused: {e}")),

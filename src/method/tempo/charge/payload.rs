@@ -40,7 +40,10 @@ mod tests {
             ChargePayload::parse(&json!({"type": "hash", "hash": hash})),
             Ok(ChargePayload::Hash { hash: h }) if h == B256::repeat_byte(0xab)
         ));
-        assert!(matches!(ChargePayload::parse(&json!({"type": "proof", "signature": "0x00"})), Ok(ChargePayload::Proof {})));
+        assert!(matches!(
+            ChargePayload::parse(&json!({"type": "proof", "signature": "0x00"})),
+            Ok(ChargePayload::Proof {})
+        ));
         for bad in [
             json!({"type": "steal"}),
             json!({"type": "hash", "hash": "0x12"}),

@@ -125,7 +125,10 @@ impl ChargeRequest {
             recipient: wire.recipient,
             chain_id: details.chain_id,
             modes,
-            splits: splits.into_iter().map(|s| Split { recipient: s.recipient, amount: s.amount, memo: s.memo }).collect(),
+            splits: splits
+                .into_iter()
+                .map(|s| Split { recipient: s.recipient, amount: s.amount, memo: s.memo })
+                .collect(),
             memo: details.memo,
         })
     }
@@ -133,8 +136,10 @@ impl ChargeRequest {
     /// The transfers a payment must make: the primary one (the amount minus the splits,
     /// with the fixed memo if any), then each split.
     pub(crate) fn transfers(&self) -> Result<Vec<Transfer>, PaymentError> {
-        let splits =
-            self.splits.iter().try_fold(Amount::ZERO, |sum, s| sum.checked_add(s.amount).filter(|_| !s.amount.is_zero()));
+        let splits = self
+            .splits
+            .iter()
+            .try_fold(Amount::ZERO, |sum, s| sum.checked_add(s.amount).filter(|_| !s.amount.is_zero()));
         let primary = splits
             .and_then(|total| self.amount.checked_sub(total))
             .filter(|primary| !primary.is_zero())
@@ -170,7 +175,10 @@ mod tests {
         );
         assert_eq!(ChargeRequest::parse(&json).unwrap(), request);
         let transfers = request.transfers().unwrap();
-        assert_eq!(transfers, vec![Transfer { recipient: Address::repeat_byte(0x11), amount: U256::from(1000), memo: None }]);
+        assert_eq!(
+            transfers,
+            vec![Transfer { recipient: Address::repeat_byte(0x11), amount: U256::from(1000), memo: None }]
+        );
     }
 
     #[test]
@@ -190,7 +198,10 @@ mod tests {
         assert_eq!(json["methodDetails"]["splits"][1]["memo"], format!("{split_memo:#x}"));
         assert_eq!(ChargeRequest::parse(&json).unwrap(), request);
         let amounts: Vec<_> = request.transfers().unwrap().iter().map(|t| (t.amount, t.memo)).collect();
-        assert_eq!(amounts, vec![(U256::from(850), Some(memo)), (U256::from(100), None), (U256::from(50), Some(split_memo))]);
+        assert_eq!(
+            amounts,
+            vec![(U256::from(850), Some(memo)), (U256::from(100), None), (U256::from(50), Some(split_memo))]
+        );
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! [`Stack`]: the local chain plus the proxy serving on 127.0.0.1, as the demo, the tests
+//! and the load run use it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use alloy::primitives::{B256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::Value;
+use tollgate::Amount;
+use tollgate::method::tempo::PATH_USD;
+use tollgate::scheme::Receipt;
+use tollgate::store::{ChannelId, ChannelState, ChannelStore};
+
+use super::client::PayingClient;
+use super::devnet::{Devnet, ESCROW};
+use crate::proxy::config::{Config, base_units};
+use crate::proxy::payment::PaymentSettings;
+use crate::proxy::simulated::Simulator;
+use crate::proxy::{Proxy, Running, spawn};
+
+/// How to run the proxy.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Serve the simulated model whatever the upstreams.
+    pub simulated: bool,
+    /// The simulator's pace and faults (default: the configuration's).
+    pub simulator: Option<Simulator>,
+    /// Tokens of headroom per voucher.
+    pub voucher_window: u64,
+    /// How long a paused stream waits for a voucher.
+    pub pause_deadline: Duration,
+    /// How often a paused stream sends a keep-alive comment.
+    pub keep_alive: Duration,
+}
+
+impl Options {
+    /// The configuration's settings, with the demo's voucher window.
+    pub fn demo(config: &Config) -> Self {
+        Options {
+            simulated: true,
+            simulator: None,
+            voucher_window: config.demo.voucher_window_tokens,
+            pause_deadline: Duration::from_secs(config.payment.pause_deadline_secs),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A chain and a proxy paid on it; both stop when this drops.
+#[derive(Debug)]
+pub struct Stack {
+    /// The proxy (its catalog, its payment layer and store).
+    pub proxy: Proxy,
+    /// Where it serves.
+    pub server: Running,
+    /// Who it pays.
+    pub payee: PrivateKeySigner,
+    /// The chain (dropped last: anvil stops after the proxy).
+    pub devnet: Devnet,
+}
+
+impl Stack {
+    /// Starts anvil (chain `config.demo.chain_id`), installs the escrow and serves the proxy
+    /// paying dev account 1.
+    pub async fn start(config: &Config, options: Options) -> Result<Stack, String> {
+        let devnet = Devnet::start(config.demo.chain_id).await?;
+        let payee = devnet.signer(1);
+        let decimals = config.payment.decimals;
+        let settings = PaymentSettings {
+            rpc_url: devnet.rpc_url(),
+            chain_id: devnet.chain_id,
+            escrow: ESCROW,
+            currency: PATH_USD,
+            payee: payee.clone(),
+            secret: PrivateKeySigner::random().to_bytes().to_vec(),
+            realm: config.server.realm.clone(),
+            suggested_deposit: Amount::new(base_units(config.payment.suggested_deposit, decimals)?),
+            voucher_window: options.voucher_window,
+            pause_deadline: options.pause_deadline,
+            keep_alive: options.keep_alive,
+            decimals,
+        };
+        let proxy = Proxy::build(config, &settings, options.simulated, options.simulator)?;
+        let server =
+            spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
+        Ok(Stack { proxy, server, payee, devnet })
+    }
+
+    /// A client paying from dev account `n` (2 and up; 0 and 1 are the chain's and the payee's).
+    pub fn client(&self, n: usize) -> PayingClient {
+        PayingClient::new(self.server.url(""), self.devnet.signer(n))
+    }
+
+    /// Asks `request` unpaid (402), then opens a channel with `deposit`.
+    pub async fn open(&self, client: &mut PayingClient, request: &Value, deposit: u128) -> Result<Receipt, String> {
+        let (status, _, body) = client.ask(request).await?;
+        if client.challenge().is_none() {
+            return Err(format!("expected a 402, got {status}: {body}"));
+        }
+        let salt = keccak256(format!("{:?}{}{deposit}", std::time::SystemTime::now(), std::process::id()));
+        let tx = self.devnet.tx_params(client.address()).await?;
+        client.open(deposit, salt, tx).await
+    }
+
+    /// The store's view of `channel`.
+    pub async fn state(&self, channel: B256) -> Option<ChannelState> {
+        self.proxy.layer.store().load(&ChannelId::new(format!("{channel:#x}"))).await.ok().flatten()
+    }
+}

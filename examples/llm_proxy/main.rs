@@ -1,0 +1,99 @@
+//! A paid OpenAI-compatible LLM proxy: `POST /v1/chat/completions` sold per token through
+//! `PaymentLayer` with Tempo payment-channel sessions (MPP `tempo` / `session`).
+//!
+//! ```text
+//! cargo run --features full --example llm_proxy -- demo                 # the whole flow, locally
+//! cargo run --features full --example llm_proxy -- demo --stay          # ...then keep serving
+//! cargo run --features full --example llm_proxy -- serve [--config <file>]
+//! ```
+//!
+//! `demo` starts anvil in Tempo mode, installs the v1 escrow, starts the proxy with the
+//! built-in simulated model, and pays for one streamed completion with tollgate's own
+//! client, printing the 402 and its price, the channel open, each token with the running
+//! cost, each voucher, the receipt, the close, and the on-chain balances.
+//!
+//! `serve` reads `examples/llm_proxy.toml` (or `--config`): upstream providers, models and
+//! prices, the fee, and the chain. With no upstream usable (no API key set) it serves the
+//! simulated model. The payee key and the HMAC secret come from the environment variables
+//! the file names.
+//!
+//! Endpoints: `GET /health`; `GET /v1/models` (prices per 1M input and output tokens, free);
+//! `POST /v1/chat/completions` (paid; always streamed, with `usage`). Errors are OpenAI's
+//! `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402 payment, 404 unknown model,
+//! 413 body over 1 MiB, 429 / 502 upstream, 500 internal.
+
+// Some items serve only the tests and the load run, which include these modules too.
+#[allow(dead_code)]
+mod demo;
+#[allow(dead_code)]
+mod proxy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use proxy::Proxy;
+use proxy::config::{Config, base_units};
+use proxy::payment::PaymentSettings;
+use tollgate::method::tempo::SettlementPolicy;
+
+const USAGE: &str = "usage: llm_proxy <demo [--stay] | serve> [--config <file>]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config_path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/llm_proxy.toml"));
+    if let Some(i) = args.iter().position(|a| a == "--config") {
+        match args.get(i + 1) {
+            Some(path) => config_path = PathBuf::from(path),
+            None => return fail(USAGE),
+        }
+    }
+    let config = match Config::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo::run(&config, args.iter().any(|a| a == "--stay")).await.map(|_| ()),
+        Some("serve") => serve(&config).await,
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("llm_proxy: {message}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: &Config) -> Result<(), String> {
+    let settings = PaymentSettings::from_config(config)?;
+    let proxy = Proxy::build(config, &settings, false, None)?;
+    if proxy.catalog.is_simulated() {
+        eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
+    }
+    let p = &config.payment;
+    let settler = (p.settle_every_secs > 0).then(|| {
+        let policy = SettlementPolicy {
+            every: Duration::from_secs(p.settle_every_secs),
+            min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
+        };
+        proxy.layer.method().inner.clone().spawn_settlement((**proxy.layer.store()).clone(), policy)
+    });
+    let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
+    eprintln!("llm_proxy listening on http://{addr}, selling {}", models.join(", "));
+    let served = axum::serve(listener, proxy.router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    if let Some(settler) = settler {
+        settler.abort();
+    }
+    served.map_err(|e| e.to_string())
+}

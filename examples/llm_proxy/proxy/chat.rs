@@ -1,0 +1,169 @@
+//! `POST /v1/chat/completions` requests: validation, the prompt-token estimate, and the
+//! body sent upstream.
+//!
+//! Only the fields of paypertoken's table travel upstream (`model`, `messages`,
+//! `temperature`, `max_tokens`, `top_p`, `frequency_penalty`, `presence_penalty`, `stop`,
+//! `tools`, `tool_choice`, `n`); anything else is dropped. `stream` is always on, with
+//! `stream_options.include_usage`, so the metering body sees every token and the final
+//! `usage`.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::errors::ApiError;
+
+/// Fields passed through besides `model` and `messages`.
+const PASSED: [&str; 9] = [
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "stop",
+    "tools",
+    "tool_choice",
+    "n",
+];
+
+/// Roles a message may have.
+const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+
+/// Prompt tokens a message costs beyond its text, and the reply's priming, as OpenAI counts them.
+const PER_MESSAGE: u64 = 4;
+const PRIMING: u64 = 3;
+/// What an image part is counted as (OpenAI's low-detail price).
+const PER_IMAGE: u64 = 85;
+
+/// A validated chat-completion request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatRequest {
+    /// The model asked for.
+    pub model: String,
+    /// Estimated prompt tokens (what the meter charges until the upstream's `usage` arrives).
+    pub prompt_tokens: u64,
+    /// Completions asked for.
+    pub n: u64,
+    /// The output cap, if any.
+    pub max_tokens: Option<u64>,
+    /// `messages` and the passed-through fields, checked.
+    fields: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid_request(format!("The request body is not valid JSON: {e}.")))?;
+        let Value::Object(mut object) = value else {
+            return Err(ApiError::invalid_request("The request body must be a JSON object."));
+        };
+        let model = match object.remove("model") {
+            Some(Value::String(model)) if !model.is_empty() => model,
+            Some(_) => return Err(ApiError::invalid_param("model", "`model` must be a non-empty string.")),
+            None => return Err(ApiError::invalid_param("model", "`model` is required.")),
+        };
+        let messages =
+            object.remove("messages").ok_or_else(|| ApiError::invalid_param("messages", "`messages` is required."))?;
+        check_messages(&messages)?;
+        let mut fields = Map::new();
+        for name in PASSED {
+            if let Some(value) = object.remove(name).filter(|v| !v.is_null()) {
+                check_field(name, &value)?;
+                fields.insert(name.to_owned(), value);
+            }
+        }
+        let prompt_tokens = estimate_prompt_tokens(&messages, fields.get("tools"));
+        fields.insert("messages".into(), messages);
+        let n = fields.get("n").and_then(Value::as_u64).unwrap_or(1);
+        let max_tokens = fields.get("max_tokens").and_then(Value::as_u64);
+        Ok(ChatRequest { model, prompt_tokens, n, max_tokens, fields })
+    }
+
+    /// The messages.
+    pub fn messages(&self) -> &[Value] {
+        self.fields["messages"].as_array().map_or(&[], Vec::as_slice)
+    }
+
+    /// The body for an upstream that calls the model `upstream_model`.
+    pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
+        let mut body = Map::with_capacity(self.fields.len() + 3);
+        body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        body.extend(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        body.insert("stream".into(), Value::Bool(true));
+        body.insert("stream_options".into(), json!({ "include_usage": true }));
+        Bytes::from(Value::Object(body).to_string())
+    }
+}
+
+fn check_messages(messages: &Value) -> Result<(), ApiError> {
+    let bad = |message: String| ApiError::invalid_param("messages", message);
+    let Some(list) = messages.as_array().filter(|list| !list.is_empty()) else {
+        return Err(bad("`messages` must be a non-empty array.".into()));
+    };
+    for (i, message) in list.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        if !role.is_some_and(|role| ROLES.contains(&role)) {
+            return Err(bad(format!("`messages[{i}].role` must be one of {}.", ROLES.join(", "))));
+        }
+        match message.get("content") {
+            None | Some(Value::Null | Value::String(_) | Value::Array(_)) => {}
+            Some(_) => return Err(bad(format!("`messages[{i}].content` must be a string or an array of parts."))),
+        }
+    }
+    Ok(())
+}
+
+fn check_field(name: &'static str, value: &Value) -> Result<(), ApiError> {
+    let number_in = |low: f64, high: f64| value.as_f64().is_some_and(|x| (low..=high).contains(&x));
+    let ok = match name {
+        "temperature" => number_in(0.0, 2.0),
+        "top_p" => number_in(0.0, 1.0),
+        "frequency_penalty" | "presence_penalty" => number_in(-2.0, 2.0),
+        "max_tokens" => value.as_u64().is_some_and(|n| n > 0),
+        "n" => value.as_u64().is_some_and(|n| (1..=16).contains(&n)),
+        "stop" => match value {
+            Value::String(_) => true,
+            Value::Array(stops) => stops.len() <= 4 && stops.iter().all(Value::is_string),
+            _ => false,
+        },
+        "tools" => value.as_array().is_some_and(|tools| tools.iter().all(Value::is_object)),
+        "tool_choice" => value.is_string() || value.is_object(),
+        _ => true,
+    };
+    if ok { Ok(()) } else { Err(ApiError::invalid_param(name, format!("`{name}` has an invalid value: {value}."))) }
+}
+
+/// Tokens in `bytes` of text: a quarter of the bytes, at least one for any text. The
+/// proxy's meter (`OpenAiTokenMeter`) estimates streamed output the same way.
+pub fn estimate_text_tokens(bytes: usize) -> u64 {
+    if bytes == 0 { 0 } else { (bytes as u64 / 4).max(1) }
+}
+
+/// Estimated prompt tokens: every message's text, name and tool calls, OpenAI's per-message
+/// overhead, and the tool definitions.
+pub fn estimate_prompt_tokens(messages: &Value, tools: Option<&Value>) -> u64 {
+    let mut tokens = PRIMING;
+    for message in messages.as_array().into_iter().flatten() {
+        tokens += PER_MESSAGE;
+        tokens += match message.get("content") {
+            Some(Value::String(text)) => estimate_text_tokens(text.len()),
+            Some(Value::Array(parts)) => parts.iter().map(part_tokens).sum(),
+            _ => 0,
+        };
+        if let Some(Value::String(name)) = message.get("name") {
+            tokens += estimate_text_tokens(name.len());
+        }
+        if let Some(calls) = message.get("tool_calls") {
+            tokens += estimate_text_tokens(calls.to_string().len());
+        }
+    }
+    tokens + tools.map_or(0, |tools| estimate_text_tokens(tools.to_string().len()))
+}
+
+fn part_tokens(part: &Value) -> u64 {
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => estimate_text_tokens(part.get("text").and_then(Value::as_str).map_or(0, str::len)),
+        Some("image_url") => PER_IMAGE,
+        _ => estimate_text_tokens(part.to_string().len()),
+    }
+}

@@ -1,0 +1,244 @@
+//! The proxy's configuration file (`examples/llm_proxy.toml`), read with `toml`.
+//!
+//! Prices are written in dollars per million tokens, as providers publish them; they become
+//! base units of the payment token (pathUSD has 6 decimals) when the catalog is built.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listening, limits, fee.
+    pub server: ServerConfig,
+    /// The Tempo session the proxy is paid with.
+    pub payment: PaymentConfig,
+    /// Upstream OpenAI-compatible APIs, by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The models sold, each with its providers.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// The built-in simulated model, served when no upstream is usable.
+    pub simulated: SimulatedConfig,
+    /// What `llm_proxy demo` does.
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where `serve` listens.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The protection space named in challenges (the API's host).
+    pub realm: String,
+    /// Larger request bodies are refused with 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Added on top of the upstream price, in percent.
+    #[serde(default)]
+    pub service_fee_percent: f64,
+    /// How long an upstream has to answer with its first streamed byte.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_secs: u64,
+    /// How long a started upstream stream may stay silent before it is ended.
+    #[serde(default = "default_idle_timeout")]
+    pub stream_idle_timeout_secs: u64,
+    /// How long a failed provider is passed over (tried only when every other one failed too).
+    #[serde(default = "default_cooldown")]
+    pub provider_cooldown_secs: u64,
+}
+
+/// `[payment]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentConfig {
+    /// The chain's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The v1 escrow contract.
+    pub escrow: String,
+    /// The TIP-20 token paid in (pathUSD by default).
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// The token's decimals.
+    #[serde(default = "default_decimals")]
+    pub decimals: u32,
+    /// The environment variable holding the payee's private key (it also pays the close gas).
+    pub payee_key_env: String,
+    /// The environment variable holding the challenge HMAC secret (random when unset).
+    pub secret_env: String,
+    /// The deposit suggested to clients, in dollars.
+    pub suggested_deposit: f64,
+    /// Tokens of headroom a stream asks for each time it runs out.
+    #[serde(default = "default_window")]
+    pub voucher_window_tokens: u64,
+    /// How long a paused stream waits for a voucher.
+    #[serde(default = "default_pause_deadline")]
+    pub pause_deadline_secs: u64,
+    /// How often channels are settled on chain (0: only when clients close).
+    #[serde(default)]
+    pub settle_every_secs: u64,
+    /// The least worth a settlement transaction, in dollars.
+    #[serde(default)]
+    pub settle_min: f64,
+}
+
+/// `[upstreams.<name>]`: an OpenAI-compatible API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The API root, e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+    pub base_url: String,
+    /// The environment variable holding its API key. An upstream whose variable is unset is
+    /// not used; one without the setting is called without a key (a local vLLM, say).
+    pub api_key_env: Option<String>,
+}
+
+/// `[[models]]`: a model sold under `id`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The id clients send as `model`.
+    pub id: String,
+    /// Shown in `/v1/models`.
+    #[serde(default = "default_owner")]
+    pub owned_by: String,
+    /// Where it can be bought; the cheapest healthy one is used.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// `[[models.providers]]`: one upstream selling a model, and its price.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A key of `[upstreams]`.
+    pub upstream: String,
+    /// The model id the upstream knows (default: the model's own id).
+    pub model: Option<String>,
+    /// The upstream's price in dollars per million prompt tokens.
+    pub input_per_1m: f64,
+    /// The upstream's price in dollars per million completion tokens.
+    pub output_per_1m: f64,
+}
+
+/// `[simulated]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedConfig {
+    /// The simulated model's id.
+    pub model: String,
+    /// What it costs "upstream", in dollars per million prompt tokens (the fee is added).
+    pub input_per_1m: f64,
+    /// The same per million completion tokens.
+    pub output_per_1m: f64,
+    /// Streaming pace (0: as fast as possible).
+    #[serde(default)]
+    pub tokens_per_second: f64,
+}
+
+/// `[demo]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// The local chain's id.
+    #[serde(default = "default_demo_chain")]
+    pub chain_id: u64,
+    /// The demo's voucher window, small so several vouchers show.
+    #[serde(default = "default_demo_window")]
+    pub voucher_window_tokens: u64,
+    /// The channel deposit, in dollars.
+    #[serde(default = "default_demo_deposit")]
+    pub deposit: f64,
+    /// What the demo asks.
+    #[serde(default = "default_demo_prompt")]
+    pub prompt: String,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            chain_id: default_demo_chain(),
+            voucher_window_tokens: default_demo_window(),
+            deposit: default_demo_deposit(),
+            prompt: default_demo_prompt(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Config, Box<dyn Error + Send + Sync>> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()).into())
+    }
+
+    /// Parses a configuration text.
+    pub fn parse(text: &str) -> Result<Config, Box<dyn Error + Send + Sync>> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// `dollars` in base units of a token with `decimals` (rounded to the nearest unit).
+pub fn base_units(dollars: f64, decimals: u32) -> Result<u128, String> {
+    if !dollars.is_finite() || dollars < 0.0 {
+        return Err(format!("{dollars} is not a price"));
+    }
+    let units = (dollars * 10f64.powi(decimals as i32)).round();
+    if units > u64::MAX as f64 {
+        return Err(format!("{dollars} is too large"));
+    }
+    Ok(units as u128)
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8402))
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_upstream_timeout() -> u64 {
+    60
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
+fn default_cooldown() -> u64 {
+    30
+}
+fn default_currency() -> String {
+    "0x20c0000000000000000000000000000000000000".into()
+}
+fn default_decimals() -> u32 {
+    6
+}
+fn default_window() -> u64 {
+    256
+}
+fn default_pause_deadline() -> u64 {
+    60
+}
+fn default_owner() -> String {
+    "tollgate".into()
+}
+fn default_demo_chain() -> u64 {
+    4242
+}
+fn default_demo_window() -> u64 {
+    16
+}
+fn default_demo_deposit() -> f64 {
+    0.10
+}
+fn default_demo_prompt() -> String {
+    "Explain in one paragraph how this proxy charges for tokens.".into()
+}

@@ -1,0 +1,131 @@
+//! [`UpstreamBody`]: an upstream's SSE body as the client gets it, whole events only, and a
+//! well-formed ending when the upstream fails mid-stream.
+//!
+//! Frames are forwarded as they arrive (no buffering beyond an event cut across frames).
+//! When the upstream errs, stalls past the idle timeout, or ends without `data: [DONE]`,
+//! the partial event is dropped and the stream ends the way OpenAI ends a failed stream:
+//! an `{"error": ...}` frame, then `data: [DONE]`. The body itself never errs, so the
+//! payment layer ends it normally: it charges what was delivered and sends the
+//! `payment-receipt` event.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use serde_json::json;
+use tokio::time::Sleep;
+
+/// See the [module docs](self).
+pub struct UpstreamBody<B> {
+    inner: Pin<Box<B>>,
+    first: Option<Bytes>,
+    partial: BytesMut,
+    idle_after: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+    saw_done: bool,
+    tail: Option<Bytes>,
+    ended: bool,
+}
+
+impl<B> UpstreamBody<B> {
+    /// Wraps `inner`, whose first data frame `first` was already read.
+    pub fn new(inner: B, first: Bytes, idle_after: Duration) -> Self {
+        UpstreamBody {
+            inner: Box::pin(inner),
+            first: Some(first),
+            partial: BytesMut::new(),
+            idle_after,
+            idle: None,
+            saw_done: false,
+            tail: None,
+            ended: false,
+        }
+    }
+
+    /// The complete events in `data` (plus any carried over), keeping a cut event back.
+    fn whole_events(&mut self, data: Bytes) -> Option<Bytes> {
+        let out = if self.partial.is_empty() && ends_event(&data) {
+            data
+        } else {
+            self.partial.extend_from_slice(&data);
+            let end = last_event_end(&self.partial)?;
+            self.partial.split_to(end).freeze()
+        };
+        self.saw_done |= memchr::memmem::find(&out, b"data: [DONE]").is_some();
+        Some(out)
+    }
+
+    fn fail(&mut self, why: &str) {
+        self.partial.clear();
+        self.ended = true;
+        let error = json!({ "error": { "message": why, "type": "upstream_error", "code": "upstream_interrupted" } });
+        self.tail = Some(Bytes::from(format!("data: {error}\n\ndata: [DONE]\n\n")));
+    }
+}
+
+impl<B> Body for UpstreamBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(tail) = this.tail.take() {
+                return Poll::Ready(Some(Ok(Frame::data(tail))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if let Some(first) = this.first.take() {
+                if let Some(out) = this.whole_events(first) {
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                continue;
+            }
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.idle = None;
+                    if let Ok(data) = frame.into_data() {
+                        if let Some(out) = this.whole_events(data) {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => this.fail(&format!("The upstream stream failed: {e}.")),
+                Poll::Ready(None) if this.saw_done => this.ended = true,
+                Poll::Ready(None) => this.fail("The upstream stream ended early."),
+                Poll::Pending => {
+                    // The timer starts at the first wait after a frame, so a stream the
+                    // payment layer paused (and stopped polling) is not counted idle.
+                    let after = this.idle_after;
+                    let idle = this.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                    if idle.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.fail("The upstream stream stalled.");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `data` ends with a blank line (an event boundary).
+fn ends_event(data: &[u8]) -> bool {
+    data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n")
+}
+
+/// The end of the last complete event in `data`, if any.
+fn last_event_end(data: &[u8]) -> Option<usize> {
+    (1..data.len())
+        .rev()
+        .find(|&i| data[i] == b'\n' && (data[i - 1] == b'\n' || data[..i].ends_with(b"\n\r")))
+        .map(|i| i + 1)
+}
