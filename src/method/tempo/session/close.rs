@@ -7,10 +7,10 @@ use super::voucher::hex_bytes;
 use super::{Context, chain_error, store_error};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
+use crate::method::tempo::SessionProtocol;
 use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::method::tempo::payload::VoucherPayload;
-use crate::method::tempo::{SessionProtocol, VoucherSignature, verify_voucher};
 use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
@@ -32,10 +32,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 format!("the close voucher must cover the {delivered} delivered and stay within the deposit"),
             ));
         }
-        let signature = VoucherSignature::from_hex(&close.signature)
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
-        verify_voucher(&self.session.domain, close.channel_id, cumulative, &signature, channel.signer())
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
+        self.check_signature(close.channel_id, cumulative, &close.signature, channel.signer())?;
         self.session.book.record(close.channel_id, cumulative, hex_bytes(&close.signature)?);
         // Only now stop new spending, so `spent` cannot move under the capture below.
         let state = self.store.finalize(&id).await.map_err(store_error)?;

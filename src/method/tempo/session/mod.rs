@@ -183,6 +183,31 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         Ok(())
     }
 
+    /// One signature recovery; the expected signer comes from the chain or the descriptor,
+    /// never from the payload alone.
+    fn check_signature(
+        &self,
+        channel: B256,
+        cumulative: u128,
+        signature: &str,
+        expected: Address,
+    ) -> Result<(), PaymentError> {
+        let invalid = |e: super::SignatureError| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string());
+        let signature = super::VoucherSignature::from_hex(signature).map_err(invalid)?;
+        super::verify_voucher(&self.session.domain, channel, cumulative, &signature, expected).map_err(invalid)
+    }
+
+    /// The open voucher must cover one unit and stay within a nonzero deposit.
+    fn check_open_amount(&self, cumulative: Amount, deposit: u128) -> Result<(), PaymentError> {
+        if deposit == 0 || cumulative < self.unit_price()? || cumulative.get() > deposit {
+            return Err(PaymentError::new(
+                PaymentErrorKind::PaymentInsufficient,
+                "the open voucher must cover one unit and stay within a nonzero deposit",
+            ));
+        }
+        Ok(())
+    }
+
     /// A descriptor must hash to the channel id and name our payee and token (§4.4).
     fn check_descriptor(&self, descriptor: &super::ChannelDescriptor, channel: B256) -> Result<(), PaymentError> {
         let config = self.config();

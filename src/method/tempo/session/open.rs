@@ -13,7 +13,7 @@ use crate::method::tempo::chain::{Mined, TempoChain};
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20};
 use crate::method::tempo::payload::OpenPayload;
 use crate::method::tempo::tx::SignedTempoTx;
-use crate::method::tempo::{ChannelDescriptor, SessionProtocol, VoucherSignature, verify_voucher};
+use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
 use crate::store::ChannelStore;
 
 pub(super) fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
@@ -63,16 +63,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         let deposit = call.deposit;
         let cumulative = open.cumulative_amount.get();
-        if open.cumulative_amount < self.unit_price()? || cumulative > deposit {
-            return Err(PaymentError::new(
-                PaymentErrorKind::PaymentInsufficient,
-                "the open voucher must cover one unit and stay within the deposit",
-            ));
-        }
-        let signature = VoucherSignature::from_hex(&open.signature)
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
-        verify_voucher(&self.session.domain, open.channel_id, cumulative, &signature, descriptor.expected_signer())
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
+        self.check_open_amount(open.cumulative_amount, deposit)?;
+        self.check_signature(open.channel_id, cumulative, &open.signature, descriptor.expected_signer())?;
 
         let mined = self.session.chain.broadcast(open.transaction.clone()).await.map_err(chain_error)?;
         self.confirm_opened(&mined, open.channel_id, deposit)?;

@@ -8,13 +8,13 @@ use super::open::refuse;
 use super::voucher::hex_bytes;
 use super::{Context, chain_error, store_error};
 use crate::amount::Amount;
-use crate::error::{PaymentError, PaymentErrorKind};
+use crate::error::PaymentError;
 use crate::method::Verified;
 use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::escrow::{ITip20, ITip20ChannelReserve};
 use crate::method::tempo::payload::OpenPayload;
 use crate::method::tempo::tx::SignedTempoTx;
-use crate::method::tempo::{ChannelDescriptor, SessionProtocol, VoucherSignature, verify_voucher};
+use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
 use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
@@ -62,16 +62,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("channelId does not match the open transaction"));
         }
         let cumulative = open.cumulative_amount.get();
-        if deposit == 0 || open.cumulative_amount < self.unit_price()? || cumulative > deposit {
-            return Err(PaymentError::new(
-                PaymentErrorKind::PaymentInsufficient,
-                "the open voucher must cover one unit and stay within the deposit",
-            ));
-        }
-        let signature = VoucherSignature::from_hex(&open.signature)
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
-        verify_voucher(&self.session.domain, open.channel_id, cumulative, &signature, descriptor.expected_signer())
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
+        self.check_open_amount(open.cumulative_amount, deposit)?;
+        self.check_signature(open.channel_id, cumulative, &open.signature, descriptor.expected_signer())?;
 
         let mined = self.session.chain.broadcast(open.transaction.clone()).await.map_err(chain_error)?;
         let opened = mined.success

@@ -5,9 +5,9 @@ use alloy::primitives::Bytes;
 use super::{Context, store_error};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
+use crate::method::tempo::SessionProtocol;
 use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::payload::VoucherPayload;
-use crate::method::tempo::{SessionProtocol, VoucherSignature, verify_voucher};
 use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
@@ -47,10 +47,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             ));
         }
         // Formats are checked before any ECDSA work; the signer comes from the chain.
-        let signature = VoucherSignature::from_hex(&voucher.signature)
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
-        verify_voucher(&self.session.domain, voucher.channel_id, cumulative, &signature, channel.signer())
-            .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidSignature, e.to_string()))?;
+        self.check_signature(voucher.channel_id, cumulative, &voucher.signature, channel.signer())?;
         if cumulative <= channel.settled {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
