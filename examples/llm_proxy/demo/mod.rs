@@ -47,7 +47,11 @@ pub async fn run(config: &Config, stay: bool) -> Result<Outcome, String> {
 
     let stack = Stack::start(config, Options::demo(config)).await?;
     let (devnet, proxy, server, payee) = (&stack.devnet, &stack.proxy, &stack.server, &stack.payee);
-    println!("[chain]  anvil --network tempo at {} (chain {}), v1 escrow installed at {ESCROW}", devnet.rpc_url(), devnet.chain_id);
+    println!(
+        "[chain]  anvil --network tempo at {} (chain {}), v1 escrow installed at {ESCROW}",
+        devnet.rpc_url(),
+        devnet.chain_id
+    );
     let model = proxy.catalog.models()[0].clone();
     println!(
         "[proxy]  listening on {} with the SIMULATED upstream model \"{}\" (no API key needed)",

@@ -1,0 +1,17 @@
+//! The paid OpenAI-compatible LLM proxy example (`examples/llm_proxy`), end to end on a local
+//! Tempo chain: the OpenAI SDK paying through mppx, the demo, every error of the table
+//! (each charged nothing), failover, mid-stream failures charged only for what was delivered.
+
+#![cfg(feature = "full")]
+
+#[allow(dead_code)]
+#[path = "../../examples/llm_proxy/demo/mod.rs"]
+mod demo;
+#[allow(dead_code)]
+#[path = "../../examples/llm_proxy/proxy/mod.rs"]
+mod proxy;
+
+mod errors;
+mod flows;
+mod openai;
+mod support;
