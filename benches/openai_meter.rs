@@ -9,10 +9,23 @@ use tollgate::meter::{Meter, OpenAiTokenMeter};
 
 const WORDS: [&str; 8] = [" the", " quick", " brown", " fox", " jumps", " over", " lazy", " dogs"];
 
+/// OpenAI pads each chunk with a random `obfuscation` string of varying length.
+fn obfuscation(i: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let len = 2 + (x % 12) as usize;
+    (0..len)
+        .map(|_| {
+            x = x.rotate_left(7).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            char::from(CHARS[(x >> 58) as usize % CHARS.len()])
+        })
+        .collect()
+}
+
 fn openai(i: usize) -> String {
-    let w = WORDS[i % WORDS.len()];
+    let (w, pad) = (WORDS[i % WORDS.len()], obfuscation(i));
     format!(
-        r#"{{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{{"index":0,"delta":{{"content":"{w}"}},"logprobs":null,"finish_reason":null}}],"usage":null,"obfuscation":"Ab3dE"}}"#
+        r#"{{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741569952,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_eb9dce56a8","choices":[{{"index":0,"delta":{{"content":"{w}"}},"logprobs":null,"finish_reason":null}}],"usage":null,"obfuscation":"{pad}"}}"#
     )
 }
 
@@ -53,14 +66,18 @@ fn escaped(i: usize) -> String {
     )
 }
 
-fn events(make: fn(usize) -> String) -> Vec<Vec<u8>> {
+/// 1000 events of one shape, as an upstream streams them.
+fn events(make: Shape) -> Vec<Vec<u8>> {
     (0..1000).map(|i| format!("data: {}\n\n", make(i)).into_bytes()).collect()
 }
+
+/// A provider's chunk shape: the `i`th chunk of a stream.
+type Shape = fn(usize) -> String;
 
 fn bench(c: &mut Criterion) {
     let mut head = Response::new(()).into_parts().0;
     head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    let shapes: [(&str, fn(usize) -> String); 6] = [
+    let shapes: [(&str, Shape); 6] = [
         ("openai", openai),
         ("vllm_usage", vllm),
         ("llama_cpp", llama_cpp),
@@ -68,7 +85,8 @@ fn bench(c: &mut Criterion) {
         ("tool_calls", tool_call),
         ("escaped", escaped),
     ];
-    let mut corpora: Vec<(&str, Vec<Vec<u8>>)> = shapes.iter().map(|&(name, make)| (name, events(make))).collect();
+    let mut corpora: Vec<_> = shapes.iter().map(|&(name, make)| (name, events(make))).collect();
+    // Every chunk of another shape than the last: each one read from the start.
     let mixed = (0..1000).map(|i| corpora[i % shapes.len()].1[i].clone()).collect();
     corpora.push(("mixed", mixed));
 

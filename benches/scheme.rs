@@ -2,6 +2,7 @@
 //! credential's HMAC-bound challenge.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use serde_json::json;
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::scheme::{Challenge, ChallengeSigner, Credential, encode_request, format_expires};
 use tollgate::store::{ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote};
+use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Pricing, Quote};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// A session-shaped offer like the Tempo method's.
@@ -37,6 +38,16 @@ impl PaymentMethod for SessionOffer {
 
     async fn verify<St: ChannelStore>(&self, _: Verify<'_>, _: &St) -> Result<Verified, PaymentError> {
         Err(PaymentError::new(PaymentErrorKind::VerificationFailed, "bench"))
+    }
+}
+
+/// A price that changes on every request: every 402 sells a new offer.
+struct EverChanging(AtomicU64);
+
+impl Pricing for EverChanging {
+    fn quote(&self, _: &http::request::Parts, _: Option<&Bytes>) -> Result<Option<Quote>, PaymentError> {
+        let amount = self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(Quote::new(Price::per_request(Amount::new(u128::from(amount))))))
     }
 }
 
@@ -101,8 +112,28 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The worst case: no 402 issued before sold the same offer.
+    let layer =
+        PaymentLayer::new(SessionOffer, MemoryStore::new(), "api.example.com", "bench-secret-of-32-bytes-or-more")
+            .pricing(EverChanging(AtomicU64::new(1)));
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+        |_req: Request<tollgate::RequestBody<Empty<Bytes>>>| async {
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        },
+    ));
+    c.bench_function("challenge_issue_402_new_offer", |b| {
+        b.to_async(&runtime).iter(|| {
+            let mut svc = svc.clone();
+            async move {
+                let response = svc.ready().await.unwrap().call(Request::new(Empty::new())).await.unwrap();
+                assert_eq!(response.status(), 402);
+            }
+        })
+    });
+
     let signer = ChallengeSigner::new("bench-secret-of-32-bytes-or-more");
     let headers = credential_headers(&signer);
+    c.bench_function("credential_parse", |b| b.iter(|| Credential::from_headers(&headers).unwrap().unwrap()));
     c.bench_function("credential_parse_and_hmac_check", |b| {
         b.iter(|| {
             let credential = Credential::from_headers(&headers).unwrap().unwrap();
@@ -111,6 +142,8 @@ fn bench(c: &mut Criterion) {
     });
     let challenge = Credential::from_headers(&headers).unwrap().unwrap().challenge;
     c.bench_function("challenge_id_hmac", |b| b.iter(|| signer.id(&challenge.fields())));
+    // A signer remembers what verified: this is the check of a challenge seen before.
+    c.bench_function("challenge_verify_seen", |b| b.iter(|| assert!(signer.verify(&challenge))));
 }
 
 criterion_group!(benches, bench);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metering::StreamPolicy;
+use crate::respond::IssuedChallenges;
 use crate::scheme::ChallengeSigner;
 
 /// Settings of a [`PaymentLayer`](crate::PaymentLayer), set through its builder methods.
@@ -15,6 +16,8 @@ pub(crate) struct Settings {
     pub(crate) challenge_ttl: Duration,
     pub(crate) body_limit: usize,
     pub(crate) policy: StreamPolicy,
+    /// The challenges issued lately, reused while the same offers are sold.
+    pub(crate) issued: IssuedChallenges,
 }
 
 impl Settings {
@@ -29,6 +32,7 @@ impl Settings {
                 pause_deadline: Duration::from_secs(60),
                 keep_alive: Duration::from_secs(15),
             },
+            issued: IssuedChallenges::default(),
         }
     }
 }

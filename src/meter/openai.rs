@@ -7,10 +7,14 @@ use std::mem;
 use bytes::Bytes;
 use http::{request, response};
 
-use super::openai_chunk::Chunk;
+use self::scan::Scanner;
+use super::openai_chunk::{Chunk, Summary};
 use super::sse::is_event_stream;
 use super::{MakeMeter, Meter, sse_data};
 use crate::amount::{Quote, Usage};
+
+#[path = "openai_scan.rs"]
+mod scan;
 
 /// How much of a non-streamed body is kept to read its `usage` at the end.
 const MAX_JSON_BODY: usize = 8 << 20;
@@ -59,6 +63,8 @@ pub struct OpenAiTokenMeter {
     body_bytes: u64,
     /// The non-streamed body outgrew [`MAX_JSON_BODY`]: it is no longer kept.
     overflowed: bool,
+    /// Reads streamed chunks, reusing what the last one shared with the next.
+    scanner: Scanner,
 }
 
 impl OpenAiTokenMeter {
@@ -84,15 +90,21 @@ impl OpenAiTokenMeter {
         if data == b"[DONE]" {
             return;
         }
-        if let Some(chunk) = read_chunk(data) {
-            self.add(chunk);
+        // The fast reader answers for the usual shapes; serde reads the rest, the same way.
+        match self.scanner.scan(data) {
+            Some(chunk) => self.add(chunk),
+            None => {
+                if let Ok(chunk) = serde_json::from_slice::<Chunk<'_>>(data) {
+                    self.add(chunk.summary());
+                }
+            }
         }
     }
 
     /// Adds one chunk's usage, and remembers what the cutoff chunk repeats.
-    fn add(&mut self, chunk: Chunk<'_>) {
-        remember(&mut self.id, chunk.id.0.as_deref());
-        remember(&mut self.model, chunk.model.0.as_deref());
+    fn add(&mut self, chunk: Summary<'_>) {
+        remember(&mut self.id, chunk.id);
+        remember(&mut self.model, chunk.model);
         self.created = chunk.created.0.unwrap_or(self.created);
         self.choices |= chunk.choices.indexes;
         // A chunk's own usage covers its own text.
@@ -103,15 +115,19 @@ impl OpenAiTokenMeter {
     }
 }
 
-/// A streamed chunk: read by the fast reader when it knows the shape, by serde otherwise
-/// (the same result either way); `None` when neither reads it (not a JSON object).
-fn read_chunk(data: &[u8]) -> Option<Chunk<'_>> {
-    scan::scan(data).or_else(|| serde_json::from_slice(data).ok())
+/// What follows `data:` in an event that starts with it, up to the line ends it ends
+/// with. When that holds no line break (the fast reader reads none, so whatever it reads
+/// holds none), the event is one `data:` line and this is what [`sse_data`] gives for it.
+fn data_line(event: &[u8]) -> Option<&[u8]> {
+    let rest = event.strip_prefix(b"data:")?;
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let end = rest.iter().rposition(|&b| b != b'\n' && b != b'\r').map_or(0, |last| last + 1);
+    Some(&rest[..end])
 }
 
-/// Keeps `value` in `slot`, reusing its allocation.
-fn remember(slot: &mut String, value: Option<&str>) {
-    if let Some(value) = value.filter(|value| *value != slot.as_str()) {
+/// Keeps `value` (UTF-8) in `slot` when it changed, reusing the allocation.
+fn remember(slot: &mut String, value: Option<&[u8]>) {
+    if let Some(Ok(value)) = value.filter(|value| *value != slot.as_bytes()).map(std::str::from_utf8) {
         slot.clear();
         slot.push_str(value);
     }
@@ -147,6 +163,16 @@ impl Meter for OpenAiTokenMeter {
     fn on_event(&mut self, event: &[u8]) -> Usage {
         // Events come only from an event stream, whatever the header said.
         self.sse = true;
+        // The usual event, one `data:` line: its chunk read fast, without finding its lines.
+        if let Some(line) = data_line(event) {
+            if line == b"[DONE]" {
+                return self.usage();
+            }
+            if let Some(chunk) = self.scanner.scan(line) {
+                self.add(chunk);
+                return self.usage();
+            }
+        }
         // `buf` is lent out so `on_chunk` can borrow the whole meter.
         let mut buf = mem::take(&mut self.buf);
         if let Some(data) = sse_data(event, &mut buf) {
@@ -211,9 +237,6 @@ impl fmt::Debug for OpenAiTokenMeter {
             .finish_non_exhaustive()
     }
 }
-
-#[path = "openai_scan.rs"]
-mod scan;
 
 #[cfg(test)]
 #[path = "openai_tests.rs"]

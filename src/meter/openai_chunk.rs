@@ -17,7 +17,7 @@ use crate::amount::Usage;
 /// A `chat.completion.chunk`, a whole `chat.completion`, or an `{"error": ...}` frame.
 ///
 /// Streamed chunks of the usual shapes are read by the meter's faster reader
-/// (`openai_scan.rs`) into this same type; serde reads the rest.
+/// (`openai_scan.rs`) straight into their [`Summary`]; serde reads the rest into this.
 #[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(super) struct Chunk<'a> {
@@ -31,8 +31,32 @@ pub(super) struct Chunk<'a> {
     pub(super) error: Option<IgnoredAny>,
 }
 
+impl Chunk<'_> {
+    /// What the meter takes from a streamed chunk.
+    pub(super) fn summary(&self) -> Summary<'_> {
+        Summary {
+            id: self.id.0.as_deref().map(str::as_bytes),
+            model: self.model.0.as_deref().map(str::as_bytes),
+            created: self.created,
+            choices: self.choices,
+            usage: self.usage,
+        }
+    }
+}
+
+/// What the meter takes from a streamed chunk, whichever reader read it: `id` and
+/// `model` (UTF-8) as bytes, so a reader that has checked them need not convert them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Summary<'a> {
+    pub(super) id: Option<&'a [u8]>,
+    pub(super) model: Option<&'a [u8]>,
+    pub(super) created: Number,
+    pub(super) choices: Choices,
+    pub(super) usage: Option<UsageFields>,
+}
+
 /// The `usage` object.
-#[derive(Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(super) struct UsageFields {
     pub(super) prompt_tokens: Number,
@@ -49,7 +73,7 @@ impl UsageFields {
 
 /// What the meter needs from `choices`: the text bytes of every delta, and which choice
 /// indexes appeared (bit `i` for index `i`; indexes of 128 and up are not kept).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct Choices {
     pub(super) text_bytes: u64,
     pub(super) indexes: u128,
@@ -91,7 +115,7 @@ struct Function {
 pub(super) struct Str<'a>(pub(super) Option<Cow<'a, str>>);
 
 /// A non-negative integer; anything else reads as `None`.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct Number(pub(super) Option<u64>);
 
 /// The UTF-8 length of a string; anything else reads as zero.

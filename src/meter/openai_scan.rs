@@ -1,421 +1,485 @@
 //! A fast reader for the usual shapes of a streamed chunk, exact where it answers.
 //!
-//! [`scan`] reads a chunk in one pass, without serde, into the same [`Chunk`] that
-//! `serde_json::from_slice` gives, and answers `None` for anything outside the shapes it
-//! knows; the meter then falls back to serde. So it only has to be right where it answers:
+//! [`Scanner::scan`] reads a chunk in one pass, without serde, into the same [`Summary`]
+//! that `serde_json::from_slice` into a [`Chunk`] gives, and answers `None` for anything
+//! outside the shapes it knows (the meter then asks serde). So it only has to be right
+//! where it answers:
 //!
-//! - the whole input is valid UTF-8, and it is one JSON object (whitespace around it);
-//! - object keys have no escapes, and no field the meter reads appears twice (serde's
-//!   derive refuses duplicate fields);
-//! - `id` and `model` are strings without escapes, or `null`; `created`, `index`,
-//!   `prompt_tokens` and `completion_tokens` are plain non-negative integers, or `null`;
-//! - `choices`, `tool_calls` are arrays or `null`, their items objects or `null`;
-//!   `delta`, `function`, `usage` are objects or `null`; text fields are strings or `null`;
-//! - text strings may hold escapes (their decoded UTF-8 length is counted) except
-//!   surrogate `\u` escapes; raw control characters are refused, as in JSON;
-//! - values it skips are JSON up to 16 levels deep, numbers without exponents.
+//! - the input is valid UTF-8 and one JSON object on one line (no line breaks, not even
+//!   as whitespace); keys have no escapes, and no field the meter reads appears twice in
+//!   one object (serde's derive refuses that);
+//! - `id`, `model` are strings without escapes or `null`; `created`, `index` and the
+//!   token counts are plain non-negative integers that fit a `u64`, or `null`;
+//! - `choices`, `tool_calls` are arrays or `null`, their items objects or `null`; `delta`,
+//!   `function`, `usage` are objects or `null`; text fields are strings or `null`;
+//! - text may hold escapes (their decoded UTF-8 length is counted), but not surrogate
+//!   `\u` escapes; raw control characters are refused, as in JSON;
+//! - values it skips are JSON nested up to 16 deep, numbers without exponents
+//!   (see [`json`]).
+//!
+//! Chunks of one stream differ little: usually only in their first delta text (and in
+//! OpenAI's random `obfuscation` string). The scanner keeps the bytes before that text and
+//! its state there, so the next chunk with the same leading bytes is read from that point
+//! on: the state at a point depends only on the bytes before it. It also keeps the bytes
+//! after the text and what the chunk read as: a next chunk with the same bytes after its
+//! text (but perhaps another string in the last skipped top-level field) reads the same
+//! but for the text's length, which only adds up.
 
-use std::borrow::Cow;
+use std::ops::Range;
 
-use serde::de::IgnoredAny;
+use self::json::{Lex, Lexer, fields, items};
+#[cfg(doc)]
+use crate::meter::openai_chunk::Chunk;
+use crate::meter::openai_chunk::{Choices, Number, Summary, UsageFields};
 
-use crate::meter::openai_chunk::{Choices, Chunk, Number, Str, UsageFields};
+#[path = "openai_json.rs"]
+mod json;
 
-/// How deep a skipped value may nest.
-const SKIP_DEPTH: u8 = 16;
+/// Reads chunks of one stream; remembers where the last one's delta text began.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Scanner {
+    /// The bytes of the last chunk read up to its first delta text value.
+    prefix: Vec<u8>,
+    /// The reader's state at the end of `prefix` (none yet: `None`).
+    state: Option<State>,
+    /// What followed that value in the last chunk read with this prefix, and what that
+    /// chunk read as: a chunk that differs from it only in that value reads the same but
+    /// for the value's length.
+    tail: Vec<u8>,
+    last: Option<Last>,
+}
 
-/// `data` read as serde reads it into a [`Chunk`], or `None` when it is outside the shapes
-/// this reader knows (see the [module docs](self)).
-pub(super) fn scan(data: &[u8]) -> Option<Chunk<'_>> {
-    let text = std::str::from_utf8(data).ok()?;
-    let mut r = Reader { text, bytes: data, pos: 0 };
-    let mut chunk = Chunk::default();
-    let mut seen = Seen::default();
-    r.object(|r, key| {
-        match key {
-            b"id" => {
-                seen.once(0)?;
-                chunk.id = r.plain_str()?;
-            }
-            b"model" => {
-                seen.once(1)?;
-                chunk.model = r.plain_str()?;
-            }
-            b"created" => {
-                seen.once(2)?;
-                chunk.created = r.number()?;
-            }
-            b"choices" => {
-                seen.once(3)?;
-                chunk.choices = r.choices()?;
-            }
-            b"usage" => {
-                seen.once(4)?;
-                chunk.usage = if r.null() { None } else { Some(r.usage()?) };
-            }
-            b"error" => {
-                seen.once(5)?;
-                chunk.error = if r.null() {
-                    None
-                } else {
-                    r.skip(SKIP_DEPTH)?;
-                    Some(IgnoredAny)
-                };
-            }
-            _ => r.skip(SKIP_DEPTH)?,
+/// What has been read so far: one entry per level of the chunk's known structure.
+#[derive(Clone, Debug, Default)]
+struct State {
+    id: Option<Range<usize>>,
+    model: Option<Range<usize>>,
+    created: Number,
+    usage: Option<UsageFields>,
+    top_seen: Seen,
+    choices: Choices,
+    /// The choice being read: its index, its seen fields.
+    index: Number,
+    choice_seen: Seen,
+    choice_text: u64,
+    /// The delta being read: content, reasoning_content, reasoning, refusal; tool calls.
+    text: [u64; 4],
+    tool_calls: u64,
+    delta_seen: Seen,
+    /// The tool call being read, and its function's name and arguments.
+    tool_seen: Seen,
+    function: [u64; 2],
+    function_seen: Seen,
+    /// The value the saved prefix ends at.
+    point: Point,
+}
+
+/// A text value the saved prefix may end at: a delta text slot, or a function's.
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    Text(usize),
+    Function(usize),
+}
+
+impl Default for Point {
+    fn default() -> Self {
+        Point::Text(0)
+    }
+}
+
+/// A chunk read: a [`Summary`] with `id` and `model` as ranges of the chunk.
+#[derive(Clone, Debug)]
+struct Read {
+    id: Option<Range<usize>>,
+    model: Option<Range<usize>>,
+    created: Number,
+    choices: Choices,
+    usage: Option<UsageFields>,
+}
+
+impl Read {
+    fn summary<'a>(&self, data: &'a [u8]) -> Summary<'a> {
+        Summary {
+            id: self.id.clone().map(|range| &data[range]),
+            model: self.model.clone().map(|range| &data[range]),
+            created: self.created,
+            choices: self.choices,
+            usage: self.usage,
         }
-        Some(())
-    })?;
-    r.ws();
-    (r.pos == data.len()).then_some(chunk)
+    }
+}
+
+/// The last chunk read with the saved prefix.
+#[derive(Clone, Debug)]
+struct Last {
+    read: Read,
+    /// Where the value at the saved point ended, and its text length.
+    value_end: usize,
+    text: u64,
+    /// The last string value of a top-level field the meter skips (OpenAI's random
+    /// `obfuscation`), quotes included, as a range of the tail.
+    hole: Option<Range<usize>>,
+}
+
+impl Scanner {
+    /// `data` read as serde reads it into a [`Chunk`], or `None` when it is outside the
+    /// shapes this reader knows (see the [module docs](self)).
+    pub(super) fn scan<'a>(&mut self, data: &'a [u8]) -> Option<Summary<'a>> {
+        if let Some(state) = self.state.as_ref().filter(|_| data.len() > self.prefix.len()) {
+            if data.starts_with(&self.prefix) {
+                let mut value = Lexer { bytes: data, pos: self.prefix.len() };
+                let text = value.text_len()?;
+                let value_end = value.pos;
+                if let Some(read) = self.reuse(data, value_end, text) {
+                    return Some(read.summary(data));
+                }
+                let mut r = Reader::new(data, value_end, state.clone(), Capture::Off);
+                match r.st.point {
+                    Point::Text(slot) => r.st.text[slot] = text,
+                    Point::Function(slot) => r.st.function[slot] = text,
+                }
+                let read = r.resume()?;
+                self.keep(data, Last { read, value_end, text, hole: r.hole });
+                return self.last.as_ref().map(|last| last.read.summary(data));
+            }
+        }
+        let mut r = Reader::new(data, 0, State::default(), Capture::Armed);
+        r.lex.ws();
+        r.lex.open(b'{')?;
+        fields(&mut r, false, Reader::top_field)?;
+        let read = r.finish()?;
+        let summary = read.summary(data);
+        if let Capture::Taken { at, state, value_end, text, .. } = r.capture {
+            self.prefix.clear();
+            self.prefix.extend_from_slice(&data[..at]);
+            self.state = Some(*state);
+            self.keep(data, Last { read, value_end, text, hole: r.hole });
+        }
+        Some(summary)
+    }
+
+    /// Keeps `last`, and its tail from `data`.
+    fn keep(&mut self, data: &[u8], mut last: Last) {
+        self.tail.clear();
+        self.tail.extend_from_slice(&data[last.value_end..]);
+        last.hole = last
+            .hole
+            .filter(|hole| hole.start >= last.value_end)
+            .map(|hole| hole.start - last.value_end..hole.end - last.value_end);
+        self.last = Some(last);
+    }
+
+    /// What `data` reads as when, past the value at the saved point (ending at `value_end`,
+    /// `text` bytes of text), it has the last chunk's tail, or that tail with another
+    /// string in its hole: the same as the last chunk, but for the value's length. Far
+    /// below `u64::MAX` no sum saturates, so the text differs by the value's alone.
+    fn reuse(&self, data: &[u8], value_end: usize, text: u64) -> Option<Read> {
+        const EXACT: u64 = 1 << 62;
+        let last = self.last.as_ref()?;
+        if last.read.choices.text_bytes >= EXACT || text >= EXACT {
+            return None;
+        }
+        let (old, new) = (&self.tail[..], &data[value_end..]);
+        // Tail positions from `moved_from` on moved with the hole's new length.
+        let moved_from = if old == new {
+            old.len()
+        } else {
+            let hole = last.hole.clone()?;
+            let (before, after) = (&old[..hole.start], &old[hole.end..]);
+            if new.len() < before.len() + after.len() || !new.starts_with(before) || !new.ends_with(after) {
+                return None;
+            }
+            let mut string = Lexer { bytes: data, pos: value_end + before.len() };
+            string.string()?;
+            if string.pos != data.len() - after.len() {
+                return None;
+            }
+            hole.end
+        };
+        let moved = |range: &Option<Range<usize>>| {
+            let range = range.clone()?;
+            if range.start < last.value_end {
+                return Some(range);
+            }
+            let at = |p: usize| {
+                let p = p - last.value_end;
+                value_end + if p >= moved_from { p + new.len() - old.len() } else { p }
+            };
+            Some(at(range.start)..at(range.end))
+        };
+        let mut read = Read { id: moved(&last.read.id), model: moved(&last.read.model), ..last.read.clone() };
+        read.choices.text_bytes = read.choices.text_bytes - last.text + text;
+        Some(read)
+    }
+}
+
+#[cfg(test)]
+impl Scanner {
+    /// The saved prefix: the bytes a chunk must start with to be read from its end.
+    pub(super) fn saved_prefix(&self) -> Option<&[u8]> {
+        self.state.as_ref().map(|_| &self.prefix[..])
+    }
 }
 
 /// Which fields of one object were read, to refuse duplicates as serde does.
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Seen(u8);
 
 impl Seen {
-    fn once(&mut self, bit: u8) -> Option<()> {
+    fn once(&mut self, bit: usize) -> Option<()> {
         let first = self.0 & (1 << bit) == 0;
         self.0 |= 1 << bit;
         first.then_some(())
     }
 }
 
+/// Whether a reader saves the point where the first text value (a string, or else a
+/// `null`) of a delta or its tool calls begins.
+enum Capture {
+    Off,
+    Armed,
+    /// Saved: where the value began, the state there, where it ended, its text length,
+    /// whether it was `null` (a later string is saved instead).
+    Taken {
+        at: usize,
+        state: Box<State>,
+        value_end: usize,
+        text: u64,
+        null: bool,
+    },
+}
+
+/// Reads the structure of a chunk that the meter knows, one level of [`State`] each.
 struct Reader<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
+    lex: Lexer<'a>,
+    st: State,
+    capture: Capture,
+    /// The last string value of a top-level field skipped.
+    hole: Option<Range<usize>>,
+}
+
+impl<'a> Lex<'a> for Reader<'a> {
+    fn lexer(&mut self) -> &mut Lexer<'a> {
+        &mut self.lex
+    }
 }
 
 impl<'a> Reader<'a> {
-    #[inline(always)]
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+    fn new(bytes: &'a [u8], pos: usize, st: State, capture: Capture) -> Self {
+        Reader { lex: Lexer { bytes, pos }, st, capture, hole: None }
     }
 
-    #[inline(always)]
-    fn eat(&mut self, byte: u8) -> bool {
-        let hit = self.peek() == Some(byte);
-        self.pos += usize::from(hit);
-        hit
-    }
-
-    /// JSON whitespace, as serde_json reads it.
-    #[inline(always)]
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.pos += 1;
+    /// Reads on from the saved point once its value is read: the rest of each level.
+    fn resume(&mut self) -> Option<Read> {
+        if let Point::Function(_) = self.st.point {
+            fields(self, true, Self::function_field)?;
+            self.end_function();
+            fields(self, true, Self::tool_field)?;
+            items(self, true, Self::tool_call)?;
         }
+        fields(self, true, Self::delta_field)?;
+        self.end_delta();
+        fields(self, true, Self::choice_field)?;
+        self.end_choice();
+        items(self, true, Self::choice)?;
+        fields(self, true, Self::top_field)?;
+        self.finish()
     }
 
-    #[inline(always)]
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.pos + word.len();
-        (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
-    }
-
-    /// Eats a `null` if one is next.
-    #[inline(always)]
-    fn null(&mut self) -> bool {
-        self.literal(b"null").is_some()
-    }
-
-    /// An object (the next value): calls `field` with each key, the reader at its value.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.ws();
-        if !self.eat(b'{') {
+    /// The chunk, once the top-level object has been read.
+    fn finish(&mut self) -> Option<Read> {
+        self.lex.ws();
+        if self.lex.pos != self.lex.bytes.len() {
             return None;
         }
-        self.ws();
-        if self.eat(b'}') {
+        let st = &self.st;
+        Some(Read {
+            id: st.id.clone(),
+            model: st.model.clone(),
+            created: st.created,
+            choices: st.choices,
+            usage: st.usage,
+        })
+    }
+
+    fn top_field(&mut self, key: &[u8]) -> Option<()> {
+        match key {
+            b"id" => {
+                self.st.top_seen.once(0)?;
+                self.st.id = self.lex.plain_str()?;
+            }
+            b"model" => {
+                self.st.top_seen.once(1)?;
+                self.st.model = self.lex.plain_str()?;
+            }
+            b"created" => {
+                self.st.top_seen.once(2)?;
+                self.st.created = self.lex.number()?;
+            }
+            b"choices" => {
+                self.st.top_seen.once(3)?;
+                if !self.lex.null() {
+                    self.lex.open(b'[')?;
+                    items(self, false, Self::choice)?;
+                }
+            }
+            b"usage" => {
+                self.st.top_seen.once(4)?;
+                self.st.usage = if self.lex.null() { None } else { Some(self.usage()?) };
+            }
+            // The meter does not read it, but serde refuses it twice.
+            b"error" => {
+                self.st.top_seen.once(5)?;
+                self.lex.skip()?;
+            }
+            _ => {
+                let start = self.lex.pos;
+                self.lex.skip()?;
+                if self.lex.bytes[start] == b'"' {
+                    self.hole = Some(start..self.lex.pos);
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// One item of `choices`.
+    fn choice(&mut self) -> Option<()> {
+        if self.lex.null() {
             return Some(());
         }
-        loop {
-            self.ws();
-            let key = self.key()?;
-            self.ws();
-            if !self.eat(b':') {
-                return None;
-            }
-            self.ws();
-            field(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        (self.st.index, self.st.choice_seen, self.st.choice_text) = (Number(None), Seen::default(), 0);
+        self.lex.open(b'{')?;
+        fields(self, false, Self::choice_field)?;
+        self.end_choice();
+        Some(())
     }
 
-    /// An array (the next value): calls `item` with the reader at each item.
-    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if !self.eat(b'[') {
-            return None;
+    fn end_choice(&mut self) {
+        let choices = &mut self.st.choices;
+        if let Ok(index @ 0..128) = u8::try_from(self.st.index.0.unwrap_or(0)) {
+            choices.indexes |= 1 << index;
         }
-        self.ws();
-        if self.eat(b']') {
+        choices.text_bytes = choices.text_bytes.saturating_add(self.st.choice_text);
+    }
+
+    fn choice_field(&mut self, key: &[u8]) -> Option<()> {
+        match key {
+            b"index" => {
+                self.st.choice_seen.once(0)?;
+                self.st.index = self.lex.number()?;
+            }
+            b"delta" => {
+                self.st.choice_seen.once(1)?;
+                if !self.lex.null() {
+                    (self.st.text, self.st.tool_calls, self.st.delta_seen) = ([0; 4], 0, Seen::default());
+                    self.lex.open(b'{')?;
+                    fields(self, false, Self::delta_field)?;
+                    self.end_delta();
+                }
+            }
+            _ => self.lex.skip()?,
+        }
+        Some(())
+    }
+
+    fn end_delta(&mut self) {
+        self.st.choice_text = self.st.text.iter().fold(self.st.tool_calls, |sum, t| sum.saturating_add(*t));
+    }
+
+    fn delta_field(&mut self, key: &[u8]) -> Option<()> {
+        let slot = match key {
+            b"content" => 0,
+            b"reasoning_content" => 1,
+            b"reasoning" => 2,
+            b"refusal" => 3,
+            b"tool_calls" => {
+                self.st.delta_seen.once(4)?;
+                if !self.lex.null() {
+                    self.lex.open(b'[')?;
+                    items(self, false, Self::tool_call)?;
+                }
+                return Some(());
+            }
+            _ => return self.lex.skip(),
+        };
+        self.st.delta_seen.once(slot)?;
+        self.st.text[slot] = self.text_at(Point::Text(slot))?;
+        Some(())
+    }
+
+    /// One item of `tool_calls`: its `function.name` and `function.arguments` bytes count.
+    fn tool_call(&mut self) -> Option<()> {
+        if self.lex.null() {
             return Some(());
         }
-        loop {
-            self.ws();
-            item(self)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.st.tool_seen = Seen::default();
+        self.lex.open(b'{')?;
+        fields(self, false, Self::tool_field)
     }
 
-    /// A key without escapes.
-    #[inline(always)]
-    fn key(&mut self) -> Option<&'a [u8]> {
-        let start = self.pos + 1;
-        match self.string()? {
-            (len, false) => Some(&self.bytes[start..start + len]),
-            (_, true) => None,
+    fn tool_field(&mut self, key: &[u8]) -> Option<()> {
+        if key != b"function" {
+            return self.lex.skip();
         }
+        self.st.tool_seen.once(0)?;
+        if !self.lex.null() {
+            (self.st.function, self.st.function_seen) = ([0; 2], Seen::default());
+            self.lex.open(b'{')?;
+            fields(self, false, Self::function_field)?;
+            self.end_function();
+        }
+        Some(())
     }
 
-    /// A string: its decoded UTF-8 length, and whether it had escapes.
-    #[inline(always)]
-    fn string(&mut self) -> Option<(usize, bool)> {
-        if !self.eat(b'"') {
-            return None;
-        }
-        let (mut len, mut escaped) = (0usize, false);
-        loop {
-            let plain = plain_run(&self.bytes[self.pos..]);
-            self.pos += plain;
-            len += plain;
-            let &b = self.bytes.get(self.pos)?;
-            self.pos += 1;
-            match b {
-                b'"' => return Some((len, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    len += self.escape()?;
-                }
-                // A raw control character.
-                _ => return None,
-            }
-        }
+    fn end_function(&mut self) {
+        let [name, arguments] = self.st.function;
+        self.st.tool_calls = self.st.tool_calls.saturating_add(name).saturating_add(arguments);
     }
 
-    /// The escape after a `\`: the UTF-8 length of what it stands for. Surrogates (which
-    /// must pair up) are left to serde.
-    #[cold]
-    fn escape(&mut self) -> Option<usize> {
-        let &b = self.bytes.get(self.pos)?;
-        self.pos += 1;
-        match b {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(1),
-            b'u' => {
-                let hex = self.bytes.get(self.pos..self.pos + 4)?;
-                self.pos += 4;
-                let mut code = 0u32;
-                for &h in hex {
-                    code = code * 16 + char::from(h).to_digit(16)?;
-                }
-                char::from_u32(code).map(char::len_utf8)
-            }
-            _ => None,
-        }
+    fn function_field(&mut self, key: &[u8]) -> Option<()> {
+        let slot = match key {
+            b"name" => 0,
+            b"arguments" => 1,
+            _ => return self.lex.skip(),
+        };
+        self.st.function_seen.once(slot)?;
+        self.st.function[slot] = self.text_at(Point::Function(slot))?;
+        Some(())
     }
 
-    /// A string the meter keeps (`id`, `model`): without escapes, or `null`.
-    #[inline(always)]
-    fn plain_str(&mut self) -> Option<Str<'a>> {
-        if self.null() {
-            return Some(Str(None));
+    /// The length of a text value at `point`, saving the point first when it is the one
+    /// a reader saves (see [`Capture`]).
+    fn text_at(&mut self, point: Point) -> Option<u64> {
+        let save = match self.capture {
+            Capture::Armed => true,
+            Capture::Taken { null, .. } => null && self.lex.peek() == Some(b'"'),
+            Capture::Off => false,
+        };
+        if !save {
+            return self.lex.text_len();
         }
-        let start = self.pos + 1;
-        match self.string()? {
-            (len, false) => Some(Str(Some(Cow::Borrowed(&self.text[start..start + len])))),
-            (_, true) => None,
-        }
-    }
-
-    /// The UTF-8 length of a text string, or 0 for `null`.
-    #[inline(always)]
-    fn text_len(&mut self) -> Option<u64> {
-        if self.null() {
-            return Some(0);
-        }
-        self.string().map(|(len, _)| u64::try_from(len).unwrap_or(u64::MAX))
-    }
-
-    /// A plain non-negative integer that fits a `u64`, or `null`.
-    #[inline(always)]
-    fn number(&mut self) -> Option<Number> {
-        if self.null() {
-            return Some(Number(None));
-        }
-        let digits = self.digits();
-        let (leading, rest) = digits.split_first()?;
-        if *leading == b'0' && !rest.is_empty() {
-            return None;
-        }
-        if let Some(b'.' | b'e' | b'E') = self.peek() {
-            return None;
-        }
-        let mut value = 0u64;
-        for &d in digits {
-            value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
-        Some(Number(Some(value)))
-    }
-
-    #[inline(always)]
-    fn digits(&mut self) -> &'a [u8] {
-        let start = self.pos;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-        &self.bytes[start..self.pos]
-    }
-
-    /// Skips any value this reader can vouch for as JSON (see the [module docs](self)).
-    fn skip(&mut self, depth: u8) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => self.object(|r, _| r.skip(depth.checked_sub(1)?)),
-            b'[' => self.array(|r| r.skip(depth.checked_sub(1)?)),
-            b'n' => self.literal(b"null"),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'-' | b'0'..=b'9' => {
-                self.eat(b'-');
-                let whole = self.digits();
-                if whole.is_empty() || whole.len() > 18 || (whole[0] == b'0' && whole.len() > 1) {
-                    return None;
-                }
-                if self.eat(b'.') && !(1..=18).contains(&self.digits().len()) {
-                    return None;
-                }
-                // Exponents (and numbers too large for serde's range) are left to serde.
-                (!matches!(self.peek(), Some(b'e' | b'E'))).then_some(())
-            }
-            _ => None,
-        }
-    }
-
-    fn choices(&mut self) -> Option<Choices> {
-        let mut choices = Choices::default();
-        if self.null() {
-            return Some(choices);
-        }
-        self.array(|r| {
-            if r.null() {
-                return Some(());
-            }
-            let (index, text) = r.choice()?;
-            if let Ok(index @ 0..128) = u8::try_from(index.0.unwrap_or(0)) {
-                choices.indexes |= 1 << index;
-            }
-            choices.text_bytes = choices.text_bytes.saturating_add(text);
-            Some(())
-        })?;
-        Some(choices)
-    }
-
-    /// One choice: its index and its delta's text bytes.
-    fn choice(&mut self) -> Option<(Number, u64)> {
-        let (mut index, mut text, mut seen) = (Number(None), 0, Seen::default());
-        self.object(|r, key| {
-            match key {
-                b"index" => {
-                    seen.once(0)?;
-                    index = r.number()?;
-                }
-                b"delta" => {
-                    seen.once(1)?;
-                    text = if r.null() { 0 } else { r.delta()? };
-                }
-                _ => r.skip(SKIP_DEPTH)?,
-            }
-            Some(())
-        })?;
-        Some((index, text))
-    }
-
-    /// A delta's text bytes, summed as the serde reader sums them.
-    fn delta(&mut self) -> Option<u64> {
-        let (mut text, mut tool_calls, mut seen) = ([0u64; 4], 0, Seen::default());
-        self.object(|r, key| {
-            let slot = match key {
-                b"content" => 0,
-                b"reasoning_content" => 1,
-                b"reasoning" => 2,
-                b"refusal" => 3,
-                b"tool_calls" => {
-                    seen.once(4)?;
-                    tool_calls = r.tool_calls()?;
-                    return Some(());
-                }
-                _ => return r.skip(SKIP_DEPTH),
-            };
-            seen.once(slot)?;
-            text[usize::from(slot)] = r.text_len()?;
-            Some(())
-        })?;
-        Some(text.iter().fold(tool_calls, |sum, t| sum.saturating_add(*t)))
-    }
-
-    /// The summed `function.name` and `function.arguments` bytes of `tool_calls`.
-    fn tool_calls(&mut self) -> Option<u64> {
-        let mut total = 0u64;
-        if self.null() {
-            return Some(total);
-        }
-        self.array(|r| {
-            if r.null() {
-                return Some(());
-            }
-            let mut seen = Seen::default();
-            r.object(|r, key| {
-                if key != b"function" {
-                    return r.skip(SKIP_DEPTH);
-                }
-                seen.once(0)?;
-                if r.null() {
-                    return Some(());
-                }
-                let (mut name, mut arguments, mut seen) = (0, 0, Seen::default());
-                r.object(|r, key| match key {
-                    b"name" => seen.once(0).and_then(|()| r.text_len()).map(|len| name = len),
-                    b"arguments" => seen.once(1).and_then(|()| r.text_len()).map(|len| arguments = len),
-                    _ => r.skip(SKIP_DEPTH),
-                })?;
-                total = total.saturating_add(name).saturating_add(arguments);
-                Some(())
-            })
-        })?;
-        Some(total)
+        self.st.point = point;
+        let (at, state, null) = (self.lex.pos, Box::new(self.st.clone()), self.lex.peek() == Some(b'n'));
+        let text = self.lex.text_len()?;
+        self.capture = Capture::Taken { at, state, value_end: self.lex.pos, text, null };
+        Some(text)
     }
 
     fn usage(&mut self) -> Option<UsageFields> {
         let (mut usage, mut seen) = (UsageFields::default(), Seen::default());
-        self.object(|r, key| {
+        self.lex.open(b'{')?;
+        fields(&mut self.lex, false, |l, key| {
             match key {
                 b"prompt_tokens" => {
                     seen.once(0)?;
-                    usage.prompt_tokens = r.number()?;
+                    usage.prompt_tokens = l.number()?;
                 }
                 b"completion_tokens" => {
                     seen.once(1)?;
-                    usage.completion_tokens = r.number()?;
+                    usage.completion_tokens = l.number()?;
                 }
-                _ => r.skip(SKIP_DEPTH)?,
+                _ => l.skip()?,
             }
             Some(())
         })?;
@@ -423,21 +487,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// How many bytes of `s` come before the first `"`, `\\` or control character.
-#[inline(always)]
-pub(super) fn plain_run(s: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    // Bit 7 of a byte is set where that byte is (or, above the first one, may be) special.
-    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
-    let mut at = 0;
-    while let Some(word) = s.get(at..at + 8) {
-        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-        let special = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
-        if special != 0 {
-            return at + special.trailing_zeros() as usize / 8;
-        }
-        at += 8;
-    }
-    at + s[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len() - at)
-}
+#[cfg(test)]
+#[path = "openai_scan_tests.rs"]
+mod tests;

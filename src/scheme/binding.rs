@@ -1,7 +1,9 @@
 //! Stateless challenge ids: an HMAC-SHA256 over the challenge's fields, so a server can
 //! tell its own challenges from forged ones without storing them.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,6 +22,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// For secret rotation, [`with_previous`](Self::with_previous) keeps accepting ids made
 /// with the old secret; keep it until those challenges have expired.
 ///
+/// A signer remembers the last challenges that verified (exactly as echoed), shared with
+/// its clones, so a client that echoes one challenge on every request of a session costs
+/// one HMAC, not one per request.
+///
 /// Debug output never shows the secrets.
 ///
 /// See the [module docs](super) for an example.
@@ -28,19 +34,22 @@ pub struct ChallengeSigner {
     // Keyed HMAC states, built once: cloning one skips re-hashing the key per use.
     current: HmacSha256,
     previous: Option<HmacSha256>,
+    verified: Arc<Verified>,
 }
 
 impl ChallengeSigner {
     /// A signer with the server secret `secret` (its raw bytes are the HMAC key, as
     /// mppx's `secretKey` string is).
     pub fn new(secret: impl AsRef<[u8]>) -> Self {
-        ChallengeSigner { current: keyed(secret.as_ref()), previous: None }
+        ChallengeSigner { current: keyed(secret.as_ref()), previous: None, verified: Arc::default() }
     }
 
     /// Also accept ids made with `secret`, the secret this one replaces. A later call
     /// replaces the earlier previous secret.
     pub fn with_previous(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.previous = Some(keyed(secret.as_ref()));
+        // What verified with the replaced secret may not verify now.
+        self.verified = Arc::default();
         self
     }
 
@@ -62,13 +71,18 @@ impl ChallengeSigner {
             return false;
         };
         let fields = challenge.fields();
-        if self.matches(&fields, fields.request, &tag) {
+        if self.verified.contains(&tag, &fields) {
             return true;
         }
-        match decode_request(fields.request).ok().as_ref().and_then(canonical) {
-            Some(request) if request != fields.request => self.matches(&fields, &request, &tag),
-            _ => false,
+        let valid = self.matches(&fields, fields.request, &tag)
+            || match decode_request(fields.request).ok().as_ref().and_then(canonical) {
+                Some(request) if request != fields.request => self.matches(&fields, &request, &tag),
+                _ => false,
+            };
+        if valid {
+            self.verified.insert(tag, challenge);
         }
+        valid
     }
 
     fn matches(&self, fields: &ChallengeFields<'_>, request: &str, tag: &[u8; 32]) -> bool {
@@ -83,6 +97,44 @@ impl fmt::Debug for ChallengeSigner {
             .field("secret", &"<redacted>")
             .field("previous", &self.previous.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// How many verified challenges a signer remembers.
+const REMEMBERED: usize = 128;
+
+/// Challenges that verified, by the 32 bytes of their id (an id has one spelling), with
+/// the fields it was checked against; only what verified is kept, oldest out first.
+#[derive(Default)]
+struct Verified {
+    recent: RwLock<Recent>,
+}
+
+#[derive(Default)]
+struct Recent {
+    by_tag: HashMap<[u8; 32], Challenge>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Verified {
+    fn contains(&self, tag: &[u8; 32], fields: &ChallengeFields<'_>) -> bool {
+        let Ok(recent) = self.recent.read() else { return false };
+        recent.by_tag.get(tag).is_some_and(|known| known.fields() == *fields)
+    }
+
+    fn insert(&self, tag: [u8; 32], challenge: &Challenge) {
+        // A poisoned lock only loses the memory, never a verdict.
+        let Ok(mut recent) = self.recent.write() else { return };
+        let Recent { by_tag, order } = &mut *recent;
+        let known = Challenge { description: None, ..challenge.clone() };
+        if by_tag.insert(tag, known).is_none() {
+            order.push_back(tag);
+        }
+        if order.len() > REMEMBERED {
+            if let Some(oldest) = order.pop_front() {
+                by_tag.remove(&oldest);
+            }
+        }
     }
 }
 
@@ -278,6 +330,34 @@ mod tests {
         let pos = alphabet.iter().position(|&a| a == id[42]).unwrap();
         id[42] = alphabet[pos ^ 1];
         assert!(!signer.verify(&Challenge { id: String::from_utf8(id).unwrap(), ..c }));
+    }
+
+    #[test]
+    fn remembered_verdicts_follow_the_secrets() {
+        let old = ChallengeSigner::new("old");
+        let c = signed(&old);
+        let rotated = ChallengeSigner::new("new").with_previous("old");
+        assert!(rotated.verify(&c) && rotated.verify(&c));
+        // Clones share what verified; replacing the previous secret forgets it.
+        assert!(rotated.clone().verify(&c));
+        let replaced = rotated.clone().with_previous("other");
+        assert!(!replaced.verify(&c));
+        assert!(rotated.verify(&c));
+        // A remembered id does not vouch for other fields, nor another spelling of it.
+        for tampered in [Challenge { expires: None, ..c.clone() }, Challenge { id: format!("{}=", c.id), ..c.clone() }]
+        {
+            assert!(!rotated.verify(&tampered));
+        }
+        // Only what verified is remembered, and only so many.
+        let signer = ChallengeSigner::new(SECRET);
+        assert!(!signer.verify(&Challenge { id: c.id.clone(), ..base() }));
+        for n in 0..REMEMBERED + 10 {
+            let mut c = Challenge { request: encode_request(&json!({"amount": n.to_string()})), ..base() };
+            c.id = signer.id(&c.fields());
+            assert!(signer.verify(&c));
+        }
+        let recent = signer.verified.recent.read().unwrap();
+        assert_eq!((recent.by_tag.len(), recent.order.len()), (REMEMBERED, REMEMBERED));
     }
 
     #[test]

@@ -58,21 +58,35 @@ impl Challenge {
     /// Code points above U+00FF are written as `\uXXXX` (as mppx does; its clients undo
     /// it), U+0080 to U+00FF as Latin-1 bytes. Fails if a field holds a control character.
     pub fn to_header_value(&self) -> Result<HeaderValue, ChallengeEncodeError> {
-        let mut pairs: Vec<(&'static str, &str)> = vec![
-            ("id", &self.id),
-            ("realm", &self.realm),
-            ("method", &self.method),
-            ("intent", &self.intent),
-            ("request", &self.request),
+        Challenge::header_value(&self.id, &self.fields(), self.description.as_deref())
+    }
+
+    /// [`to_header_value`](Self::to_header_value) of the challenge with this id, these
+    /// fields and this description, without building it.
+    pub(crate) fn header_value(
+        id: &str,
+        fields: &ChallengeFields<'_>,
+        description: Option<&str>,
+    ) -> Result<HeaderValue, ChallengeEncodeError> {
+        let all = [
+            ("id", Some(id)),
+            ("realm", Some(fields.realm)),
+            ("method", Some(fields.method)),
+            ("intent", Some(fields.intent)),
+            ("request", Some(fields.request)),
+            ("description", description),
+            ("digest", fields.digest),
+            ("expires", fields.expires),
+            ("opaque", fields.opaque),
         ];
-        let optional = [
-            ("description", &self.description),
-            ("digest", &self.digest),
-            ("expires", &self.expires),
-            ("opaque", &self.opaque),
-        ];
-        pairs.extend(optional.iter().filter_map(|(k, v)| Some((*k, v.as_deref()?))));
-        Ok(quote::to_header_value(quote::serialize(&pairs)?))
+        let (mut pairs, mut present) = ([("", ""); 9], 0);
+        for (key, value) in all {
+            if let Some(value) = value {
+                pairs[present] = (key, value);
+                present += 1;
+            }
+        }
+        Ok(quote::to_header_value(quote::serialize(&pairs[..present])?))
     }
 
     /// Reads every `Payment` challenge from `WWW-Authenticate` values, for clients.

@@ -1,6 +1,7 @@
 //! The credential a client sends: `Authorization: Payment <base64url(JSON)>`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use base64::Engine as _;
@@ -11,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::Challenge;
-use super::request::{decode_base64, encode_request};
+use super::request::encode_request;
 use crate::error::{PaymentError, PaymentErrorKind};
 
 /// The largest credential token we decode (mpp-rs caps at 16 KiB too).
@@ -45,7 +46,10 @@ impl Credential {
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, PaymentError> {
         let mut found = None;
         for value in headers.get_all(AUTHORIZATION) {
-            for part in value.as_bytes().split(|&b| b == b',') {
+            let value = value.as_bytes();
+            let ends = memchr::memchr_iter(b',', value).chain([value.len()]);
+            let parts = ends.scan(0, |start, end| Some(&value[std::mem::replace(start, end + 1)..end]));
+            for part in parts {
                 if let Some(token) = payment_token(part.trim_ascii()) {
                     if found.replace(token).is_some() {
                         return Err(PaymentError::new(
@@ -64,8 +68,24 @@ impl Credential {
         if token.len() > MAX_TOKEN_LEN {
             return Err(malformed("credential is larger than 16 KiB".into()));
         }
-        let json = decode_base64(token).ok_or_else(|| malformed("credential is not base64url".into()))?;
-        serde_json::from_slice(&json).map_err(|e| malformed(format!("credential is not valid: {e}").into()))
+        // The decoded JSON goes into a buffer kept per thread (taken fresh if it is in use).
+        DECODED
+            .with(|buf| match buf.try_borrow_mut() {
+                Ok(mut buf) => Credential::parse(token, &mut buf),
+                Err(_) => Credential::parse(token, &mut Vec::new()),
+            })
+            .map_err(malformed)
+    }
+
+    fn parse(token: &[u8], json: &mut Vec<u8>) -> Result<Credential, Cow<'static, str>> {
+        decode_token(token, json).ok_or("credential is not base64url")?;
+        // One UTF-8 check of the whole JSON spares serde one per string; JSON that is not
+        // UTF-8 throughout is left to `from_slice`, which judges it as it always did.
+        let parsed = match std::str::from_utf8(json) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(json),
+        };
+        parsed.map_err(|e| format!("credential is not valid: {e}").into())
     }
 
     /// The `Authorization` value: `Payment ` and the base64url (no padding) of the JSON.
@@ -100,6 +120,70 @@ fn payment_token(part: &[u8]) -> Option<&[u8]> {
         return None;
     }
     Some(rest.trim_ascii_start())
+}
+
+/// The symbol values of both base64 alphabets (`-_` and `+/`); [`BAD`] for other bytes.
+const SYMBOLS: [u8; 256] = {
+    let mut table = [BAD; 256];
+    let mut i = 0;
+    while i < 26 {
+        table[b'A' as usize + i] = i as u8;
+        table[b'a' as usize + i] = 26 + i as u8;
+        if i < 10 {
+            table[b'0' as usize + i] = 52 + i as u8;
+        }
+        i += 1;
+    }
+    (table[b'-' as usize], table[b'+' as usize], table[b'_' as usize], table[b'/' as usize]) = (62, 62, 63, 63);
+    table
+};
+
+/// Not a base64 symbol.
+const BAD: u8 = 0xff;
+
+thread_local! {
+    /// Decoded credential JSON, reused per thread (tokens are at most 16 KiB).
+    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decodes a credential token into `out` as [`decode_base64`](super::request::decode_base64)
+/// does (either alphabet, even mixed; any trailing `=` dropped; stray low bits in the last
+/// symbol tolerated), in one pass with one table. `None`: not base64.
+fn decode_token(token: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let token = &token[..end];
+    if token.len() % 4 == 1 {
+        return None;
+    }
+    out.clear();
+    out.resize(token.len() / 4 * 3 + (token.len() % 4).saturating_sub(1), 0);
+    let mut bad = 0;
+    // Eight symbols make six bytes; the last few go bit by bit.
+    let (blocks, rest) = token.split_at(token.len() / 8 * 8);
+    let (out_blocks, out_rest) = out.split_at_mut(blocks.len() / 8 * 6);
+    for (symbols, bytes) in blocks.chunks_exact(8).zip(out_blocks.chunks_exact_mut(6)) {
+        // One load of eight symbols, then one table load each.
+        let w = u64::from_le_bytes(symbols.try_into().expect("blocks of eight"));
+        let v: [u8; 8] = std::array::from_fn(|i| SYMBOLS[(w >> (8 * i)) as usize & 0xff]);
+        // Written as trees, not chains, so the symbols are combined in parallel.
+        bad |= (v[0] | v[1]) | (v[2] | v[3]) | ((v[4] | v[5]) | (v[6] | v[7]));
+        let quad = |v: &[u8]| u32::from(v[0]) << 18 | u32::from(v[1]) << 12 | u32::from(v[2]) << 6 | u32::from(v[3]);
+        let n = u64::from(quad(&v[..4])) << 24 | u64::from(quad(&v[4..]));
+        bytes.copy_from_slice(&n.to_be_bytes()[2..]);
+    }
+    let (mut n, mut bits, mut at) = (0u32, 0, 0);
+    for &s in rest {
+        let v = SYMBOLS[usize::from(s)];
+        bad |= v;
+        (n, bits) = (n << 6 | u32::from(v & 0x3f), bits + 6);
+        if bits >= 8 {
+            bits -= 8;
+            out_rest[at] = (n >> bits) as u8;
+            at += 1;
+        }
+    }
+    // Symbols are below 64; `BAD` has the top bits set.
+    (bad & 0xc0 == 0).then_some(())
 }
 
 /// `opaque` as a base64url string, or the legacy expanded `{string: string}` object older
@@ -209,10 +293,71 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_in_ignored_fields_are_ignored() {
+        let json = serde_json::to_vec(&credential()).unwrap();
+        let with_extra = [&json[..json.len() - 1], b",\"extra\":\"\xff\"}"].concat();
+        let token = format!("Payment {}", URL_SAFE_NO_PAD.encode(&with_extra));
+        assert_eq!(Credential::from_headers(&headers(&[&token])).unwrap(), Some(credential()));
+        let bad_source = [&json[..json.len() - 1], b",\"source\":\"\xff\"}"].concat();
+        let token = format!("Payment {}", URL_SAFE_NO_PAD.encode(&bad_source));
+        let e = Credential::from_headers(&headers(&[&token])).unwrap_err();
+        assert_eq!(e.kind(), PaymentErrorKind::MalformedCredential);
+    }
+
+    #[test]
     fn accepts_padded_and_standard_base64() {
         let json = serde_json::to_vec(&credential()).unwrap();
         let padded = format!("Payment {}", base64::engine::general_purpose::STANDARD.encode(json));
         assert_eq!(Credential::from_headers(&headers(&[&padded])).unwrap(), Some(credential()));
+    }
+
+    /// [`decode_token`] into a fresh buffer.
+    fn decoded(token: &[u8]) -> Option<Vec<u8>> {
+        let mut out = vec![7; 3];
+        decode_token(token, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn tokens_decode_as_the_shared_lenient_decoder_does() {
+        use super::super::request::decode_base64;
+        let json = serde_json::to_vec(&credential()).unwrap();
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            URL_SAFE_NO_PAD,
+        ];
+        for len in 0..json.len().min(40) {
+            for engine in &engines {
+                let token = engine.encode(&json[..len]);
+                assert_eq!(decoded(token.as_bytes()), decode_base64(token.as_bytes()), "{token}");
+                assert_eq!(decoded(token.as_bytes()).as_deref(), Some(&json[..len]));
+            }
+        }
+        for token in [
+            "", "=", "A", "AB", "AB=", "AB==", "AB===", "ABC", "ABC=", "ABCD", "AB=C", "A=BC", "AB.C", "A-_+/", "AP",
+            "AP//",
+        ] {
+            assert_eq!(decoded(token.as_bytes()), decode_base64(token.as_bytes()), "{token}");
+        }
+    }
+
+    mod props {
+        use super::super::super::request::decode_base64;
+        use super::decoded;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_token_decodes_as_the_shared_decoder_does(token in "[A-Za-z0-9_+/=.\\-]{0,24}") {
+                prop_assert_eq!(decoded(token.as_bytes()), decode_base64(token.as_bytes()));
+            }
+
+            #[test]
+            fn any_bytes_decode_as_the_shared_decoder_does(token in proptest::collection::vec(any::<u8>(), 0..24)) {
+                prop_assert_eq!(decoded(&token), decode_base64(&token));
+            }
+        }
     }
 
     #[test]
