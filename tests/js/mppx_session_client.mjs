@@ -39,6 +39,7 @@
 import { appendFileSync } from 'node:fs';
 import { Challenge, Credential } from 'mppx';
 import { sessionLegacy, sessionLegacyManager } from 'mppx/client';
+import { gasBumpingHttp, guardNetwork } from './lib/local_chain.mjs';
 import { SessionLegacy } from 'mppx/tempo';
 import { createClient, encodeFunctionData, http, isAddressEqual, keccak256, parseAbi, toHex } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
@@ -112,37 +113,10 @@ const cfg = (() => {
 
 // Only the resource server and the RPC may be contacted. mppx/viem fall back to public Tempo RPCs
 // when a client is mis-wired; in tests that must fail loudly instead of leaving the machine.
-{
-  const allowed = new Set([new URL(cfg.url).host, new URL(cfg.rpcUrl).host]);
-  const realFetch = globalThis.fetch;
-  globalThis.fetch = (input, init) => {
-    const host = new URL(input instanceof Request ? input.url : String(input)).host;
-    if (!allowed.has(host)) return Promise.reject(new Error(`network guard: refusing to contact ${host}`));
-    return realFetch(input, init);
-  };
-}
+guardNetwork([cfg.url, cfg.rpcUrl]);
 
 // ---------------------------------------------------------------- chain client (anvil workaround 1)
 
-// Anvil 1.7.1 ignores the `calls` of a Tempo (0x76) transaction when it estimates gas, so
-// eth_fillTransaction returns ~53k-100k gas and the open/topUp batch reverts with OutOfGas.
-// This transport raises the gas that eth_fillTransaction returns to at least GAS_LIMIT.
-function gasBumpingHttp(url, minGas) {
-  const base = http(url);
-  return (opts) => {
-    const t = base(opts);
-    return {
-      ...t,
-      async request(args) {
-        const res = await t.request(args);
-        if (args.method === 'eth_fillTransaction' && res?.tx?.gas !== undefined && BigInt(res.tx.gas) < minGas) {
-          res.tx.gas = toHex(minGas);
-        }
-        return res;
-      },
-    };
-  };
-}
 
 const account = privateKeyToAccount(cfg.privateKey);
 const chain = { ...tempoModerato, id: cfg.chainId, rpcUrls: { default: { http: [cfg.rpcUrl] } } };

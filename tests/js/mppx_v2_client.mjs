@@ -3,7 +3,8 @@
 // (whole tokens, default 1), GAS_LIMIT (default 400000). Prints JSON lines:
 // {"kind":"event",...} per SSE event and a final {"kind":"done",...}; exits 1 on failure.
 import { sessionManager } from 'mppx/client';
-import { createClient, http, toHex } from 'viem';
+import { createClient } from 'viem';
+import { gasBumpingHttp, guardNetwork } from './lib/local_chain.mjs';
 import { privateKeyToAccount } from 'viem/accounts';
 import { tempoModerato } from 'viem/tempo/chains';
 
@@ -22,30 +23,8 @@ const chainId = Number(need('CHAIN_ID'));
 const minGas = BigInt(process.env.GAS_LIMIT ?? '400000');
 
 // Only the server and the RPC may be contacted.
-const allowed = new Set([new URL(url).host, new URL(rpcUrl).host]);
-const realFetch = globalThis.fetch;
-globalThis.fetch = (input, init) => {
-  const host = new URL(input instanceof Request ? input.url : String(input)).host;
-  return allowed.has(host) ? realFetch(input, init) : Promise.reject(new Error(`network guard: ${host}`));
-};
+const realFetch = guardNetwork([url, rpcUrl]);
 
-// anvil ignores Tempo `calls` when estimating gas: raise eth_fillTransaction's gas.
-function gasBumping(rpc) {
-  const base = http(rpc);
-  return (opts) => {
-    const t = base(opts);
-    return {
-      ...t,
-      async request(args) {
-        const res = await t.request(args);
-        if (args.method === 'eth_fillTransaction' && res?.tx?.gas !== undefined && BigInt(res.tx.gas) < minGas) {
-          res.tx.gas = toHex(minGas);
-        }
-        return res;
-      },
-    };
-  };
-}
 
 // Print every SSE event before the client acts on it.
 function observingFetch(input, init) {
@@ -81,7 +60,7 @@ function observingFetch(input, init) {
 try {
   const account = privateKeyToAccount(need('PRIVATE_KEY'));
   const chain = { ...tempoModerato, id: chainId, rpcUrls: { default: { http: [rpcUrl] } } };
-  const client = createClient({ account, chain, transport: gasBumping(rpcUrl), pollingInterval: 100 });
+  const client = createClient({ account, chain, transport: gasBumpingHttp(rpcUrl, minGas), pollingInterval: 100 });
   const manager = sessionManager({ account, client, maxDeposit: process.env.MAX_DEPOSIT ?? '1', fetch: observingFetch });
   const stream = await manager.sse(url, { method: 'GET' });
   let messages = 0;

@@ -18,6 +18,7 @@
 // Environment (required): BASE_URL (the proxy's .../v1), RPC_URL, PRIVATE_KEY (a payer that has not
 // sent an expiring-nonce transaction on this anvil yet), CHAIN_ID, ESCROW, MODEL.
 // Optional: PROMPT, MAX_DEPOSIT (whole tokens, default "1"), TIMEOUT_MS (default 120000).
+import { gasBumpingHttp, guardNetwork } from './lib/local_chain.mjs';
 import OpenAI from 'openai';
 import { sessionLegacyManager } from 'mppx/client';
 import { createClient, http, toHex } from 'viem';
@@ -44,31 +45,8 @@ const cfg = {
 };
 
 // Network guard: only the proxy and the chain may be contacted.
-{
-  const allowed = new Set([new URL(cfg.baseUrl).host, new URL(cfg.rpcUrl).host]);
-  const realFetch = globalThis.fetch;
-  globalThis.fetch = (input, init) => {
-    const host = new URL(input instanceof Request ? input.url : String(input)).host;
-    if (!allowed.has(host)) return Promise.reject(new Error(`network guard: refusing to contact ${host}`));
-    return realFetch(input, init);
-  };
-}
+guardNetwork([cfg.baseUrl, cfg.rpcUrl]);
 
-// Anvil 1.7.1 ignores a Tempo transaction's calls when estimating gas: raise eth_fillTransaction's gas.
-function gasBumpingHttp(url, minGas) {
-  const base = http(url);
-  return (opts) => {
-    const transport = base(opts);
-    return {
-      ...transport,
-      async request(args) {
-        const res = await transport.request(args);
-        if (args.method === 'eth_fillTransaction' && res?.tx?.gas !== undefined && BigInt(res.tx.gas) < minGas) res.tx.gas = toHex(minGas);
-        return res;
-      },
-    };
-  };
-}
 
 const account = privateKeyToAccount(cfg.privateKey);
 const chain = { ...tempoModerato, id: cfg.chainId, rpcUrls: { default: { http: [cfg.rpcUrl] } } };

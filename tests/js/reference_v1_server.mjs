@@ -15,6 +15,7 @@
 //   SUGGESTED_DEPOSIT_RAW (default 100000), CHUNKS (default 20), CHUNK_DELAY_MS (default 5),
 //   UNIT_TYPE (default "chunk"), REALM (default "tollgate-reference"), GAS_LIMIT (default 400000),
 //   WIRE_LOG (optional file: exact bytes of every request head and response head/body, JSON lines).
+import { gasBumpingHttp } from './lib/local_chain.mjs';
 import { setMaxListeners } from 'node:events';
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -53,24 +54,6 @@ const gasLimit = BigInt(env('GAS_LIMIT', '400000'));
 const wireLogPath = process.env.WIRE_LOG || undefined;
 const account = privateKeyToAccount(env('SERVER_PRIVATE_KEY'));
 
-// Anvil quirk 1 (see local-test-infra.md): Tempo `calls` are ignored by gas estimation, so the
-// server's own close/settle transactions would run out of gas. Raise eth_fillTransaction's gas.
-function gasBumpingHttp(url) {
-  const base = http(url);
-  return (opts) => {
-    const t = base(opts);
-    return {
-      ...t,
-      async request(args) {
-        const res = await t.request(args);
-        if (args.method === 'eth_fillTransaction' && res?.tx?.gas !== undefined && BigInt(res.tx.gas) < gasLimit) {
-          res.tx.gas = toHex(gasLimit);
-        }
-        return res;
-      },
-    };
-  };
-}
 
 // Network guard: the only outbound host is the RPC (mppx/viem fall back to public Tempo RPCs when
 // mis-wired; in tests that must fail instead of leaving the machine).
@@ -85,7 +68,7 @@ function gasBumpingHttp(url) {
 }
 
 const chain = { ...tempoModerato, id: chainId, rpcUrls: { default: { http: [rpcUrl] } } };
-const client = createClient({ account, chain, transport: gasBumpingHttp(rpcUrl), pollingInterval: 100 });
+const client = createClient({ account, chain, transport: gasBumpingHttp(rpcUrl, gasLimit), pollingInterval: 100 });
 
 const mppx = Mppx.create({
   realm,
