@@ -350,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn reissues_the_same_challenge_within_a_second_and_a_fresh_one_after() {
+    fn reissues_the_same_challenge_within_a_millisecond_and_a_fresh_one_after() {
         let settings = settings();
         let expires = 1_767_225_900_000;
         let first = issue(&settings, &offer("25"), expires);
