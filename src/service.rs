@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, Response, header};
+use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -19,6 +19,7 @@ use crate::method::PaymentMethod;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
+use crate::scheme::Credential;
 use crate::store::ChannelStore;
 
 /// Makes the inner service payable. Built by [`PaymentLayer`].
@@ -94,7 +95,7 @@ where
         let (head, body) = request.into_parts();
         let shared = &self.shared;
         // Fast path for the common unpaid request: answer the 402 without boxing anything.
-        if !has_payment_credential(&head.headers) && !shared.pricing.reads_body(&head) {
+        if !Credential::is_present(&head.headers) && !shared.pricing.reads_body(&head) {
             let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
             return match admission::price(shared, &head, None) {
                 Ok(Some((_, offers))) => {
@@ -108,14 +109,4 @@ where
         }
         ResponseFuture::admitting(Box::pin(admission::admit(shared.clone(), head, body)), inner)
     }
-}
-
-/// Whether any `Authorization` value holds a `Payment` credential (cheap: no decoding).
-fn has_payment_credential(headers: &HeaderMap) -> bool {
-    headers.get_all(header::AUTHORIZATION).iter().any(|value| {
-        value.as_bytes().split(|&b| b == b',').any(|part| {
-            let part = part.trim_ascii_start();
-            part.len() > 8 && part[..8].eq_ignore_ascii_case(b"payment ")
-        })
-    })
 }

@@ -60,6 +60,13 @@ struct Cost {
     units: u64,
 }
 
+impl Cost {
+    fn of(price: &Price, usage: Usage) -> Self {
+        // An overflowing cost can never be paid: make it unpayable rather than free.
+        Cost { total: price.cost(usage).unwrap_or(Amount::new(u128::MAX)), units: usage.total() }
+    }
+}
+
 pub(crate) struct Metering<M, St: ChannelStore> {
     meter: M,
     price: Price,
@@ -240,9 +247,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     }
 
     fn cost(&self, usage: Usage) -> Cost {
-        // An overflowing cost can never be paid: make it unpayable rather than free.
-        let total = self.price.cost(usage).unwrap_or(Amount::new(u128::MAX));
-        Cost { total, units: usage.total() }
+        Cost::of(&self.price, usage)
     }
 
     /// Forwards the held bytes if the lease covers `cost`, else asks the store for more.
@@ -283,8 +288,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 self.scratch.extend_from_slice(&chunk[offset..end]);
                 self.meter.on_event(&self.scratch)
             };
-            let total = self.price.cost(usage).unwrap_or(Amount::new(u128::MAX));
-            let cost = Cost { total, units: usage.total() };
+            let cost = Cost::of(&self.price, usage);
             if cost.total <= lease {
                 if let Some(account) = &mut self.account {
                     account.deliver(cost.total, cost.units);

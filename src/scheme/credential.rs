@@ -45,22 +45,18 @@ impl Credential {
     /// [`ChallengeSigner::verify`](super::ChallengeSigner::verify) first, then decode.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<Credential>, PaymentError> {
         let mut found = None;
-        for value in headers.get_all(AUTHORIZATION) {
-            let value = value.as_bytes();
-            let ends = memchr::memchr_iter(b',', value).chain([value.len()]);
-            let parts = ends.scan(0, |start, end| Some(&value[std::mem::replace(start, end + 1)..end]));
-            for part in parts {
-                if let Some(token) = payment_token(part.trim_ascii()) {
-                    if found.replace(token).is_some() {
-                        return Err(PaymentError::new(
-                            PaymentErrorKind::BadRequest,
-                            "more than one Payment credential",
-                        ));
-                    }
-                }
+        for token in payment_tokens(headers) {
+            if found.replace(token).is_some() {
+                return Err(PaymentError::new(PaymentErrorKind::BadRequest, "more than one Payment credential"));
             }
         }
         found.map(Credential::decode).transpose()
+    }
+
+    /// Whether `headers` carry a `Payment` credential at all, without decoding it (the
+    /// cheap test the layer makes before answering an unpaid request).
+    pub fn is_present(headers: &HeaderMap) -> bool {
+        payment_tokens(headers).next().is_some()
     }
 
     fn decode(token: &[u8]) -> Result<Credential, PaymentError> {
@@ -111,6 +107,17 @@ impl Credential {
         }
         Some((chain.parse().ok()?, address))
     }
+}
+
+/// The tokens of every `Payment` part of every `Authorization` value (split on `,`: the
+/// base64url alphabet has none).
+fn payment_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers.get_all(AUTHORIZATION).iter().flat_map(|value| {
+        let value = value.as_bytes();
+        let ends = memchr::memchr_iter(b',', value).chain([value.len()]);
+        ends.scan(0, move |start, end| Some(&value[std::mem::replace(start, end + 1)..end]))
+            .filter_map(|part| payment_token(part.trim_ascii()))
+    })
 }
 
 /// The token of a `Payment <token>` part (the token may be empty: still a credential).
