@@ -389,3 +389,118 @@ fn futures_and_bodies_are_send() {
     assert_send::<tollgate::MeteredBody<Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore>>();
     assert_send::<tollgate::PaymentService<Inner, TestMethod, MemoryStore, Price, tollgate::meter::OpenAiTokenMeter>>();
 }
+
+/// A store whose reservations fail as a backend outage would; everything else works.
+#[derive(Debug, Clone, Default)]
+struct ReserveFails(MemoryStore);
+
+impl ChannelStore for ReserveFails {
+    async fn open(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.open(id, accepted, deposit).await
+    }
+    async fn create(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.create(id, accepted, deposit).await
+    }
+    async fn load(&self, id: &ChannelId) -> Result<Option<tollgate::store::ChannelState>, tollgate::store::StoreError> {
+        self.0.load(id).await
+    }
+    async fn accept(
+        &self,
+        id: &ChannelId,
+        c: Amount,
+        d: Amount,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.accept(id, c, d).await
+    }
+    async fn reserve(
+        &self,
+        _: &ChannelId,
+        _: Amount,
+        _: Amount,
+    ) -> Result<tollgate::store::Reservation, tollgate::store::StoreError> {
+        Err(tollgate::store::StoreError::backend("connection reset"))
+    }
+    async fn extend(
+        &self,
+        r: &tollgate::store::Reservation,
+        min: Amount,
+        max: Amount,
+    ) -> Result<tollgate::store::Reservation, tollgate::store::StoreError> {
+        self.0.extend(r, min, max).await
+    }
+    async fn commit(
+        &self,
+        r: &tollgate::store::Reservation,
+        used: Amount,
+        units: u64,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.commit(r, used, units).await
+    }
+    async fn release(
+        &self,
+        r: &tollgate::store::Reservation,
+        used: Amount,
+        units: u64,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.release(r, used, units).await
+    }
+    async fn finalize(&self, id: &ChannelId) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.finalize(id).await
+    }
+    async fn changed(
+        &self,
+        id: &ChannelId,
+        seen: u64,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.changed(id, seen).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_is_a_503_without_challenge_and_never_calls_inner() {
+    let calls = Calls::default();
+    let inner_calls = calls.clone();
+    let store = ReserveFails::default();
+    let svc = ServiceBuilder::new()
+        .layer(
+            PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(Price::per_request(Amount::new(1000))),
+        )
+        .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
+            inner_calls.hit();
+            async { Ok::<_, Infallible>(TestResponse::new(Full::from("served"))) }
+        }));
+    let challenge = challenge_for(1000).await;
+    let request = Request::get("/")
+        .header(header::AUTHORIZATION, credential(&challenge, pay_payload("outage", 1000)))
+        .body(Full::default())
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE), "the client must not be asked to pay again");
+    assert_eq!(problem(response).await["type"], problem_type("internal-payment-error"));
+    assert_eq!(calls.count(), 0);
+    let state = store.load(&ChannelId::new("pay:outage")).await.unwrap().unwrap();
+    assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO), "nothing charged");
+}
+
+#[tokio::test]
+async fn an_empty_payment_credential_is_malformed() {
+    let calls = Calls::default();
+    let svc = service(1000, MemoryStore::new(), calls.clone());
+    let (status, body) = refused(svc, "Payment").await;
+    assert_eq!(
+        (status, body["type"].as_str().unwrap()),
+        (StatusCode::PAYMENT_REQUIRED, &*problem_type("malformed-credential"))
+    );
+    assert_eq!(calls.count(), 0);
+}
