@@ -424,3 +424,24 @@ async fn scenario_02_a_close_whose_drain_times_out_loses_at_most_the_live_leases
     assert!(delivered - captured <= reserved, "the payee loses at most the live lease ({reserved})");
     assert_eq!(f.state(channel).await.reserved, Amount::ZERO, "the lease was released");
 }
+
+#[tokio::test(start_paused = true)]
+async fn scenario_03_v2_idle_channel_is_closed_capturing_exactly_what_was_delivered() {
+    let f = Fixture::v2_with(4, |session| session.close_idle_after(Duration::from_secs(60)));
+    let signer = f.payer(1);
+    let c = f.challenge().await;
+    let (payer, open) = V2Payer::open(signer, f.payee, &c, 100_000);
+    assert_eq!(f.post(open).await.status(), StatusCode::NO_CONTENT);
+    // The payer pays ahead (as asked), receives 3 tokens and goes quiet.
+    assert_eq!(f.post(payer.action(&c, "voucher", 9 * PRICE)).await.status(), StatusCode::NO_CONTENT);
+    let response = f.get(3, payer.action(&c, "voucher", 9 * PRICE)).await;
+    assert_eq!(text(response).await.matches("data: tok").count(), 3);
+    let session = f.layer.method().clone();
+    let report = session.settle_all(&f.store, 1_000_000).await;
+    assert!(report.closed.is_empty(), "not idle yet: {report:?}");
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let report = session.settle_all(&f.store, 1_000_000).await;
+    assert_eq!(report.closed.len(), 1, "{report:?}");
+    assert_eq!(f.chain.balance(f.payee), 3 * PRICE, "captured exactly the delivered tokens");
+    assert_eq!(f.chain.balance(f.chain.escrow()), 0, "the rest went back to the payer");
+}

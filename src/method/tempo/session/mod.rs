@@ -44,6 +44,7 @@ pub struct TempoSession<C> {
     book: VoucherBook,
     cache: ChannelCache,
     drain: Duration,
+    idle: Option<Duration>,
 }
 
 impl<C: TempoChain> TempoSession<C> {
@@ -57,7 +58,18 @@ impl<C: TempoChain> TempoSession<C> {
             book: VoucherBook::default(),
             cache: ChannelCache::new(Duration::from_secs(5)),
             drain: Duration::from_secs(10),
+            idle: None,
         }
+    }
+
+    /// v2 only: the settlement loop closes a channel whose store state has not moved for
+    /// `after` and that has nothing in flight, capturing exactly what was delivered and
+    /// refunding the rest (default: never). A v2 voucher may run ahead of delivery; an idle
+    /// close turns that into the exact amount without waiting for the payer. The payer
+    /// opens a new channel to come back.
+    pub fn close_idle_after(mut self, after: Duration) -> Self {
+        self.idle = Some(after);
+        self
     }
 
     /// How long a close waits for the channel's live streams to end (default 10 s) before
