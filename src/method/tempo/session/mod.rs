@@ -36,6 +36,23 @@ use book::{ChannelCache, VoucherBook};
 /// chain, never from the payload alone; vouchers are monotonic, an equal voucher is an
 /// idempotent retry, a voucher never exceeds the deposit; settlements and closes never
 /// capture more than was delivered.
+///
+/// Money rules on top:
+///
+/// - Nothing about a channel is served or disclosed to a credential that has not proved
+///   it speaks for it: a voucher signed by the channel's signer, or a mined open. A
+///   retried `open` on a known channel is checked as a voucher.
+/// - A voucher may run at most [`max_voucher_ahead`](SessionConfig::max_voucher_ahead)
+///   ahead of what the channel delivered and set aside. That bounds what a v1 channel can
+///   leave uncaptured: the v1 escrow pays out a voucher exactly, and the payee captures the
+///   highest voucher at or below what was delivered (the payer never pays for undelivered
+///   units), so the payee loses less than one voucher step. v2 captures exactly what was
+///   delivered.
+/// - A close stops new delivery first, waits for live streams to end (up to
+///   [`close_drain_timeout`](TempoSession::close_drain_timeout)), then captures. A close
+///   that failed on chain can be retried; the settlement loop also finishes it, closes v2
+///   channels whose payer asked the chain for a forced close, and (opt-in) idle ones.
+/// - The grant names the payer the chain knows, never the credential's `source`.
 #[derive(Debug)]
 pub struct TempoSession<C> {
     config: SessionConfig,
