@@ -225,3 +225,15 @@ async fn scenario_14_grant_payer_is_the_verified_channel_payer() {
         assert_eq!(grant.payer_id(), Some(expected.as_str()));
     }
 }
+
+#[tokio::test]
+async fn scenario_03_min_voucher_delta_defaults_to_one_unit() {
+    let f = Fixture::v1(4);
+    let (mut client, c) = f.open(&f.payer(1), 100_000).await;
+    let channel = client.channel_id().unwrap();
+    let response = f.post(client.voucher(&c, PRICE + PRICE / 2).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(problem_type(response).await, "session/delta-too-small");
+    assert_eq!(f.state(channel).await.accepted, Amount::new(PRICE));
+    assert_eq!(f.post(client.voucher(&c, 2 * PRICE).unwrap()).await.status(), StatusCode::NO_CONTENT);
+}
