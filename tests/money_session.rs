@@ -48,6 +48,7 @@ async fn fake_chain_runs_open_stream_close_with_exact_balances() {
     assert_eq!(f.chain.balance(f.payee), spent);
     assert_eq!(f.chain.balance(payer.address()), FUNDS - spent);
     assert_eq!(f.chain.balance(f.chain.escrow()), 0);
+    assert_eq!(f.chain.total(), FUNDS, "tokens only moved");
 }
 
 /// An open credential for `channel` that proves nothing: junk transaction, a signature by

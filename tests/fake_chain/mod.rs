@@ -137,6 +137,17 @@ impl FakeChain {
         self.lock().channels.get(&id).cloned()
     }
 
+    /// Every channel ever opened, in no particular order.
+    pub fn channels(&self) -> Vec<(B256, FakeChannel)> {
+        self.lock().channels.iter().map(|(id, c)| (*id, c.clone())).collect()
+    }
+
+    /// The sum of every balance: constant, since tokens only move (a conservation check
+    /// for property tests).
+    pub fn total(&self) -> u128 {
+        self.lock().balances.values().sum()
+    }
+
     /// How many calls of `kind` were made (faulty ones included).
     pub fn calls(&self, kind: Kind) -> usize {
         self.lock().calls.get(&kind).copied().unwrap_or(0)
