@@ -108,6 +108,15 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
         self
     }
 
+    /// The longest SSE event a metered upstream may send (default 1 MiB). An event still
+    /// unfinished past it ends the stream with an [`EventTooLarge`](crate::meter::EventTooLarge)
+    /// error, charged only for the events before it: the layer buffers one event at a time,
+    /// and this bounds that buffer.
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.settings).policy.max_event_bytes = bytes;
+        self
+    }
+
     /// The store the layer keeps accounts in.
     pub fn store(&self) -> &Arc<St> {
         &self.store

@@ -28,8 +28,8 @@ pub use self::bytes::ByteMeter;
 pub use events::EventMeter;
 pub use openai::OpenAiTokenMeter;
 pub use requests::RequestMeter;
-pub use sse::SseScanner;
 pub(crate) use sse::is_event_stream;
+pub use sse::{EventTooLarge, SseScanner};
 pub use sse_field::{SseField, sse_data, sse_fields};
 
 use ::bytes::Bytes;

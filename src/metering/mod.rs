@@ -4,6 +4,7 @@
 
 mod frames;
 mod growth;
+mod watchdog;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,17 +15,18 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::time::{Instant, Sleep};
+use tokio::time::{Instant, Sleep, sleep_until};
 
-use crate::account::Account;
+use crate::account::{Account, Release};
 use crate::amount::{Amount, Price, Usage};
 use crate::error::{BoxError, BudgetExhausted};
-use crate::meter::{Meter, SseScanner, is_event_stream};
+use crate::meter::{EventTooLarge, Meter, SseScanner, is_event_stream};
 use crate::method::Renewal;
 use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
 
 use growth::Growth;
+use watchdog::{Taken, Watchdog};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -37,20 +39,29 @@ pub(crate) struct StreamPolicy {
     pub(crate) pause_deadline: Duration,
     /// How often a paused stream sends a keep-alive comment.
     pub(crate) keep_alive: Duration,
+    /// The longest SSE event the upstream may send, in bytes.
+    pub(crate) max_event_bytes: usize,
 }
 
 enum Step {
     Streaming,
-    Growing { need: Amount, growth: BoxFuture<Result<crate::store::Reservation, Growth>> },
+    Growing {
+        need: Amount,
+        growth: BoxFuture<Result<crate::store::Reservation, Growth>>,
+    },
     Paused(BoxFuture<Result<ChannelState, StoreError>>),
-    Releasing(BoxFuture<Result<ChannelState, StoreError>>),
+    /// The release already runs on its own (see [`Account::release`]); this only waits
+    /// for its outcome, for the receipt.
+    Releasing(Release),
     Done,
 }
 
-struct Pause {
+/// A paused stream's timers, and the watchdog holding its account meanwhile.
+struct Pause<St: ChannelStore> {
     deadline: Pin<Box<Sleep>>,
     keep_alive: Pin<Box<Sleep>>,
     asked: Option<Amount>,
+    watchdog: Watchdog<St>,
 }
 
 /// What one response costs so far (cumulative) and how many units that is.
@@ -71,6 +82,7 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     meter: M,
     price: Price,
     policy: StreamPolicy,
+    /// `None` once released, and while paused (the pause's watchdog holds it then).
     account: Option<Account<St>>,
     channel: ChannelId,
     renewal: Renewal,
@@ -81,14 +93,15 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     out: VecDeque<Bytes>,
     /// The part of the current inner frame not yet metered.
     rest: Bytes,
-    /// The start of an SSE event that began in an earlier frame.
+    /// The start of an SSE event that began in an earlier frame, and its length.
     partial: Vec<Bytes>,
+    partial_len: usize,
     scratch: Vec<u8>,
     /// Bytes metered but not yet covered by the lease, and their cost.
     held: Vec<Bytes>,
     waiting: Option<Cost>,
     step: Step,
-    pause: Option<Pause>,
+    pause: Option<Pause<St>>,
     inner_done: bool,
     ended: bool,
     trailers: Option<HeaderMap>,
@@ -121,6 +134,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             out: VecDeque::new(),
             rest: Bytes::new(),
             partial: Vec::new(),
+            partial_len: 0,
             scratch: Vec::new(),
             held: Vec::new(),
             waiting: None,
@@ -164,7 +178,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
                 }
                 Step::Releasing(release) => {
-                    let released = ready!(release.as_mut().poll(cx));
+                    let released = ready!(Pin::new(release).poll(cx));
                     if let (Ok(state), Some(_), None) = (&released, &self.sse, &self.failure) {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
@@ -186,14 +200,17 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     }
                 }
                 Step::Paused(wait) => {
-                    let pause = self.pause.as_mut().expect("a paused stream has timers");
+                    let Some(pause) = self.pause.as_mut() else {
+                        self.cut_off();
+                        continue;
+                    };
                     if pause.deadline.as_mut().poll(cx).is_ready() {
                         self.cut_off();
                         continue;
                     }
                     match wait.as_mut().poll(cx) {
                         Poll::Ready(Ok(_)) => {
-                            self.step = Step::Streaming;
+                            self.resume();
                             continue;
                         }
                         Poll::Ready(Err(_)) => {
@@ -229,11 +246,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                             Err(frame) => self.trailers = frame.into_trailers().ok(),
                         },
                         Some(Err(error)) => {
-                            // Upstream failed: charge only what reached the client.
-                            self.failure = Some(error.into());
-                            self.drop_pending();
-                            self.ended = true;
-                            self.start_release();
+                            self.fail(error.into());
                             continue;
                         }
                         None => self.inner_done = true,
@@ -277,9 +290,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             return;
         };
         let lease = self.account.as_ref().map_or(Amount::ZERO, |a| a.lease().amount);
-        let (mut run_start, mut offset) = (0, 0);
+        let max = self.policy.max_event_bytes;
+        let (run_start, mut offset) = (0, 0);
         while let Some(n) = scanner.next_boundary(&chunk[offset..]) {
             let end = offset + n;
+            if self.partial_len.saturating_add(n) > max {
+                return self.too_large(&chunk, run_start..offset);
+            }
             let usage = if self.partial.is_empty() {
                 self.meter.on_event(&chunk[offset..end])
             } else {
@@ -294,6 +311,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     account.deliver(cost.total, cost.units);
                 }
                 self.out.extend(self.partial.drain(..));
+                self.partial_len = 0;
                 offset = end;
                 continue;
             }
@@ -301,6 +319,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 self.out.push_back(chunk.slice(run_start..offset));
             }
             self.held.append(&mut self.partial);
+            self.partial_len = 0;
             self.held.push(chunk.slice(offset..end));
             self.waiting = Some(cost);
             self.rest = chunk.slice(end..);
@@ -313,10 +332,31 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 chunk.slice(run_start..offset)
             });
         }
-        run_start = offset;
-        if run_start < chunk.len() {
-            self.partial.push(chunk.slice(run_start..));
+        if offset < chunk.len() {
+            // An event still open: kept until it ends, up to the limit.
+            self.partial_len = self.partial_len.saturating_add(chunk.len() - offset);
+            if self.partial_len > max {
+                return self.too_large(&chunk, offset..offset);
+            }
+            self.partial.push(chunk.slice(offset..));
         }
+    }
+
+    /// The upstream sent an event over the limit: what went before it goes out, then the
+    /// stream ends as an upstream failure.
+    fn too_large(&mut self, chunk: &Bytes, delivered: std::ops::Range<usize>) {
+        if !delivered.is_empty() {
+            self.out.push_back(chunk.slice(delivered));
+        }
+        self.fail(EventTooLarge { limit: self.policy.max_event_bytes }.into());
+    }
+
+    /// The upstream failed: charge only what reached the client, then end with the error.
+    fn fail(&mut self, error: BoxError) {
+        self.failure = Some(error);
+        self.drop_pending();
+        self.ended = true;
+        self.start_release();
     }
 
     /// The inner body ended: meter any unterminated tail, reconcile, then release.
@@ -339,29 +379,83 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         if self.renewal != Renewal::Voucher || self.sse.is_none() {
             return self.cut_off();
         }
+        let Some(account) = self.account.take() else { return self.cut_off() };
+        let store = account.store().clone();
+        // While paused, a watchdog holds the account and releases it at the deadline even
+        // if the client never polls again.
+        match &mut self.pause {
+            Some(pause) => {
+                if let Some(account) = pause.watchdog.put(account) {
+                    // The deadline passed (or the channel closed) while the stream looked again.
+                    self.account = Some(account);
+                    return self.cut_off();
+                }
+            }
+            None => {
+                let Some(runtime) = account.runtime() else {
+                    // No runtime to keep time on (a body driven outside tokio): no pause.
+                    self.account = Some(account);
+                    return self.cut_off();
+                };
+                let _inside = runtime.enter();
+                let deadline = Instant::now() + self.policy.pause_deadline;
+                let watchdog = Watchdog::start(account, self.channel.clone(), state.version, deadline, &runtime);
+                self.pause = Some(Pause {
+                    deadline: Box::pin(sleep_until(deadline)),
+                    keep_alive: Box::pin(sleep_until(Instant::now() + self.policy.keep_alive)),
+                    asked: None,
+                    watchdog,
+                });
+            }
+        }
         let window = self.price.output.cost(self.policy.window_units).unwrap_or(Amount::ZERO);
         let least = state.accepted.saturating_add(need.saturating_sub(state.available()));
         // Ask for a window ahead, but not past the deposit unless the next frame needs it.
         let required = least.saturating_add(window).min(state.deposit.max(least));
-        let policy = self.policy;
-        let pause = self.pause.get_or_insert_with(|| Pause {
-            deadline: Box::pin(tokio::time::sleep(policy.pause_deadline)),
-            keep_alive: Box::pin(tokio::time::sleep(policy.keep_alive)),
-            asked: None,
-        });
-        if pause.asked != Some(required) {
-            pause.asked = Some(required);
-            self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
+        if let Some(pause) = &mut self.pause {
+            if pause.asked != Some(required) {
+                pause.asked = Some(required);
+                self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
+            }
         }
-        let Some(account) = &self.account else { return self.cut_off() };
-        let store = account.store().clone();
         let channel = self.channel.clone();
         self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
+    }
+
+    /// The channel changed while paused: take the account back and try again.
+    fn resume(&mut self) {
+        match self.pause.as_mut().and_then(|pause| pause.watchdog.take()) {
+            Some(Taken::Account(account)) => {
+                self.account = Some(account);
+                self.step = Step::Streaming;
+            }
+            Some(Taken::Released(release)) => self.cut_off_released(release),
+            None => self.cut_off(),
+        }
     }
 
     /// The budget stops the stream: end it cleanly where the format allows, and charge
     /// only what was forwarded.
     fn cut_off(&mut self) {
+        if let (None, Some(pause)) = (&self.account, &mut self.pause) {
+            match pause.watchdog.take() {
+                Some(Taken::Account(account)) => self.account = Some(account),
+                Some(Taken::Released(release)) => return self.cut_off_released(release),
+                None => {}
+            }
+        }
+        self.end_cleanly();
+        self.start_release();
+    }
+
+    /// The pause's watchdog released the account (deadline, closed channel): end the
+    /// stream and wait for that release.
+    fn cut_off_released(&mut self, release: Release) {
+        self.end_cleanly();
+        self.step = Step::Releasing(release);
+    }
+
+    fn end_cleanly(&mut self) {
         self.drop_pending();
         if !self.ended {
             self.ended = true;
@@ -371,20 +465,21 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 (None, _) => self.failure = Some(BudgetExhausted.into()),
             }
         }
-        self.start_release();
     }
 
     fn drop_pending(&mut self) {
         self.held.clear();
         self.partial.clear();
+        self.partial_len = 0;
         self.rest = Bytes::new();
         self.waiting = None;
         self.pause = None;
     }
 
+    /// Starts the release (it runs to its end even if this body is dropped meanwhile).
     fn start_release(&mut self) {
         self.step = match self.account.take() {
-            Some(account) => Step::Releasing(Box::pin(account.release())),
+            Some(account) => Step::Releasing(account.release()),
             None => Step::Done,
         };
     }
