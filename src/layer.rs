@@ -97,6 +97,8 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     }
 
     /// How long a paused stream waits for a voucher before it ends cleanly (default 60 s).
+    /// The deadline holds on the wall clock: a paused stream whose client stops reading is
+    /// released then (charged what it delivered), and at once if its channel is closed.
     pub fn pause_deadline(mut self, deadline: Duration) -> Self {
         Arc::make_mut(&mut self.settings).policy.pause_deadline = deadline;
         self

@@ -4,6 +4,8 @@
 
 mod frames;
 mod growth;
+mod pause;
+mod slicing;
 mod watchdog;
 
 use std::collections::VecDeque;
@@ -15,18 +17,18 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::Instant;
 
 use crate::account::{Account, Release};
 use crate::amount::{Amount, Price, Usage};
-use crate::error::{BoxError, BudgetExhausted};
-use crate::meter::{EventTooLarge, Meter, SseScanner, is_event_stream};
+use crate::error::BoxError;
+use crate::meter::{Meter, SseScanner, is_event_stream};
 use crate::method::Renewal;
 use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
 
 use growth::Growth;
-use watchdog::{Taken, Watchdog};
+use pause::Pause;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -54,14 +56,6 @@ enum Step {
     /// for its outcome, for the receipt.
     Releasing(Release),
     Done,
-}
-
-/// A paused stream's timers, and the watchdog holding its account meanwhile.
-struct Pause<St: ChannelStore> {
-    deadline: Pin<Box<Sleep>>,
-    keep_alive: Pin<Box<Sleep>>,
-    asked: Option<Amount>,
-    watchdog: Watchdog<St>,
 }
 
 /// What one response costs so far (cumulative) and how many units that is.
@@ -278,79 +272,6 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.step = Step::Growing { need, growth: Box::pin(growth) };
     }
 
-    /// Meters the rest of the current frame: whole frames for plain bodies, event by
-    /// event for SSE. Affordable events go out as one slice of the original frame.
-    fn meter_rest(&mut self) {
-        let chunk = std::mem::take(&mut self.rest);
-        let Some(scanner) = &mut self.sse else {
-            let usage = self.meter.on_data(&chunk);
-            let cost = self.cost(usage);
-            self.held.push(chunk);
-            self.waiting = Some(cost);
-            return;
-        };
-        let lease = self.account.as_ref().map_or(Amount::ZERO, |a| a.lease().amount);
-        let max = self.policy.max_event_bytes;
-        let (run_start, mut offset) = (0, 0);
-        while let Some(n) = scanner.next_boundary(&chunk[offset..]) {
-            let end = offset + n;
-            if self.partial_len.saturating_add(n) > max {
-                return self.too_large(&chunk, run_start..offset);
-            }
-            let usage = if self.partial.is_empty() {
-                self.meter.on_event(&chunk[offset..end])
-            } else {
-                self.scratch.clear();
-                self.partial.iter().for_each(|p| self.scratch.extend_from_slice(p));
-                self.scratch.extend_from_slice(&chunk[offset..end]);
-                self.meter.on_event(&self.scratch)
-            };
-            let cost = Cost::of(&self.price, usage);
-            if cost.total <= lease {
-                if let Some(account) = &mut self.account {
-                    account.deliver(cost.total, cost.units);
-                }
-                self.out.extend(self.partial.drain(..));
-                self.partial_len = 0;
-                offset = end;
-                continue;
-            }
-            if run_start < offset {
-                self.out.push_back(chunk.slice(run_start..offset));
-            }
-            self.held.append(&mut self.partial);
-            self.partial_len = 0;
-            self.held.push(chunk.slice(offset..end));
-            self.waiting = Some(cost);
-            self.rest = chunk.slice(end..);
-            return;
-        }
-        if run_start < offset {
-            self.out.push_back(if offset == chunk.len() && run_start == 0 {
-                chunk.clone()
-            } else {
-                chunk.slice(run_start..offset)
-            });
-        }
-        if offset < chunk.len() {
-            // An event still open: kept until it ends, up to the limit.
-            self.partial_len = self.partial_len.saturating_add(chunk.len() - offset);
-            if self.partial_len > max {
-                return self.too_large(&chunk, offset..offset);
-            }
-            self.partial.push(chunk.slice(offset..));
-        }
-    }
-
-    /// The upstream sent an event over the limit: what went before it goes out, then the
-    /// stream ends as an upstream failure.
-    fn too_large(&mut self, chunk: &Bytes, delivered: std::ops::Range<usize>) {
-        if !delivered.is_empty() {
-            self.out.push_back(chunk.slice(delivered));
-        }
-        self.fail(EventTooLarge { limit: self.policy.max_event_bytes }.into());
-    }
-
     /// The upstream failed: charge only what reached the client, then end with the error.
     fn fail(&mut self, error: BoxError) {
         self.failure = Some(error);
@@ -373,98 +294,6 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         }
         let last = self.meter.on_end();
         self.waiting = Some(self.cost(last));
-    }
-
-    fn on_short(&mut self, state: ChannelState, need: Amount) {
-        if self.renewal != Renewal::Voucher || self.sse.is_none() {
-            return self.cut_off();
-        }
-        let Some(account) = self.account.take() else { return self.cut_off() };
-        let store = account.store().clone();
-        // While paused, a watchdog holds the account and releases it at the deadline even
-        // if the client never polls again.
-        match &mut self.pause {
-            Some(pause) => {
-                if let Some(account) = pause.watchdog.put(account) {
-                    // The deadline passed (or the channel closed) while the stream looked again.
-                    self.account = Some(account);
-                    return self.cut_off();
-                }
-            }
-            None => {
-                let Some(runtime) = account.runtime() else {
-                    // No runtime to keep time on (a body driven outside tokio): no pause.
-                    self.account = Some(account);
-                    return self.cut_off();
-                };
-                let _inside = runtime.enter();
-                let deadline = Instant::now() + self.policy.pause_deadline;
-                let watchdog = Watchdog::start(account, self.channel.clone(), state.version, deadline, &runtime);
-                self.pause = Some(Pause {
-                    deadline: Box::pin(sleep_until(deadline)),
-                    keep_alive: Box::pin(sleep_until(Instant::now() + self.policy.keep_alive)),
-                    asked: None,
-                    watchdog,
-                });
-            }
-        }
-        let window = self.price.output.cost(self.policy.window_units).unwrap_or(Amount::ZERO);
-        let least = state.accepted.saturating_add(need.saturating_sub(state.available()));
-        // Ask for a window ahead, but not past the deposit unless the next frame needs it.
-        let required = least.saturating_add(window).min(state.deposit.max(least));
-        if let Some(pause) = &mut self.pause {
-            if pause.asked != Some(required) {
-                pause.asked = Some(required);
-                self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
-            }
-        }
-        let channel = self.channel.clone();
-        self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
-    }
-
-    /// The channel changed while paused: take the account back and try again.
-    fn resume(&mut self) {
-        match self.pause.as_mut().and_then(|pause| pause.watchdog.take()) {
-            Some(Taken::Account(account)) => {
-                self.account = Some(account);
-                self.step = Step::Streaming;
-            }
-            Some(Taken::Released(release)) => self.cut_off_released(release),
-            None => self.cut_off(),
-        }
-    }
-
-    /// The budget stops the stream: end it cleanly where the format allows, and charge
-    /// only what was forwarded.
-    fn cut_off(&mut self) {
-        if let (None, Some(pause)) = (&self.account, &mut self.pause) {
-            match pause.watchdog.take() {
-                Some(Taken::Account(account)) => self.account = Some(account),
-                Some(Taken::Released(release)) => return self.cut_off_released(release),
-                None => {}
-            }
-        }
-        self.end_cleanly();
-        self.start_release();
-    }
-
-    /// The pause's watchdog released the account (deadline, closed channel): end the
-    /// stream and wait for that release.
-    fn cut_off_released(&mut self, release: Release) {
-        self.end_cleanly();
-        self.step = Step::Releasing(release);
-    }
-
-    fn end_cleanly(&mut self) {
-        self.drop_pending();
-        if !self.ended {
-            self.ended = true;
-            match (&self.sse, self.meter.cutoff()) {
-                (Some(_), Some(ending)) => self.out.push_back(ending),
-                (Some(_), None) => {}
-                (None, _) => self.failure = Some(BudgetExhausted.into()),
-            }
-        }
     }
 
     fn drop_pending(&mut self) {
