@@ -6,6 +6,8 @@
 mod close;
 #[path = "money_metering/kit.rs"]
 mod kit;
+#[path = "money_metering/props.rs"]
+mod props;
 #[path = "money_metering/release.rs"]
 mod release;
 mod support;

@@ -279,3 +279,46 @@ fn a_json_body_usage_only_lowers_the_count() {
     assert_eq!(bound, usage(0, body.len() as u64));
     assert_eq!(meter.on_end(), bound, "the body went out before its usage could be read");
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the text and however the provider bills it, as long as the hidden tokens
+        /// stay within the allowance (a token is at least a byte, the cap holds): by the time
+        /// the last content chunk is counted the count covers the final usage, and the end
+        /// only ever lowers the count.
+        #[test]
+        fn content_is_covered_before_it_goes_out(
+            pieces in prop::collection::vec("[a-zé😀 ]{0,12}", 1..20),
+            visible_share in 0.0..=1.0f64,
+            hidden in 0..400u64,
+            extra_allowance in 0..100u64,
+            cap_slack in prop::option::of(0..200u64),
+            split in 1..64usize,
+        ) {
+            let bytes: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+            let visible_tokens = (bytes as f64 * visible_share) as u64;
+            let completion = visible_tokens + hidden;
+            let mut maker = OpenAiTokenMeter::new().hidden_output(hidden + extra_allowance);
+            let mut quote = tokens();
+            if let Some(slack) = cap_slack {
+                quote = quote.max_output(completion + slack);
+                maker = OpenAiTokenMeter::new();
+            }
+            let mut meter = made(&maker, quote);
+            let stream: String = pieces.iter().map(|p| content(p)).collect();
+            let counts = feed(&mut meter, &stream, split);
+            let last_content = counts.last().copied().unwrap_or_default();
+            prop_assert!(last_content.output >= completion, "{last_content:?} < {completion}");
+            let tail = format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":0,\"completion_tokens\":{completion}}}}}\n\ndata: [DONE]\n\n");
+            let after = feed(&mut meter, &tail, split);
+            let highest = counts.iter().chain(&after).map(|u| u.output).max().unwrap_or(0);
+            prop_assert!(after.iter().all(|u| u.output >= completion));
+            prop_assert_eq!(meter.on_end(), usage(0, completion));
+            prop_assert!(completion <= highest);
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use tokio::time::Instant;
@@ -262,7 +262,16 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         let Some(account) = &mut self.account else { return self.cut_off() };
         if cost.total <= account.lease().amount {
             account.deliver(cost.total, cost.units);
-            self.out.extend(self.held.drain(..));
+            // One frame, for the same reason as in `meter_rest`.
+            match self.held.len() {
+                0 => {}
+                1 => self.out.extend(self.held.drain(..)),
+                _ => {
+                    let mut joined = BytesMut::with_capacity(self.held.iter().map(Bytes::len).sum());
+                    self.held.drain(..).for_each(|piece| joined.extend_from_slice(&piece));
+                    self.out.push_back(joined.freeze());
+                }
+            }
             self.waiting = None;
             return;
         }

@@ -9,7 +9,10 @@ use crate::store::ChannelStore;
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the rest of the current frame: whole frames for plain bodies, event by
-    /// event for SSE. Affordable events go out as one slice of the original frame.
+    /// event for SSE. Affordable events go out as one slice of the original frame (an
+    /// event that began in an earlier frame as one frame of its own), so what one call
+    /// charges goes out as one frame: a client that leaves between frames never pays for
+    /// bytes it was not handed.
     pub(super) fn meter_rest(&mut self) {
         let chunk = std::mem::take(&mut self.rest);
         let Some(scanner) = &mut self.sse else {
@@ -40,8 +43,15 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 if let Some(account) = &mut self.account {
                     account.deliver(cost.total, cost.units);
                 }
-                self.out.extend(self.partial.drain(..));
-                self.partial_len = 0;
+                if !self.partial.is_empty() {
+                    // An event that spanned frames goes out whole, as one frame, before the
+                    // next is metered: what is charged is what the next poll hands out.
+                    self.partial.clear();
+                    self.partial_len = 0;
+                    self.out.push_back(Bytes::copy_from_slice(&self.scratch));
+                    self.rest = chunk.slice(end..);
+                    return;
+                }
                 offset = end;
                 continue;
             }
