@@ -96,16 +96,17 @@ async fn run(
     let mut body = Some(response.into_body());
     let mut seen = String::new();
     match client {
-        Client::ReadsAll => loop {
-            let Some(body) = body.as_mut() else { break };
-            let (text, _) = read_until(body, |t| t.contains("payment-need-voucher")).await;
-            seen.push_str(&text);
-            if !text.contains("payment-need-voucher") {
-                break;
+        Client::ReadsAll => {
+            while let Some(body) = body.as_mut() {
+                let (text, _) = read_until(body, |t| t.contains("payment-need-voucher")).await;
+                seen.push_str(&text);
+                if !text.contains("payment-need-voucher") {
+                    break;
+                }
+                let more = voucher_payload("0xp", 1_000, 1_000);
+                svc.clone().oneshot(management("/", credential(&c, more))).await.unwrap();
             }
-            let more = voucher_payload("0xp", 1_000, 1_000);
-            svc.clone().oneshot(management("/", credential(&c, more))).await.unwrap();
-        },
+        }
         Client::LeavesAfter(frames) => {
             let mut read = 0;
             if let Some(mut gone) = body.take() {
