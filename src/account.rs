@@ -7,21 +7,29 @@ use tokio::runtime::Handle;
 
 use crate::amount::Amount;
 use crate::method::Settled;
-use crate::store::{ChannelState, ChannelStore, Reservation, StoreError};
+use crate::store::{ChannelStore, Reservation};
+
+#[path = "account_release.rs"]
+mod release;
+
+pub(crate) use release::Release;
+use release::detach;
 
 type SettledHook = Box<dyn FnOnce(Settled) + Send>;
 
 /// A response's reservation plus what it has delivered so far.
 ///
-/// Dropping it unreleased (the client went away, the body was dropped mid-stream) spawns
-/// the release on the runtime it was created on, committing exactly what was delivered.
-/// `Drop` cannot await, hence the spawn; it never panics.
+/// It is released exactly once, by [`release`](Account::release) or, if it is dropped
+/// unreleased (the client went away, the body was dropped mid-stream), by its `Drop`:
+/// either way the release commits exactly what was delivered, runs the settled hook, and
+/// runs to its end even if nobody waits for it (see [`detach`]). Neither path can panic.
 pub(crate) struct Account<St: ChannelStore> {
     store: Arc<St>,
     lease: Reservation,
     used: Amount,
     units: u64,
     on_settled: Option<SettledHook>,
+    /// The runtime the account was created on, where a release that must wait runs.
     runtime: Option<Handle>,
     armed: bool,
 }
@@ -47,6 +55,12 @@ impl<St: ChannelStore> Account<St> {
         &self.lease
     }
 
+    /// The runtime this account runs its release and timers on: the one it was created
+    /// on, else the current one.
+    pub(crate) fn runtime(&self) -> Option<Handle> {
+        self.runtime.clone().or_else(|| Handle::try_current().ok())
+    }
+
     /// Records that this response has now delivered `total` (its cumulative cost, which
     /// a reconciled meter may lower) over `units` units. The caller has checked that the
     /// lease covers it.
@@ -61,43 +75,33 @@ impl<St: ChannelStore> Account<St> {
         self.lease = lease;
     }
 
-    /// Commits what was delivered and frees the rest; runs the settled hook.
-    pub(crate) fn release(mut self) -> impl Future<Output = Result<ChannelState, StoreError>> + Send + 'static {
+    /// Commits what was delivered and frees the rest, then runs the settled hook. The
+    /// release starts now and completes even if the returned handle is dropped.
+    pub(crate) fn release(mut self) -> Release {
+        self.start()
+    }
+
+    fn start(&mut self) -> Release {
         self.armed = false;
         let (store, lease, used, units, hook) =
             (self.store.clone(), self.lease.clone(), self.used, self.units, self.on_settled.take());
-        async move {
+        let release = async move {
             let result = store.release(&lease, used, units).await;
             if let Some(hook) = hook {
                 let state = result.as_ref().ok().cloned();
                 hook(Settled { channel: lease.channel.clone(), used, units, state });
             }
             result
-        }
+        };
+        detach(release, self.runtime.as_ref())
     }
 }
 
 impl<St: ChannelStore> Drop for Account<St> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        self.armed = false;
-        let runtime = self.runtime.take();
-        let release = Account {
-            store: self.store.clone(),
-            lease: self.lease.clone(),
-            used: self.used,
-            units: self.units,
-            on_settled: self.on_settled.take(),
-            runtime: None,
-            armed: false,
-        }
-        .release();
-        // Without a runtime (a body driven by hand outside tokio) the release cannot run;
-        // the reservation then stays until the store's own clean-up.
-        if let Some(runtime) = runtime {
-            runtime.spawn(release);
+        if self.armed {
+            // Nobody waits for the outcome; the release runs to its end regardless.
+            drop(self.start());
         }
     }
 }
@@ -110,5 +114,52 @@ impl<St: ChannelStore> fmt::Debug for Account<St> {
             .field("units", &self.units)
             .field("armed", &self.armed)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::store::{ChannelId, MemoryStore};
+
+    fn now<F: Future>(future: F) -> F::Output {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("a memory store operation waited"),
+        }
+    }
+
+    fn leased(store: &Arc<MemoryStore>) -> Reservation {
+        let id = ChannelId::new("acct");
+        now(store.open(&id, Amount::new(100), Amount::new(100))).unwrap();
+        now(store.reserve(&id, Amount::new(1), Amount::new(50))).unwrap()
+    }
+
+    #[test]
+    fn release_and_drop_settle_exactly_once() {
+        let store = Arc::new(MemoryStore::new());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let hooks = Arc::new(Mutex::new(Vec::new()));
+        let hook = |hooks: &Arc<Mutex<Vec<Amount>>>| -> Option<SettledHook> {
+            let hooks = hooks.clone();
+            Some(Box::new(move |s: Settled| hooks.lock().unwrap().push(s.used)))
+        };
+        let mut released = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks)) });
+        released.deliver(Amount::new(7), 7);
+        let state = runtime.block_on(released.release()).unwrap();
+        assert_eq!((state.spent, state.reserved), (Amount::new(7), Amount::ZERO));
+
+        let mut dropped = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks)) });
+        dropped.deliver(Amount::new(5), 5);
+        // Dropped off the runtime, which nobody drives: the release completes at once.
+        drop(dropped);
+        let state = now(store.load(&ChannelId::new("acct"))).unwrap().unwrap();
+        assert_eq!((state.spent, state.reserved), (Amount::new(12), Amount::ZERO));
+        assert_eq!(*hooks.lock().unwrap(), [Amount::new(7), Amount::new(5)]);
     }
 }

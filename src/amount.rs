@@ -219,17 +219,27 @@ pub struct Quote {
     pub price: Price,
     /// Usage known before the response (estimated prompt tokens, one request, …).
     pub upfront: Usage,
+    /// The most output units the response can produce, when the request caps it (an LLM
+    /// request's `max_completion_tokens` / `max_tokens`). A meter may ask for the cost of
+    /// output it cannot see (hidden reasoning) up to this cap before content goes out.
+    pub max_output: Option<u64>,
 }
 
 impl Quote {
     /// A quote with no upfront usage.
     pub const fn new(price: Price) -> Self {
-        Quote { price, upfront: Usage { input: 0, output: 0 } }
+        Quote { price, upfront: Usage { input: 0, output: 0 }, max_output: None }
     }
 
     /// Sets the upfront usage.
     pub const fn upfront(mut self, upfront: Usage) -> Self {
         self.upfront = upfront;
+        self
+    }
+
+    /// Sets the most output units the response can produce (see the [`max_output`](Quote#structfield.max_output) field).
+    pub const fn max_output(mut self, units: u64) -> Self {
+        self.max_output = Some(units);
         self
     }
 

@@ -23,7 +23,11 @@ pin_project! {
     /// pauses with a `payment-need-voucher` event until a voucher lands; otherwise it ends
     /// cleanly (SSE) or with a [`BudgetExhausted`](crate::BudgetExhausted) error. When it
     /// ends, errs or is dropped it commits exactly what was forwarded and releases the
-    /// rest, once; SSE responses end with a `payment-receipt` event.
+    /// rest, once; SSE responses end with a `payment-receipt` event. The release runs to
+    /// its end even if the body is dropped while it is under way, and a paused stream is
+    /// released at its deadline (or when its channel is closed) even if its client never
+    /// reads again. A body dropped outside any tokio runtime still releases (on a thread
+    /// of its own if the store has to wait).
     ///
     /// See the [crate docs](crate) for an example.
     pub struct MeteredBody<B, M, St>

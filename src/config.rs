@@ -31,6 +31,7 @@ impl Settings {
                 window_units: 256,
                 pause_deadline: Duration::from_secs(60),
                 keep_alive: Duration::from_secs(15),
+                max_event_bytes: 1 << 20,
             },
             issued: IssuedChallenges::default(),
         }

@@ -97,6 +97,8 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     }
 
     /// How long a paused stream waits for a voucher before it ends cleanly (default 60 s).
+    /// The deadline holds on the wall clock: a paused stream whose client stops reading is
+    /// released then (charged what it delivered), and at once if its channel is closed.
     pub fn pause_deadline(mut self, deadline: Duration) -> Self {
         Arc::make_mut(&mut self.settings).policy.pause_deadline = deadline;
         self
@@ -105,6 +107,15 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     /// How often a paused SSE stream sends a keep-alive comment (default 15 s).
     pub fn keep_alive(mut self, every: Duration) -> Self {
         Arc::make_mut(&mut self.settings).policy.keep_alive = every;
+        self
+    }
+
+    /// The longest SSE event a metered upstream may send (default 1 MiB). An event still
+    /// unfinished past it ends the stream with an [`EventTooLarge`](crate::meter::EventTooLarge)
+    /// error, charged only for the events before it: the layer buffers one event at a time,
+    /// and this bounds that buffer.
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.settings).policy.max_event_bytes = bytes;
         self
     }
 

@@ -6,15 +6,18 @@
 //! incremental [`SseScanner`]; other bodies reach it frame by frame ([`Meter::on_data`]).
 //! The meter only reads: bytes are forwarded as they came.
 //!
-//! Meters report *cumulative* [`Usage`], so a meter can replace an estimate with the
-//! provider's own count (the OpenAI meter reconciles to `usage` that way).
+//! Meters report *cumulative* [`Usage`], so a meter can replace a bound with the
+//! provider's own count (the OpenAI meter lowers its count to `usage` that way). What a
+//! meter reports while the body streams is charged before the bytes go out, so it must
+//! never be below what the seller will be billed for them: count an upper bound, and
+//! lower it when the real count is known.
 //!
 //! | meter | unit | counts |
 //! |---|---|---|
 //! | [`RequestMeter`] | `request` | one per response, at its start |
 //! | [`ByteMeter`] | `byte` | body bytes |
 //! | [`EventMeter`] | `event` | SSE events with data; comments, keep-alives and `[DONE]` are free |
-//! | [`OpenAiTokenMeter`] | `llm_token` | chat-completion tokens, estimated as they stream, reconciled to `usage` |
+//! | [`OpenAiTokenMeter`] | `llm_token` | chat-completion tokens: one per byte of text plus an allowance for hidden output as they stream, lowered to `usage` |
 
 mod bytes;
 mod events;
@@ -28,8 +31,8 @@ pub use self::bytes::ByteMeter;
 pub use events::EventMeter;
 pub use openai::OpenAiTokenMeter;
 pub use requests::RequestMeter;
-pub use sse::SseScanner;
 pub(crate) use sse::is_event_stream;
+pub use sse::{EventTooLarge, SseScanner};
 pub use sse_field::{SseField, sse_data, sse_fields};
 
 use ::bytes::Bytes;

@@ -19,40 +19,76 @@ mod scan;
 /// How much of a non-streamed body is kept to read its `usage` at the end.
 const MAX_JSON_BODY: usize = 8 << 20;
 
-/// Counts OpenAI chat-completion tokens (unit `llm_token`): estimated while the response
-/// streams, reconciled to the provider's `usage` when it arrives.
+/// Counts OpenAI chat-completion tokens (unit `llm_token`) so that nothing goes out
+/// before it is paid for: an upper bound while the response streams, lowered to the
+/// provider's `usage` when it arrives.
 ///
 /// - **Input** is the quote's estimated prompt tokens (`quote.upfront.input`) until a
 ///   `usage` object gives `prompt_tokens`.
-/// - **Streamed** (`text/event-stream`) responses are read one `data:` chunk at a time. A
-///   chunk's text is the UTF-8 length of every choice's delta `content`,
-///   `reasoning_content`, `reasoning`, `refusal` and tool-call `function.name` and
-///   `function.arguments`; it is estimated at **4 bytes per token, and at least one token
-///   for a chunk with any text**. A chunk with a non-null `usage` (OpenAI's final
-///   `choices: []` chunk, llama.cpp's `finish_reason` chunk, vLLM's running usage in every
-///   chunk) sets the usage to its `prompt_tokens` / `completion_tokens`; the last one
-///   wins, and only chunks after it add to it (by the estimate). `data: [DONE]`,
-///   `{"error": ...}` frames, comments and data that is not a JSON object are free.
-/// - **Non-streamed** (`stream: false`) responses are estimated at 4 bytes of body per
-///   token as they arrive. The body is kept (up to 8 MiB; past that the estimate stands)
-///   and its `usage` read at the end; a body with no `usage` keeps the estimate, and an
-///   `{"error": ...}` body has no output.
+/// - **Visible output** is bounded by its bytes: a token is at least one byte of the text
+///   it stands for, so a streamed chunk counts **one token per byte** of every choice's
+///   delta `content`, `reasoning_content`, `reasoning`, `refusal` and tool-call
+///   `function.name` / `function.arguments` (UTF-8, escapes decoded). A non-streamed body
+///   counts one token per body byte.
+/// - **Hidden output** (reasoning tokens a provider bills but does not stream) cannot be
+///   seen, so it is allowed for before the first content goes out: from the first chunk
+///   with a choice on, the output count is at least all the visible text so far plus an
+///   allowance of [`hidden_output`] tokens, by default the whole output cap of the request
+///   ([`Quote::max_output`](crate::Quote), else [`max_output`]). The allowance never takes
+///   the count above that cap (visible text may: an upstream that overruns the cap still
+///   pays its way). With neither a cap nor an allowance, hidden tokens show only in the
+///   final `usage`, and the chunk carrying it waits until they are paid for.
+/// - **`usage`**: a chunk with a non-null `usage` (OpenAI's final `choices: []` chunk,
+///   llama.cpp's `finish_reason` chunk, vLLM's running usage in every chunk) counts its
+///   `prompt_tokens` / `completion_tokens`, and chunks after it add to those; the count is
+///   the larger of that and the bound above, so a `usage` above what was covered waits to
+///   be paid. When the body ends the allowance goes, and the charge comes down to the last
+///   `usage`: it only ever lowers what was covered while the content went out. Without any
+///   `usage` the bound stands (ask the provider for it: `stream_options:
+///   {"include_usage": true}`).
+/// - A **non-streamed** body (`stream: false`) is kept (up to 8 MiB) and its `usage` read
+///   at the end, where it can only lower the count (the body has gone out by then); an
+///   `{"error": ...}` body has no output. `data: [DONE]`, `{"error": ...}` frames,
+///   comments and data that is not a JSON object are free.
 ///
 /// When the budget stops a stream, [`Meter::cutoff`] ends it the way a `max_tokens` limit
 /// would: a chunk with `finish_reason: "length"` for every choice seen, then `data: [DONE]`.
 ///
 /// It is its own [`MakeMeter`]: each request gets a fresh meter whose prompt estimate is
-/// the quote's `upfront.input`.
+/// the quote's `upfront.input` and whose cap is the quote's `max_output`.
+///
+/// ```
+/// use tollgate::meter::OpenAiTokenMeter;
+///
+/// // A deployment that knows its models reason for at most 2,000 tokens, and caps
+/// // requests that name no `max_tokens` at 8,192.
+/// let meter = OpenAiTokenMeter::new().hidden_output(2_000).max_output(8_192);
+/// # let _ = meter;
+/// ```
 ///
 /// See the [module docs](super) for the other meters.
+///
+/// [`hidden_output`]: OpenAiTokenMeter::hidden_output
+/// [`max_output`]: OpenAiTokenMeter::max_output
 #[derive(Clone, Default)]
 pub struct OpenAiTokenMeter {
     prompt_estimate: u64,
+    /// The allowance for hidden output; `None`: the cap, if any.
+    hidden: Option<u64>,
+    /// The request's output cap.
+    max_output: Option<u64>,
     sse: bool,
-    /// Estimated output tokens since the last `usage` (or since the start).
-    estimate: u64,
+    /// Visible output bytes since the last `usage` (or since the start): an upper bound
+    /// of their tokens.
+    visible: u64,
+    /// Visible output bytes of the whole response.
+    visible_total: u64,
+    /// A choice has been seen: output may have been generated, the allowance applies.
+    started: bool,
     /// The last `usage` reported.
     reported: Option<Usage>,
+    /// The final count, once the body ended.
+    finished: Option<Usage>,
     id: String,
     model: String,
     created: u64,
@@ -78,10 +114,58 @@ impl OpenAiTokenMeter {
         OpenAiTokenMeter { prompt_estimate: prompt_tokens, ..OpenAiTokenMeter::default() }
     }
 
+    /// Allows for at most `tokens` output tokens a response may bill without streaming
+    /// them (hidden reasoning), paid for before its first content goes out. The default is
+    /// the request's whole output cap; `0` suits models that show everything they bill.
+    pub fn hidden_output(mut self, tokens: u64) -> Self {
+        self.hidden = Some(tokens);
+        self
+    }
+
+    /// The output cap of requests whose quote names none (say, the model's own limit on
+    /// output tokens); see [`Quote::max_output`](crate::Quote).
+    pub fn max_output(mut self, tokens: u64) -> Self {
+        self.max_output = Some(tokens);
+        self
+    }
+
+    /// The count so far: what was reported and seen since, raised to what the hidden
+    /// allowance may still add. Two bounds hold for the whole output, if hidden tokens stay
+    /// within the allowance: the last report plus the text since plus the allowance, and
+    /// all the text plus the allowance; the cap bounds both.
     fn usage(&self) -> Usage {
+        let seen = self.seen();
+        if !self.started {
+            return seen;
+        }
+        let allowance = self.hidden.or(self.max_output).unwrap_or(0);
+        let bound = seen.output.min(self.visible_total).saturating_add(allowance);
+        let bound = self.max_output.map_or(bound, |cap| bound.min(cap));
+        Usage { output: seen.output.max(bound), ..seen }
+    }
+
+    /// What was reported and seen since, without the allowance.
+    fn seen(&self) -> Usage {
         match self.reported {
-            Some(reported) => Usage { input: reported.input, output: reported.output.saturating_add(self.estimate) },
-            None => Usage { input: self.prompt_estimate, output: self.estimate },
+            Some(reported) => Usage { input: reported.input, output: reported.output.saturating_add(self.visible) },
+            None => Usage { input: self.prompt_estimate, output: self.visible },
+        }
+    }
+
+    /// The count once the body ended: the allowance goes, and a `usage` can only lower it.
+    fn final_usage(&mut self) -> Usage {
+        if self.sse {
+            // The last `usage` is final: nothing is left for the allowance to cover.
+            return if self.reported.is_some() { self.seen() } else { self.usage() };
+        }
+        let bound = self.usage();
+        let buf = mem::take(&mut self.buf);
+        let Ok(body) = serde_json::from_slice::<Chunk<'_>>(&buf) else { return bound };
+        match body.usage.and_then(|usage| usage.usage(self.prompt_estimate)) {
+            // The body has gone out: its `usage` can lower the count, never raise it.
+            Some(usage) => Usage { input: usage.input.min(bound.input), output: usage.output.min(bound.output) },
+            None if body.error.is_some() => Usage { output: 0, ..bound },
+            None => bound,
         }
     }
 
@@ -107,11 +191,13 @@ impl OpenAiTokenMeter {
         remember(&mut self.model, chunk.model);
         self.created = chunk.created.0.unwrap_or(self.created);
         self.choices |= chunk.choices.indexes;
+        self.started |= chunk.choices.indexes != 0;
         // A chunk's own usage covers its own text.
         match chunk.usage.and_then(|usage| usage.usage(self.prompt_estimate)) {
-            Some(usage) => (self.reported, self.estimate) = (Some(usage), 0),
-            None => self.estimate = self.estimate.saturating_add(estimate_tokens(chunk.choices.text_bytes)),
+            Some(usage) => (self.reported, self.visible) = (Some(usage), 0),
+            None => self.visible = self.visible.saturating_add(chunk.choices.text_bytes),
         }
+        self.visible_total = self.visible_total.saturating_add(chunk.choices.text_bytes);
     }
 }
 
@@ -133,11 +219,6 @@ fn remember(slot: &mut String, value: Option<&[u8]>) {
     }
 }
 
-/// About four bytes per token, and at least one token for any text.
-fn estimate_tokens(text_bytes: u64) -> u64 {
-    if text_bytes == 0 { 0 } else { (text_bytes / 4).max(1) }
-}
-
 impl Meter for OpenAiTokenMeter {
     fn on_response(&mut self, head: &response::Parts) -> Usage {
         self.sse = is_event_stream(&head.headers);
@@ -155,8 +236,10 @@ impl Meter for OpenAiTokenMeter {
             }
         }
         if self.reported.is_none() {
-            self.estimate = self.body_bytes / 4;
+            self.visible = self.body_bytes;
         }
+        self.visible_total = self.body_bytes;
+        self.started |= !data.is_empty();
         self.usage()
     }
 
@@ -183,17 +266,12 @@ impl Meter for OpenAiTokenMeter {
     }
 
     fn on_end(&mut self) -> Usage {
-        if !self.sse && !self.buf.is_empty() {
-            let buf = mem::take(&mut self.buf);
-            if let Ok(body) = serde_json::from_slice::<Chunk<'_>>(&buf) {
-                if let Some(usage) = body.usage.and_then(|usage| usage.usage(self.prompt_estimate)) {
-                    (self.reported, self.estimate) = (Some(usage), 0);
-                } else if body.error.is_some() {
-                    self.estimate = 0;
-                }
-            }
+        if let Some(finished) = self.finished {
+            return finished;
         }
-        self.usage()
+        let finished = self.final_usage();
+        self.finished = Some(finished);
+        finished
     }
 
     fn cutoff(&self) -> Option<Bytes> {
@@ -221,7 +299,12 @@ impl MakeMeter for OpenAiTokenMeter {
     type Meter = OpenAiTokenMeter;
 
     fn make_meter(&self, _request: &request::Parts, quote: &Quote) -> OpenAiTokenMeter {
-        OpenAiTokenMeter::with_prompt_estimate(quote.upfront.input)
+        OpenAiTokenMeter {
+            prompt_estimate: quote.upfront.input,
+            hidden: self.hidden,
+            max_output: quote.max_output.or(self.max_output),
+            ..OpenAiTokenMeter::default()
+        }
     }
 }
 
@@ -230,6 +313,8 @@ impl fmt::Debug for OpenAiTokenMeter {
         f.debug_struct("OpenAiTokenMeter")
             .field("usage", &self.usage())
             .field("reconciled", &self.reported.is_some())
+            .field("hidden", &self.hidden)
+            .field("max_output", &self.max_output)
             .field("sse", &self.sse)
             .field("id", &self.id)
             .field("model", &self.model)

@@ -1,7 +1,29 @@
 //! The incremental SSE event-boundary finder.
 
+use std::fmt;
+
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+
+/// A metered SSE body ended because the upstream sent an event longer than the layer's
+/// limit ([`PaymentLayer::max_event_size`](crate::PaymentLayer::max_event_size)); the
+/// events before it were delivered and charged, the oversized one was not.
+///
+/// It reaches callers as a [`BoxError`](crate::BoxError); downcast to tell it apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventTooLarge {
+    /// The limit, in bytes.
+    pub limit: usize,
+}
+
+impl fmt::Display for EventTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "upstream SSE event is over {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for EventTooLarge {}
 
 /// Finds where server-sent events end in a stream that arrives in chunks.
 ///

@@ -4,6 +4,9 @@
 
 mod frames;
 mod growth;
+mod pause;
+mod slicing;
+mod watchdog;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,20 +14,21 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use crate::account::Account;
+use crate::account::{Account, Release};
 use crate::amount::{Amount, Price, Usage};
-use crate::error::{BoxError, BudgetExhausted};
+use crate::error::BoxError;
 use crate::meter::{Meter, SseScanner, is_event_stream};
 use crate::method::Renewal;
 use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
 
 use growth::Growth;
+use pause::Pause;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -37,20 +41,21 @@ pub(crate) struct StreamPolicy {
     pub(crate) pause_deadline: Duration,
     /// How often a paused stream sends a keep-alive comment.
     pub(crate) keep_alive: Duration,
+    /// The longest SSE event the upstream may send, in bytes.
+    pub(crate) max_event_bytes: usize,
 }
 
 enum Step {
     Streaming,
-    Growing { need: Amount, growth: BoxFuture<Result<crate::store::Reservation, Growth>> },
+    Growing {
+        need: Amount,
+        growth: BoxFuture<Result<crate::store::Reservation, Growth>>,
+    },
     Paused(BoxFuture<Result<ChannelState, StoreError>>),
-    Releasing(BoxFuture<Result<ChannelState, StoreError>>),
+    /// The release already runs on its own (see [`Account::release`]); this only waits
+    /// for its outcome, for the receipt.
+    Releasing(Release),
     Done,
-}
-
-struct Pause {
-    deadline: Pin<Box<Sleep>>,
-    keep_alive: Pin<Box<Sleep>>,
-    asked: Option<Amount>,
 }
 
 /// What one response costs so far (cumulative) and how many units that is.
@@ -71,6 +76,7 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     meter: M,
     price: Price,
     policy: StreamPolicy,
+    /// `None` once released, and while paused (the pause's watchdog holds it then).
     account: Option<Account<St>>,
     channel: ChannelId,
     renewal: Renewal,
@@ -81,14 +87,15 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     out: VecDeque<Bytes>,
     /// The part of the current inner frame not yet metered.
     rest: Bytes,
-    /// The start of an SSE event that began in an earlier frame.
+    /// The start of an SSE event that began in an earlier frame, and its length.
     partial: Vec<Bytes>,
+    partial_len: usize,
     scratch: Vec<u8>,
     /// Bytes metered but not yet covered by the lease, and their cost.
     held: Vec<Bytes>,
     waiting: Option<Cost>,
     step: Step,
-    pause: Option<Pause>,
+    pause: Option<Pause<St>>,
     inner_done: bool,
     ended: bool,
     trailers: Option<HeaderMap>,
@@ -121,6 +128,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             out: VecDeque::new(),
             rest: Bytes::new(),
             partial: Vec::new(),
+            partial_len: 0,
             scratch: Vec::new(),
             held: Vec::new(),
             waiting: None,
@@ -164,7 +172,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
                 }
                 Step::Releasing(release) => {
-                    let released = ready!(release.as_mut().poll(cx));
+                    let released = ready!(Pin::new(release).poll(cx));
                     if let (Ok(state), Some(_), None) = (&released, &self.sse, &self.failure) {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
@@ -186,14 +194,17 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     }
                 }
                 Step::Paused(wait) => {
-                    let pause = self.pause.as_mut().expect("a paused stream has timers");
+                    let Some(pause) = self.pause.as_mut() else {
+                        self.cut_off();
+                        continue;
+                    };
                     if pause.deadline.as_mut().poll(cx).is_ready() {
                         self.cut_off();
                         continue;
                     }
                     match wait.as_mut().poll(cx) {
                         Poll::Ready(Ok(_)) => {
-                            self.step = Step::Streaming;
+                            self.resume();
                             continue;
                         }
                         Poll::Ready(Err(_)) => {
@@ -229,11 +240,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                             Err(frame) => self.trailers = frame.into_trailers().ok(),
                         },
                         Some(Err(error)) => {
-                            // Upstream failed: charge only what reached the client.
-                            self.failure = Some(error.into());
-                            self.drop_pending();
-                            self.ended = true;
-                            self.start_release();
+                            self.fail(error.into());
                             continue;
                         }
                         None => self.inner_done = true,
@@ -255,7 +262,16 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         let Some(account) = &mut self.account else { return self.cut_off() };
         if cost.total <= account.lease().amount {
             account.deliver(cost.total, cost.units);
-            self.out.extend(self.held.drain(..));
+            // One frame, for the same reason as in `meter_rest`.
+            match self.held.len() {
+                0 => {}
+                1 => self.out.extend(self.held.drain(..)),
+                _ => {
+                    let mut joined = BytesMut::with_capacity(self.held.iter().map(Bytes::len).sum());
+                    self.held.drain(..).for_each(|piece| joined.extend_from_slice(&piece));
+                    self.out.push_back(joined.freeze());
+                }
+            }
             self.waiting = None;
             return;
         }
@@ -265,58 +281,12 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.step = Step::Growing { need, growth: Box::pin(growth) };
     }
 
-    /// Meters the rest of the current frame: whole frames for plain bodies, event by
-    /// event for SSE. Affordable events go out as one slice of the original frame.
-    fn meter_rest(&mut self) {
-        let chunk = std::mem::take(&mut self.rest);
-        let Some(scanner) = &mut self.sse else {
-            let usage = self.meter.on_data(&chunk);
-            let cost = self.cost(usage);
-            self.held.push(chunk);
-            self.waiting = Some(cost);
-            return;
-        };
-        let lease = self.account.as_ref().map_or(Amount::ZERO, |a| a.lease().amount);
-        let (mut run_start, mut offset) = (0, 0);
-        while let Some(n) = scanner.next_boundary(&chunk[offset..]) {
-            let end = offset + n;
-            let usage = if self.partial.is_empty() {
-                self.meter.on_event(&chunk[offset..end])
-            } else {
-                self.scratch.clear();
-                self.partial.iter().for_each(|p| self.scratch.extend_from_slice(p));
-                self.scratch.extend_from_slice(&chunk[offset..end]);
-                self.meter.on_event(&self.scratch)
-            };
-            let cost = Cost::of(&self.price, usage);
-            if cost.total <= lease {
-                if let Some(account) = &mut self.account {
-                    account.deliver(cost.total, cost.units);
-                }
-                self.out.extend(self.partial.drain(..));
-                offset = end;
-                continue;
-            }
-            if run_start < offset {
-                self.out.push_back(chunk.slice(run_start..offset));
-            }
-            self.held.append(&mut self.partial);
-            self.held.push(chunk.slice(offset..end));
-            self.waiting = Some(cost);
-            self.rest = chunk.slice(end..);
-            return;
-        }
-        if run_start < offset {
-            self.out.push_back(if offset == chunk.len() && run_start == 0 {
-                chunk.clone()
-            } else {
-                chunk.slice(run_start..offset)
-            });
-        }
-        run_start = offset;
-        if run_start < chunk.len() {
-            self.partial.push(chunk.slice(run_start..));
-        }
+    /// The upstream failed: charge only what reached the client, then end with the error.
+    fn fail(&mut self, error: BoxError) {
+        self.failure = Some(error);
+        self.drop_pending();
+        self.ended = true;
+        self.start_release();
     }
 
     /// The inner body ended: meter any unterminated tail, reconcile, then release.
@@ -335,56 +305,19 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.waiting = Some(self.cost(last));
     }
 
-    fn on_short(&mut self, state: ChannelState, need: Amount) {
-        if self.renewal != Renewal::Voucher || self.sse.is_none() {
-            return self.cut_off();
-        }
-        let window = self.price.output.cost(self.policy.window_units).unwrap_or(Amount::ZERO);
-        let least = state.accepted.saturating_add(need.saturating_sub(state.available()));
-        // Ask for a window ahead, but not past the deposit unless the next frame needs it.
-        let required = least.saturating_add(window).min(state.deposit.max(least));
-        let policy = self.policy;
-        let pause = self.pause.get_or_insert_with(|| Pause {
-            deadline: Box::pin(tokio::time::sleep(policy.pause_deadline)),
-            keep_alive: Box::pin(tokio::time::sleep(policy.keep_alive)),
-            asked: None,
-        });
-        if pause.asked != Some(required) {
-            pause.asked = Some(required);
-            self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
-        }
-        let Some(account) = &self.account else { return self.cut_off() };
-        let store = account.store().clone();
-        let channel = self.channel.clone();
-        self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
-    }
-
-    /// The budget stops the stream: end it cleanly where the format allows, and charge
-    /// only what was forwarded.
-    fn cut_off(&mut self) {
-        self.drop_pending();
-        if !self.ended {
-            self.ended = true;
-            match (&self.sse, self.meter.cutoff()) {
-                (Some(_), Some(ending)) => self.out.push_back(ending),
-                (Some(_), None) => {}
-                (None, _) => self.failure = Some(BudgetExhausted.into()),
-            }
-        }
-        self.start_release();
-    }
-
     fn drop_pending(&mut self) {
         self.held.clear();
         self.partial.clear();
+        self.partial_len = 0;
         self.rest = Bytes::new();
         self.waiting = None;
         self.pause = None;
     }
 
+    /// Starts the release (it runs to its end even if this body is dropped meanwhile).
     fn start_release(&mut self) {
         self.step = match self.account.take() {
-            Some(account) => Step::Releasing(Box::pin(account.release())),
+            Some(account) => Step::Releasing(account.release()),
             None => Step::Done,
         };
     }

@@ -131,8 +131,9 @@ async fn an_upstream_that_dies_mid_stream_is_charged_only_for_the_delivered_toke
     assert!(matches!(after_error[2], Event::Receipt(_)), "then the payment receipt");
     assert!(streamed.usage.is_none(), "the upstream never reported usage");
 
-    // The estimated prompt plus the delivered tokens, nothing more.
-    let expected = cost(&price, prompt_tokens(&request), received_output(&events));
+    // The estimated prompt plus the delivered text, nothing more: with no usage reported,
+    // at its upper bound of one token per byte.
+    let expected = cost(&price, prompt_tokens(&request), received_bytes(&events));
     assert_eq!(streamed.receipt.unwrap()["spent"], expected.to_string());
     let state = stack.state(client.channel().unwrap()).await.unwrap();
     assert_eq!((state.spent, state.reserved), (Amount::new(expected), Amount::ZERO));
@@ -183,8 +184,10 @@ async fn a_client_that_disconnects_mid_stream_is_charged_only_for_what_it_receiv
     }
     let prompt = prompt_tokens(&request);
     assert_eq!(state.reserved, Amount::ZERO, "released");
-    assert_eq!(state.spent, Amount::new(cost(&price, prompt, received)), "charged exactly what it received");
-    assert_eq!(state.units, prompt + received);
+    // No usage came: the text is charged at its upper bound of one token per byte.
+    let bound = received_bytes(&events);
+    assert_eq!(state.spent, Amount::new(cost(&price, prompt, bound)), "charged exactly what it received");
+    assert_eq!(state.units, prompt + bound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,19 @@ pub fn received_output(events: &[Event]) -> u64 {
         .sum()
 }
 
+/// The bytes of the content the client received: what a stream that never got a `usage`
+/// is charged (the meter counts at most one token per byte).
+pub fn received_bytes(events: &[Event]) -> u64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chunk(chunk) => chunk["choices"][0]["delta"]["content"].as_str(),
+            _ => None,
+        })
+        .map(|text| text.len() as u64)
+        .sum()
+}
+
 /// Streams `request`, keeping every event.
 pub async fn stream_all(client: &mut PayingClient, request: &Value) -> (Streamed, Vec<Event>) {
     let mut events = Vec::new();

@@ -1,0 +1,119 @@
+//! Pausing for a voucher, and cutting a stream off: what a stream does when its lease
+//! runs short.
+
+use std::pin::Pin;
+
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::watchdog::{Taken, Watchdog};
+use super::{Metering, Step, frames};
+use crate::account::Release;
+use crate::amount::Amount;
+use crate::error::BudgetExhausted;
+use crate::meter::Meter;
+use crate::method::Renewal;
+use crate::store::{ChannelState, ChannelStore};
+
+/// A paused stream's timers, and the watchdog holding its account meanwhile.
+pub(super) struct Pause<St: ChannelStore> {
+    pub(super) deadline: Pin<Box<Sleep>>,
+    pub(super) keep_alive: Pin<Box<Sleep>>,
+    asked: Option<Amount>,
+    watchdog: Watchdog<St>,
+}
+
+impl<M: Meter, St: ChannelStore> Metering<M, St> {
+    /// The lease is `need` short of the next frame, with the channel at `state`: pause for
+    /// a voucher (sessions, event streams) or end the stream.
+    pub(super) fn on_short(&mut self, state: ChannelState, need: Amount) {
+        if self.renewal != Renewal::Voucher || self.sse.is_none() {
+            return self.cut_off();
+        }
+        let Some(account) = self.account.take() else { return self.cut_off() };
+        let store = account.store().clone();
+        // While paused, a watchdog holds the account and releases it at the deadline even
+        // if the client never polls again.
+        match &mut self.pause {
+            Some(pause) => {
+                if let Some(account) = pause.watchdog.put(account) {
+                    // The deadline passed (or the channel closed) while the stream looked again.
+                    self.account = Some(account);
+                    return self.cut_off();
+                }
+            }
+            None => {
+                let Some(runtime) = account.runtime() else {
+                    // No runtime to keep time on (a body driven outside tokio): no pause.
+                    self.account = Some(account);
+                    return self.cut_off();
+                };
+                let _inside = runtime.enter();
+                let deadline = Instant::now() + self.policy.pause_deadline;
+                let watchdog = Watchdog::start(account, self.channel.clone(), state.version, deadline, &runtime);
+                self.pause = Some(Pause {
+                    deadline: Box::pin(sleep_until(deadline)),
+                    keep_alive: Box::pin(sleep_until(Instant::now() + self.policy.keep_alive)),
+                    asked: None,
+                    watchdog,
+                });
+            }
+        }
+        let window = self.price.output.cost(self.policy.window_units).unwrap_or(Amount::ZERO);
+        let least = state.accepted.saturating_add(need.saturating_sub(state.available()));
+        // Ask for a window ahead, but not past the deposit unless the next frame needs it.
+        let required = least.saturating_add(window).min(state.deposit.max(least));
+        if let Some(pause) = &mut self.pause {
+            if pause.asked != Some(required) {
+                pause.asked = Some(required);
+                self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
+            }
+        }
+        let channel = self.channel.clone();
+        self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
+    }
+
+    /// The channel changed while paused: take the account back and try again.
+    pub(super) fn resume(&mut self) {
+        match self.pause.as_mut().and_then(|pause| pause.watchdog.take()) {
+            Some(Taken::Account(account)) => {
+                self.account = Some(account);
+                self.step = Step::Streaming;
+            }
+            Some(Taken::Released(release)) => self.cut_off_released(release),
+            None => self.cut_off(),
+        }
+    }
+
+    /// The budget stops the stream: end it cleanly where the format allows, and charge
+    /// only what was forwarded.
+    pub(super) fn cut_off(&mut self) {
+        if let (None, Some(pause)) = (&self.account, &mut self.pause) {
+            match pause.watchdog.take() {
+                Some(Taken::Account(account)) => self.account = Some(account),
+                Some(Taken::Released(release)) => return self.cut_off_released(release),
+                None => {}
+            }
+        }
+        self.end_cleanly();
+        self.start_release();
+    }
+
+    /// The pause's watchdog released the account (deadline, closed channel): end the
+    /// stream and wait for that release.
+    fn cut_off_released(&mut self, release: Release) {
+        self.end_cleanly();
+        self.step = Step::Releasing(release);
+    }
+
+    fn end_cleanly(&mut self) {
+        self.drop_pending();
+        if !self.ended {
+            self.ended = true;
+            match (&self.sse, self.meter.cutoff()) {
+                (Some(_), Some(ending)) => self.out.push_back(ending),
+                (Some(_), None) => {}
+                (None, _) => self.failure = Some(BudgetExhausted.into()),
+            }
+        }
+    }
+}
