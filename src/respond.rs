@@ -432,6 +432,32 @@ mod tests {
     }
 
     #[test]
+    fn scenario_12_two_challenges_in_the_same_millisecond_differ_and_both_verify() {
+        // A push charge is bound to its challenge id: two clients must never share one,
+        // even when they ask in the same millisecond for the same offer.
+        let settings = settings();
+        let (head, _) = http::Request::new(()).into_parts();
+        let expires = 1_767_225_900_000;
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..4 {
+            let challenge = issue(&settings, &offer("25"), expires);
+            assert!(settings.signer.verify(&challenge), "{challenge:?}");
+            assert_eq!(challenge.expires.as_deref(), Some("2026-01-01T00:05:00.000Z"));
+            assert!(ids.insert(challenge.id.clone()), "challenge id {} was issued twice", challenge.id);
+        }
+        // Through the refusal path too, and the problem body names each one's own id.
+        let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
+        for _ in 0..2 {
+            let response = refusal(&settings, &head, &[offer("25")], error.clone());
+            let challenge =
+                Challenge::parse_all(response.headers().get_all(header::WWW_AUTHENTICATE)).unwrap().remove(0);
+            assert!(settings.signer.verify(&challenge));
+            assert!(ids.insert(challenge.id.clone()), "challenge id {} was issued twice", challenge.id);
+            assert_eq!(*response.body(), problem_body(&error, Some(&challenge.id)));
+        }
+    }
+
+    #[test]
     fn an_offer_that_cannot_be_sent_is_dropped() {
         let settings = settings();
         let broken = Offer { description: Some("two\nlines".into()), ..offer("1") };

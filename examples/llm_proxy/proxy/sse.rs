@@ -129,3 +129,45 @@ fn last_event_end(data: &[u8]) -> Option<usize> {
         .find(|&i| data[i] == b'\n' && (data[i - 1] == b'\n' || data[..i].ends_with(b"\n\r")))
         .map(|i| i + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that sends `frames` frames of `size` bytes with no event boundary.
+    struct Endless {
+        left: usize,
+        size: usize,
+        polled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= 1;
+            self.polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; self.size])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn scenario_10_an_event_without_end_is_cut_at_the_cap() {
+        use http_body_util::BodyExt;
+        let polled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // 8 MiB in 64 KiB frames, never a blank line.
+        let inner = Endless { left: 128, size: 64 << 10, polled: polled.clone() };
+        let body = UpstreamBody::new(inner, Bytes::from_static(b"data: {\"a\":1}\n\ndata: "), Duration::from_secs(5));
+        let out = body.collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("data: {\"a\":1}\n\n"), "whole events pass: {}", &text[..40.min(text.len())]);
+        assert!(text.ends_with("data: [DONE]\n\n") && text.contains("upstream_error"), "ends as a failed stream");
+        assert!(!text.contains("xxxx"), "the cut event is dropped");
+        let read = polled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(read * (64 << 10) <= (1 << 20) + (64 << 10), "read {read} frames past the cap");
+    }
+}
