@@ -41,7 +41,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret")
+//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret of 32+ bytes")
 //!     .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
 //!     .meter(EventMeter::default());
 //! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req| async {
@@ -113,6 +113,7 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
+mod prepay;
 mod pricing;
 mod request_body;
 mod respond;
@@ -122,7 +123,7 @@ pub mod store;
 
 pub use amount::{Amount, Price, Quote, Rate, Usage};
 pub use body::MeteredBody;
-pub use error::{BoxError, BudgetExhausted, PaymentError, PaymentErrorKind};
+pub use error::{BoxError, BudgetExhausted, ConfigError, MIN_SECRET_LEN, PaymentError, PaymentErrorKind};
 pub use future::ResponseFuture;
 pub use layer::PaymentLayer;
 pub use pricing::{PriceByBody, Pricing, Unpriced};

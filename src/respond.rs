@@ -34,16 +34,24 @@ pub(crate) fn refusal(
         let error = PaymentError::new(PaymentErrorKind::Unpriced, "no payment method can sell this request");
         return refusal(settings, head, &[], error);
     }
-    let body = match challenges.first() {
-        Some(first) => first.problem_body(&error),
-        None => problem_body(&error, None),
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = kind.status();
+    let Some(first) = challenges.first() else { return problem(error) };
+    let mut response = answer(first.problem_body(&error), error);
     let headers = response.headers_mut();
     for issued in &challenges {
         headers.append(header::WWW_AUTHENTICATE, issued.value.clone());
     }
+    response
+}
+
+/// A problem response with no challenge: the error's status and problem+json body.
+pub(crate) fn problem(error: PaymentError) -> Response<Bytes> {
+    answer(problem_body(&error, None), error)
+}
+
+fn answer(body: Bytes, error: PaymentError) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = error.kind().status();
+    let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     set_no_store(headers);
     response.extensions_mut().insert(error);

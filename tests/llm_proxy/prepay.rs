@@ -17,8 +17,8 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::proxy::catalog::Catalog;
 use crate::proxy::chat::ChatRequest;
-use crate::proxy::payment::{ChatPricing, PromptMeter};
-use crate::support::config;
+use crate::proxy::payment::{PaymentSettings, configure};
+use crate::support::{config, settings};
 use crate::test_support::{Calls, REALM, SECRET, TestMethod, challenge_of, credential, open_payload};
 
 const MIB: usize = 1 << 20;
@@ -28,12 +28,13 @@ async fn scenario_05_a_prompt_is_paid_before_the_upstream_is_called() {
     let catalog = Arc::new(Catalog::from_config(&config(""), true).unwrap());
     let model = catalog.get("tollgate-sim").unwrap().clone();
     let (store, calls) = (MemoryStore::new(), Calls::default());
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
-        .pricing(ChatPricing { catalog })
-        .meter(PromptMeter)
-        .voucher_window(16)
-        .pause_deadline(Duration::from_secs(10))
-        .keep_alive(Duration::from_secs(3));
+    let settings = PaymentSettings {
+        voucher_window: 16,
+        pause_deadline: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(3),
+        ..settings()
+    };
+    let layer = configure(PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET), &settings, catalog);
     let upstream = calls.clone();
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {

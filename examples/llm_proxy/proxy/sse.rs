@@ -1,7 +1,8 @@
 //! [`UpstreamBody`]: an upstream's SSE body as the client gets it, whole events only, and a
 //! well-formed ending when the upstream fails mid-stream.
 //!
-//! Frames are forwarded as they arrive (no buffering beyond an event cut across frames).
+//! Frames are forwarded as they arrive (no buffering beyond an event cut across frames, at
+//! most [`MAX_EVENT_BYTES`]).
 //! When the upstream errs, stalls past the idle timeout, or ends without `data: [DONE]`,
 //! the partial event is dropped and the stream ends the way OpenAI ends a failed stream:
 //! an `{"error": ...}` frame, then `data: [DONE]`. The body itself never errs, so the
@@ -18,6 +19,11 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use serde_json::json;
 use tokio::time::Sleep;
+
+/// The longest event kept back while it is cut across frames: the upstream controls its
+/// length, so an event that never ends must not grow the proxy's memory without bound.
+/// OpenAI chunks are a few KiB; a tool call's arguments stream in many chunks.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// See the [module docs](self).
 pub struct UpstreamBody<B> {
@@ -47,12 +53,20 @@ impl<B> UpstreamBody<B> {
     }
 
     /// The complete events in `data` (plus any carried over), keeping a cut event back.
+    /// An event longer than [`MAX_EVENT_BYTES`] fails the stream.
     fn whole_events(&mut self, data: Bytes) -> Option<Bytes> {
         let out = if self.partial.is_empty() && ends_event(&data) {
             data
         } else {
+            // Only the new bytes (and the three before them) can hold a new boundary.
+            let from = self.partial.len().saturating_sub(3);
             self.partial.extend_from_slice(&data);
-            let end = last_event_end(&self.partial)?;
+            let Some(end) = last_event_end(&self.partial, from) else {
+                if self.partial.len() > MAX_EVENT_BYTES {
+                    self.fail("An upstream event is over the size limit.");
+                }
+                return None;
+            };
             self.partial.split_to(end).freeze()
         };
         self.saw_done |= memchr::memmem::find(&out, b"data: [DONE]").is_some();
@@ -122,9 +136,9 @@ fn ends_event(data: &[u8]) -> bool {
     data.ends_with(b"\n\n") || data.ends_with(b"\r\n\r\n")
 }
 
-/// The end of the last complete event in `data`, if any.
-fn last_event_end(data: &[u8]) -> Option<usize> {
-    (1..data.len())
+/// The end of the last complete event in `data` that ends at or after `from`, if any.
+fn last_event_end(data: &[u8], from: usize) -> Option<usize> {
+    (from.max(1)..data.len())
         .rev()
         .find(|&i| data[i] == b'\n' && (data[i - 1] == b'\n' || data[..i].ends_with(b"\n\r")))
         .map(|i| i + 1)
@@ -168,6 +182,6 @@ mod tests {
         assert!(text.ends_with("data: [DONE]\n\n") && text.contains("upstream_error"), "ends as a failed stream");
         assert!(!text.contains("xxxx"), "the cut event is dropped");
         let read = polled.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(read * (64 << 10) <= (1 << 20) + (64 << 10), "read {read} frames past the cap");
+        assert!(read * (64 << 10) <= MAX_EVENT_BYTES + (64 << 10), "read {read} frames past the cap");
     }
 }
