@@ -113,7 +113,7 @@ mod tests {
     pub(super) fn issue(settings: &Settings, offer: &Offer, expires: u64) -> Challenge {
         let issued = settings.issued.challenge(settings, offer, expires).unwrap();
         let challenge = Challenge::parse_all([&issued.value]).unwrap().remove(0);
-        assert_eq!(challenge.id, issued.id);
+        assert_eq!(challenge.id, issued.id());
         challenge
     }
 

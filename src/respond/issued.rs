@@ -84,12 +84,18 @@ struct Template {
 
 /// One issued challenge.
 pub(crate) struct Issued {
-    pub(crate) id: String,
+    id: [u8; ID_LEN],
     pub(crate) value: HeaderValue,
     template: Arc<Template>,
 }
 
 impl Issued {
+    /// Its id.
+    pub(crate) fn id(&self) -> &str {
+        // Base64url, hence ASCII.
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
     /// The problem body for `error`, naming this challenge.
     pub(crate) fn problem_body(&self, error: &PaymentError) -> Bytes {
         let body = self.template.body.get_or_init(|| {
@@ -101,11 +107,11 @@ impl Issued {
             (kind, detail, body, at) if *kind == error.kind() && **detail == *error.detail() => {
                 let mut body = body.clone();
                 if let Some(blank) = body.get_mut(*at..*at + ID_LEN) {
-                    blank.copy_from_slice(self.id.as_bytes());
+                    blank.copy_from_slice(&self.id);
                 }
                 Bytes::from(body)
             }
-            _ => problem_body(error, Some(&self.id)),
+            _ => problem_body(error, Some(self.id())),
         }
     }
 }
@@ -134,15 +140,17 @@ impl IssuedChallenges {
 
     /// A challenge from `template` with a new `opaque`.
     fn issue(&self, template: Arc<Template>) -> Issued {
-        let opaque = self.nonces.opaque();
-        let id = template.prefix.id(&opaque);
+        let mut opaque = [0; OPAQUE_LEN];
+        self.nonces.write_opaque(&mut opaque);
+        let mut id = [0; ID_LEN];
+        template.prefix.write_id(&opaque, &mut id);
         let mut header = template.header.clone();
         let (id_at, opaque_at) = (template.id_at, template.opaque_at);
-        if let (Some(id_blank), true) = (header.get_mut(id_at..id_at + ID_LEN), id.len() == ID_LEN) {
-            id_blank.copy_from_slice(id.as_bytes());
+        if let Some(id_blank) = header.get_mut(id_at..id_at + ID_LEN) {
+            id_blank.copy_from_slice(&id);
         }
         if let Some(opaque_blank) = header.get_mut(opaque_at..opaque_at + OPAQUE_LEN) {
-            opaque_blank.copy_from_slice(opaque.as_bytes());
+            opaque_blank.copy_from_slice(&opaque);
         }
         // The template is a valid header value and the fills are base64url: this holds.
         let value = HeaderValue::from_maybe_shared(Bytes::from(header)).unwrap_or(HeaderValue::from_static(""));
@@ -325,8 +333,8 @@ impl Nonces {
         }
     }
 
-    /// The next `opaque`: base64url of the JCS `{"n":"<nonce>"}`.
-    fn opaque(&self) -> String {
+    /// Writes the next `opaque`: base64url of the JCS `{"n":"<nonce>"}`.
+    fn write_opaque(&self, opaque: &mut [u8; OPAQUE_LEN]) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&self.prefix);
@@ -334,7 +342,7 @@ impl Nonces {
         let mut json = *b"{\"n\":\"______________________\"}";
         let written = URL_SAFE_NO_PAD.encode_slice(nonce, &mut json[6..28]).unwrap_or(0);
         debug_assert_eq!(written, 22);
-        URL_SAFE_NO_PAD.encode(json)
+        let _ = URL_SAFE_NO_PAD.encode_slice(json, opaque);
     }
 }
 
@@ -412,7 +420,7 @@ mod tests {
         assert_eq!(settings.issued.kept().0, 1);
         let third = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
         assert!(Arc::ptr_eq(&second.template, &third.template));
-        assert_ne!(first.id, second.id);
+        assert_ne!(first.id(), second.id());
         // A kept offer stays kept from millisecond to millisecond, with one entry.
         let later = settings.issued.challenge(&settings, &offer("1"), 2).unwrap();
         assert!(!Arc::ptr_eq(&later.template, &third.template));
@@ -437,9 +445,9 @@ mod tests {
         let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
         for _ in 0..3 {
             let issued = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
-            assert_eq!(issued.problem_body(&error), problem_body(&error, Some(&issued.id)));
+            assert_eq!(issued.problem_body(&error), problem_body(&error, Some(issued.id())));
             let other = PaymentError::new(PaymentErrorKind::VerificationFailed, "no");
-            assert_eq!(issued.problem_body(&other), problem_body(&other, Some(&issued.id)));
+            assert_eq!(issued.problem_body(&other), problem_body(&other, Some(issued.id())));
         }
     }
 

@@ -113,11 +113,20 @@ impl fmt::Debug for ChallengeSigner {
 pub(crate) struct IdPrefix(HmacSha256);
 
 impl IdPrefix {
-    /// The id of the challenge whose `opaque` is `opaque`.
-    pub(crate) fn id(&self, opaque: &str) -> String {
+    /// The id of the challenge whose `opaque` is `opaque`, written into `id`.
+    pub(crate) fn write_id(&self, opaque: &[u8], id: &mut [u8; 43]) {
         let mut mac = self.0.clone();
-        mac.update(opaque.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        mac.update(opaque);
+        // 32 bytes always make 43 characters.
+        let _ = URL_SAFE_NO_PAD.encode_slice(mac.finalize().into_bytes(), id);
+    }
+
+    /// The id of the challenge whose `opaque` is `opaque`.
+    #[cfg(test)]
+    pub(crate) fn id(&self, opaque: &str) -> String {
+        let mut id = [0; 43];
+        self.write_id(opaque.as_bytes(), &mut id);
+        String::from_utf8_lossy(&id).into_owned()
     }
 }
 
