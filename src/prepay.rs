@@ -130,6 +130,10 @@ where
         if state.finalized {
             return self.fail(PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"));
         }
+        if state.available() >= pending.least {
+            // A voucher landed since the reservation failed.
+            return self.reserve();
+        }
         let least = state.accepted.saturating_add(pending.least.saturating_sub(state.available()));
         // A window ahead, but not past the deposit unless the upfront itself needs it.
         let required = least.saturating_add(pending.window).min(state.deposit.max(least));
@@ -213,12 +217,13 @@ where
                     self.answered(response, account);
                 }
                 Stage::Loading(_) | Stage::Waiting(_) | Stage::Reserving(_) => {
+                    // The store first: a reservation made just as the deadline passes is used.
+                    if self.poll_store(cx) {
+                        continue;
+                    }
                     if self.deadline.as_mut().poll(cx).is_ready() {
                         let detail = "no voucher covered the upfront cost before the deadline";
                         self.fail(PaymentError::new(PaymentErrorKind::InsufficientBalance, detail));
-                        continue;
-                    }
-                    if self.poll_store(cx) {
                         continue;
                     }
                     if self.keep_alive.as_mut().poll(cx).is_ready() {

@@ -355,4 +355,43 @@ mod upfront_in_stream {
         let state = store.load(&ChannelId::new("0xa5")).await.unwrap().unwrap();
         assert_eq!((state.spent, state.reserved), (Amount::new(5), Amount::ZERO));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_leaves_while_the_prepaid_call_runs_pays_the_upfront_once() {
+        let store = MemoryStore::new();
+        let calls = Calls::default();
+        let inner = calls.clone();
+        let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
+            .upfront(Usage { input: 0, output: 100 });
+        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+            .pricing(quote)
+            .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
+            .voucher_window(10)
+            .upfront_in_stream();
+        let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+            move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
+                inner.hit();
+                async move {
+                    // The upstream never answers.
+                    std::future::pending::<()>().await;
+                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+                }
+            },
+        ));
+        let (challenge, response) = open_one_unit(svc.clone(), "0xa6").await;
+        let mut body = Box::pin(response.into_body());
+        assert!(next_text(&mut body).await.unwrap().starts_with("event: payment-need-voucher"));
+        let voucher = management("/", credential(&challenge, voucher_payload("0xa6", 110, 1000)));
+        assert_eq!(svc.oneshot(voucher).await.unwrap().status(), StatusCode::NO_CONTENT);
+        // Poll until the inner service runs, then hang up.
+        let polled = tokio::time::timeout(Duration::from_secs(1), body.frame()).await;
+        assert!(polled.is_err(), "the body waits for the inner service");
+        assert_eq!(calls.count(), 1);
+        drop(body);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let state = store.load(&ChannelId::new("0xa6")).await.unwrap().unwrap();
+        assert_eq!((state.spent, state.reserved), (Amount::new(100), Amount::ZERO), "the upfront, once");
+    }
 }

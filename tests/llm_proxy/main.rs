@@ -16,6 +16,6 @@ mod flows;
 mod openai;
 mod prepay;
 mod support;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;
