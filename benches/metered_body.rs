@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         .block_on(store.open(&ChannelId::new("bench"), Amount::new(u128::MAX >> 8), Amount::new(u128::MAX >> 8)))
         .unwrap();
     let price = Price::tokens(Rate::new(Amount::new(15), 100), Rate::new(Amount::new(60), 100));
-    let layer = PaymentLayer::new(Funded, store, "bench", "bench-secret")
+    let layer = PaymentLayer::new(Funded, store, "bench", "bench-secret-of-at-least-32-bytes")
         .pricing(Quote::new(price))
         .meter(OpenAiTokenMeter::default());
 

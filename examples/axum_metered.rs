@@ -71,11 +71,12 @@ fn authorization(challenge: &Challenge, paid: u128) -> String {
 
 #[tokio::main]
 async fn main() {
-    let layer = PaymentLayer::new(DemoCredits, MemoryStore::new(), "demo.local", "demo-secret-change-me")
-        .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
-        .meter(EventMeter::default())
-        .voucher_window(3)
-        .pause_deadline(Duration::from_secs(10));
+    let layer =
+        PaymentLayer::new(DemoCredits, MemoryStore::new(), "demo.local", "demo-secret-change-me-to-32-random-bytes")
+            .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
+            .meter(EventMeter::default())
+            .voucher_window(3)
+            .pause_deadline(Duration::from_secs(10));
     let app = Router::new().route("/ticks", get(ticker)).layer(layer);
 
     let response = app.clone().oneshot(Request::get("/ticks").body(Body::empty()).unwrap()).await.unwrap();

@@ -4,6 +4,11 @@
 //! pricing needs it → quote → credential present and decodable → HMAC id → realm →
 //! pinned request fields → `expires` → method verification → reserve the upfront cost.
 //! Every refusal happens before the inner service runs.
+//!
+//! One exception: when the body must be read to price the request, a credential's HMAC id
+//! and realm are checked first, so a forged credential never makes the server read a body
+//! (it is refused with no challenge: a fresh one needs the price, which needs the body).
+//! The body read has a time limit (`408`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +25,7 @@ use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::MakeMeter;
 use crate::metering::StreamPolicy;
 use crate::method::{Offer, PaymentMethod, Renewal, Verified, Verify};
+use crate::prepay::Pending;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
@@ -32,6 +38,8 @@ pub(crate) enum Admission<ReqB, Mt, St: ChannelStore> {
     Answer(Response<Bytes>),
     /// Call the inner service; meter the response when `paid`.
     Serve { request: Request<RequestBody<ReqB>>, paid: Option<Box<Paid<Mt, St>>> },
+    /// Answer with an event stream that asks for the upfront, then call the inner service.
+    Prepay { request: Request<RequestBody<ReqB>>, pending: Box<Pending<Mt, St>> },
 }
 
 /// A paid request on its way to the inner service.
@@ -81,15 +89,26 @@ where
         head.extensions.insert(crate::method::EmptyBody);
     }
     let (body, read) = if shared.pricing.reads_body(&head) {
-        match Limited::new(body, settings.body_limit).collect().await {
-            Ok(collected) => {
+        if let Err(error) = forged(&shared, &head) {
+            return Admission::Answer(respond::problem(error));
+        }
+        let read = Limited::new(body, settings.body_limit).collect();
+        match tokio::time::timeout(settings.body_timeout, read).await {
+            Ok(Ok(collected)) => {
                 let bytes = collected.to_bytes();
                 (RequestBody::read(bytes.clone()), Some(bytes))
             }
-            Err(_) => {
+            Ok(Err(_)) => {
                 let error = PaymentError::new(
                     PaymentErrorKind::PayloadTooLarge,
                     "request body is over the limit the layer reads to price it",
+                );
+                return Admission::Answer(respond::refusal(settings, &head, &[], error));
+            }
+            Err(_) => {
+                let error = PaymentError::new(
+                    PaymentErrorKind::RequestTimeout,
+                    "request body did not arrive in time to price the request",
                 );
                 return Admission::Answer(respond::refusal(settings, &head, &[], error));
             }
@@ -122,6 +141,23 @@ where
     let least = quote.minimum();
     let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
         Ok(lease) => lease,
+        Err(error)
+            if settings.upfront_in_stream
+                && grant.renewal() == Renewal::Voucher
+                && matches!(error.kind(), StoreErrorKind::Insufficient { .. }) =>
+        {
+            let state = match shared.store.load(grant.channel()).await {
+                Ok(Some(state)) => state,
+                Ok(None) => return refuse(reservation_error(StoreError::new(StoreErrorKind::NotFound), least)),
+                Err(error) => return refuse(reservation_error(error, least)),
+            };
+            let meter = shared.make_meter.make_meter(&head, &quote);
+            let (channel, _, receipt, on_settled) = grant.into_parts();
+            let store = shared.store.clone();
+            let policy = settings.policy;
+            let pending = Pending { meter, quote, store, channel, receipt, on_settled, policy, least, window, state };
+            return Admission::Prepay { request: Request::from_parts(head, body), pending: Box::new(pending) };
+        }
         Err(error) => return refuse(reservation_error(error, least)),
     };
     let meter = shared.make_meter.make_meter(&head, &quote);
@@ -129,6 +165,18 @@ where
     let account = Account::new(shared.store.clone(), lease, on_settled);
     let paid = Paid { meter, quote, account, channel, renewal, receipt, policy: settings.policy };
     Admission::Serve { request: Request::from_parts(head, body), paid: Some(Box::new(paid)) }
+}
+
+/// Whether a credential, if present, echoes a challenge this server did not issue (its
+/// HMAC id or realm): checked before a body is read. A credential that does not decode is
+/// left to the full checks, which answer it with a fresh challenge.
+fn forged<M, St, P, MM>(shared: &Shared<M, St, P, MM>, head: &request::Parts) -> Result<(), PaymentError> {
+    let Ok(Some(credential)) = Credential::from_headers(&head.headers) else { return Ok(()) };
+    let challenge = &credential.challenge;
+    if !shared.settings.signer.verify(challenge) || challenge.realm != shared.settings.realm {
+        return Err(PaymentError::new(PaymentErrorKind::InvalidChallenge, "challenge was not issued by this server"));
+    }
+    Ok(())
 }
 
 /// The method-agnostic checks of the echoed challenge; returns its decoded `request`.

@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use crate::error::BoxError;
 use crate::meter::Meter;
 use crate::metering::Metering;
+use crate::prepay::Prepay;
 use crate::store::ChannelStore;
 
 pin_project! {
@@ -48,6 +49,7 @@ pin_project! {
         Rejection { bytes: Option<Bytes> },
         Untouched { #[pin] inner: B },
         Metered { #[pin] inner: B, metering: Box<Metering<M, St>> },
+        Prepaying { prepay: Box<Prepay<B, M, St>> },
     }
 }
 
@@ -62,6 +64,10 @@ impl<B, M, St: ChannelStore> MeteredBody<B, M, St> {
 
     pub(crate) fn metered(inner: B, metering: Metering<M, St>) -> Self {
         MeteredBody { kind: Kind::Metered { inner, metering: Box::new(metering) } }
+    }
+
+    pub(crate) fn prepaying(prepay: Prepay<B, M, St>) -> Self {
+        MeteredBody { kind: Kind::Prepaying { prepay: Box::new(prepay) } }
     }
 }
 
@@ -80,6 +86,7 @@ where
             KindProj::Rejection { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             KindProj::Untouched { inner } => inner.poll_frame(cx).map_err(Into::into),
             KindProj::Metered { inner, metering } => metering.poll_frame(inner, cx),
+            KindProj::Prepaying { prepay } => prepay.poll_frame(cx),
         }
     }
 
@@ -88,6 +95,7 @@ where
             Kind::Rejection { bytes } => bytes.is_none(),
             Kind::Untouched { inner } => inner.is_end_stream(),
             Kind::Metered { metering, .. } => metering.is_done(),
+            Kind::Prepaying { prepay } => prepay.is_done(),
         }
     }
 
@@ -96,7 +104,7 @@ where
             Kind::Rejection { bytes } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Untouched { inner } => inner.size_hint(),
             // The layer may add events or stop early: the length is unknown.
-            Kind::Metered { .. } => SizeHint::default(),
+            Kind::Metered { .. } | Kind::Prepaying { .. } => SizeHint::default(),
         }
     }
 }
@@ -107,6 +115,7 @@ impl<B, M, St: ChannelStore> fmt::Debug for MeteredBody<B, M, St> {
             Kind::Rejection { .. } => "rejection",
             Kind::Untouched { .. } => "untouched",
             Kind::Metered { .. } => "metered",
+            Kind::Prepaying { .. } => "prepaying",
         };
         f.debug_struct("MeteredBody").field("kind", &kind).finish()
     }

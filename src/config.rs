@@ -15,6 +15,10 @@ pub(crate) struct Settings {
     pub(crate) signer: ChallengeSigner,
     pub(crate) challenge_ttl: Duration,
     pub(crate) body_limit: usize,
+    /// How long reading the body to price it may take.
+    pub(crate) body_timeout: Duration,
+    /// Ask a session for an upfront it cannot cover in the stream, not with a 402.
+    pub(crate) upfront_in_stream: bool,
     pub(crate) policy: StreamPolicy,
     /// The challenges issued lately, reused while the same offers are sold.
     pub(crate) issued: IssuedChallenges,
@@ -27,6 +31,8 @@ impl Settings {
             signer,
             challenge_ttl: Duration::from_secs(300),
             body_limit: 1 << 20,
+            body_timeout: Duration::from_secs(30),
+            upfront_in_stream: false,
             policy: StreamPolicy {
                 window_units: 256,
                 pause_deadline: Duration::from_secs(60),
@@ -44,6 +50,8 @@ impl fmt::Debug for Settings {
             .field("realm", &self.realm)
             .field("challenge_ttl", &self.challenge_ttl)
             .field("body_limit", &self.body_limit)
+            .field("body_timeout", &self.body_timeout)
+            .field("upfront_in_stream", &self.upfront_in_stream)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }

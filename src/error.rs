@@ -92,6 +92,11 @@ pub enum PaymentErrorKind {
     Unpriced,
     /// A store or chain failed; answered with no challenge so the client does not pay twice.
     Unavailable,
+    /// The request body did not arrive within the layer's read timeout.
+    RequestTimeout,
+    /// The inner service switched protocols on a paid route (what follows cannot be
+    /// metered); answered `501`, nothing charged.
+    UpgradeRefused,
 }
 
 impl PaymentErrorKind {
@@ -102,6 +107,8 @@ impl PaymentErrorKind {
             MethodUnsupported | BadRequest => StatusCode::BAD_REQUEST,
             ChannelNotFound | ChannelFinalized => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            UpgradeRefused => StatusCode::NOT_IMPLEMENTED,
             Unpriced => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::PAYMENT_REQUIRED,
@@ -120,7 +127,7 @@ impl PaymentErrorKind {
             PaymentInsufficient => "payment-insufficient",
             InvalidPayload => "invalid-payload",
             MethodUnsupported => "method-unsupported",
-            BadRequest | PayloadTooLarge => "bad-request",
+            BadRequest | PayloadTooLarge | RequestTimeout => "bad-request",
             InvalidSignature => "session/invalid-signature",
             SignerMismatch => "session/signer-mismatch",
             AmountExceedsDeposit => "session/amount-exceeds-deposit",
@@ -128,7 +135,7 @@ impl PaymentErrorKind {
             InsufficientBalance => "session/insufficient-balance",
             ChannelNotFound => "session/channel-not-found",
             ChannelFinalized => "session/channel-finalized",
-            Unpriced | Unavailable => "internal-payment-error",
+            Unpriced | Unavailable | UpgradeRefused => "internal-payment-error",
         }
     }
 
@@ -155,15 +162,45 @@ impl PaymentErrorKind {
             ChannelFinalized => "Channel Closed",
             Unpriced => "Unpriced Route",
             Unavailable => "Payment Backend Unavailable",
+            RequestTimeout => "Request Timeout",
+            UpgradeRefused => "Upgrade Not Metered",
         }
     }
 
     /// Whether the response carries a fresh challenge. Server-side failures do not: the
     /// client must not be asked to pay again for the server's fault.
     pub fn offers_challenge(self) -> bool {
-        !matches!(self, PaymentErrorKind::Unpriced | PaymentErrorKind::Unavailable | PaymentErrorKind::PayloadTooLarge)
+        use PaymentErrorKind::*;
+        !matches!(self, Unpriced | Unavailable | PayloadTooLarge | RequestTimeout | UpgradeRefused)
     }
 }
+
+/// The fewest bytes of HMAC secret a [`PaymentLayer`](crate::PaymentLayer) takes: 256 bits,
+/// the size of the HMAC-SHA256 output, so guessing the key is no easier than forging an id.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// A [`PaymentLayer`](crate::PaymentLayer) configuration the layer refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The HMAC secret has `len` bytes, fewer than [`MIN_SECRET_LEN`].
+    SecretTooShort {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::SecretTooShort { len } => {
+                write!(f, "the HMAC secret has {len} bytes; it needs at least {MIN_SECRET_LEN} random bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// The error a [`MeteredBody`](crate::MeteredBody) yields when the paid budget ran out and
 /// the stream could not be ended cleanly (a non-SSE body of a one-shot payment, or a paused

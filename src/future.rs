@@ -7,14 +7,19 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::admission::{Admission, Paid};
+use crate::amount::Amount;
 use crate::body::MeteredBody;
+use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::Meter;
 use crate::metering::Metering;
+use crate::prepay::{self, Call, Prepay};
 use crate::request_body::RequestBody;
+use crate::respond;
 use crate::scheme::set_private_cache;
 use crate::store::ChannelStore;
 
@@ -64,7 +69,12 @@ where
 
 impl<S, ReqB, Mt, St, ResB> Future for ResponseFuture<S, ReqB, Mt, St>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
     Mt: Meter,
     St: ChannelStore,
 {
@@ -76,15 +86,37 @@ where
             match this.state.as_mut().project() {
                 StateProj::Admitting { admission, inner } => match ready!(admission.as_mut().poll(cx)) {
                     Admission::Answer(response) => return Poll::Ready(Ok(response.map(MeteredBody::rejection))),
-                    Admission::Serve { request, paid } => {
+                    Admission::Serve { request, mut paid } => {
                         let mut inner = inner.take().expect("ResponseFuture polled after completion");
+                        if let Some(paid) = &mut paid {
+                            // The upfront is what calling the inner service costs the
+                            // server: committed now, refunded if it fails or answers non-2xx.
+                            let (upfront, units) = prepay::upfront(&paid.quote);
+                            paid.account.deliver(upfront, units);
+                        }
                         let future = inner.call(request);
                         this.state.set(State::Calling { future, paid });
                     }
+                    Admission::Prepay { request, pending } => {
+                        let mut inner = inner.take().expect("ResponseFuture polled after completion");
+                        let call: Call<ResB> =
+                            Box::new(move || Box::pin(async move { inner.call(request).await.map_err(Into::into) }));
+                        let (head, ()) = prepay::head().into_parts();
+                        let body = MeteredBody::prepaying(Prepay::new(*pending, call));
+                        return Poll::Ready(Ok(Response::from_parts(head, body)));
+                    }
                 },
                 StateProj::Calling { future, paid } => {
-                    // An inner error drops `paid`, releasing the reservation uncharged.
-                    let response = ready!(future.poll(cx))?;
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            // A failing inner service is not charged.
+                            if let Some(mut paid) = paid.take() {
+                                paid.account.deliver(Amount::ZERO, 0);
+                            }
+                            return Poll::Ready(Err(error));
+                        }
+                    };
                     return Poll::Ready(Ok(metered(response, paid.take())));
                 }
                 StateProj::Answered { response } => {
@@ -97,14 +129,25 @@ where
 }
 
 /// Wraps a paid, successful response in the metering body. A failed response (not 2xx)
-/// is passed through uncharged: dropping `paid` releases its reservation.
+/// is passed through uncharged: dropping `paid` releases its reservation. A paid
+/// `101 Switching Protocols` is refused: what flows after it cannot be metered.
 fn metered<B, Mt: Meter, St: ChannelStore>(
     response: Response<B>,
     paid: Option<Box<Paid<Mt, St>>>,
 ) -> Response<MeteredBody<B, Mt, St>> {
-    let Some(paid) = paid.filter(|_| response.status().is_success()) else {
+    let Some(mut paid) = paid else { return response.map(MeteredBody::untouched) };
+    if response.status().is_informational() {
+        paid.account.deliver(Amount::ZERO, 0);
+        let error = PaymentError::new(
+            PaymentErrorKind::UpgradeRefused,
+            "a paid route cannot switch protocols: what follows could not be metered",
+        );
+        return respond::problem(error).map(MeteredBody::rejection);
+    }
+    if !response.status().is_success() {
+        paid.account.deliver(Amount::ZERO, 0);
         return response.map(MeteredBody::untouched);
-    };
+    }
     let (mut head, body) = response.into_parts();
     // The layer may add events or stop early, so the inner length no longer holds.
     head.headers.remove(header::CONTENT_LENGTH);

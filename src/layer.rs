@@ -7,6 +7,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::config::{Settings, Shared};
+use crate::error::{ConfigError, MIN_SECRET_LEN};
 use crate::meter::RequestMeter;
 use crate::pricing::Unpriced;
 use crate::scheme::ChallengeSigner;
@@ -32,15 +33,42 @@ impl<M, St> PaymentLayer<M, St> {
     /// accounts in `store`.
     ///
     /// Keep `secret` private and stable across instances: every instance of a service must
-    /// verify the challenges the others issued.
+    /// verify the challenges the others issued. Make it at least [`MIN_SECRET_LEN`] random
+    /// bytes: whoever guesses it can mint challenges.
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is shorter than [`MIN_SECRET_LEN`] bytes. Use
+    /// [`try_new`](Self::try_new) to get an error instead.
+    ///
+    /// [`MIN_SECRET_LEN`]: crate::MIN_SECRET_LEN
+    #[track_caller]
     pub fn new(method: M, store: St, realm: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
-        PaymentLayer {
+        match Self::try_new(method, store, realm, secret) {
+            Ok(layer) => layer,
+            Err(error) => panic!("PaymentLayer::new: {error}"),
+        }
+    }
+
+    /// [`new`](Self::new), refusing a `secret` shorter than
+    /// [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes with a [`ConfigError`].
+    pub fn try_new(
+        method: M,
+        store: St,
+        realm: impl Into<String>,
+        secret: impl AsRef<[u8]>,
+    ) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::SecretTooShort { len: secret.len() });
+        }
+        Ok(PaymentLayer {
             method: Arc::new(method),
             store: Arc::new(store),
             pricing: Arc::new(Unpriced),
             make_meter: Arc::new(RequestMeter),
             settings: Arc::new(Settings::new(realm.into(), ChallengeSigner::new(secret))),
-        }
+        })
     }
 }
 
@@ -69,7 +97,8 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     }
 
     /// Also accepts challenges bound with `secret`, the key used before a rotation, until
-    /// they expire.
+    /// they expire. It is accepted whatever its length, so a service can rotate away from a
+    /// short secret.
     pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         let settings = Arc::make_mut(&mut self.settings);
         settings.signer = settings.signer.clone().with_previous(secret);
@@ -86,6 +115,34 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     /// is refused with 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.settings).body_limit = bytes;
+        self
+    }
+
+    /// How long reading a request body to price it may take in all (default 30 s); a body
+    /// that takes longer is answered `408` with no challenge.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).body_timeout = timeout;
+        self
+    }
+
+    /// Asks a payment-channel session for an upfront cost it cannot cover in the response
+    /// stream instead of with a `402` (off by default). Turn it on for routes that answer
+    /// with an event stream and whose upfront the server pays the moment it calls the
+    /// inner service (an LLM prompt sent upstream).
+    ///
+    /// When a session's headroom is short of the quote's upfront, the layer answers `200
+    /// text/event-stream` at once with one `payment-need-voucher` event (the upfront plus
+    /// a [voucher window](Self::voucher_window)), sends keep-alive comments, and waits up to
+    /// the [pause deadline](Self::pause_deadline) for the voucher. Only once the upfront is
+    /// reserved does it call the inner service; its 2xx event stream is then metered as
+    /// usual. No voucher in time, a closed channel, a failing inner service or one that
+    /// answers other than a 2xx event stream: the stream ends with an `event:
+    /// payment-error` (problem JSON) and nothing is charged.
+    ///
+    /// The reference clients never raise a voucher in answer to a `402`, but mppx's v2
+    /// fetch and its session managers' `.sse()` answer this event.
+    pub fn upfront_in_stream(mut self) -> Self {
+        Arc::make_mut(&mut self.settings).upfront_in_stream = true;
         self
     }
 

@@ -41,7 +41,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret")
+//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret of 32+ bytes")
 //!     .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
 //!     .meter(EventMeter::default());
 //! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req| async {
@@ -68,9 +68,12 @@
 //!
 //! # When what happens
 //!
-//! 1. The request is priced ([`Pricing`]); pricing may read the body up to a limit.
+//! 1. The request is priced ([`Pricing`]); pricing may read the body up to a limit and a
+//!    time limit (`413`, `408`). Before a body is read, a credential's challenge id
+//!    (HMAC) and realm are checked: a forged one is refused without reading the body.
 //! 2. No credential: `402` with a challenge per [`Offer`](method::Offer), a
-//!    `payment-required` problem, `Cache-Control: no-store`.
+//!    `payment-required` problem, `Cache-Control: no-store`. Every challenge is unique (a
+//!    nonce in its `opaque`, bound into its id).
 //! 3. A credential: decoded, its challenge id checked (HMAC), its realm, its pinned request
 //!    fields and `expires`; then the [`PaymentMethod`](method::PaymentMethod) verifies it.
 //!    Any failure is a `402` (or the problem's own status) with a fresh challenge; a store
@@ -78,7 +81,12 @@
 //! 4. A management action (a voucher on a bodiless `POST`) is answered `204` with a
 //!    `Payment-Receipt`; the inner service never runs.
 //! 5. Otherwise the upfront cost is reserved, the inner service runs, and a `2xx` response
-//!    is metered; anything else passes through uncharged.
+//!    is metered; anything else passes through uncharged (a `101 Switching Protocols` is
+//!    refused with a `501`: what follows it could not be metered). The quote's upfront is
+//!    committed as the inner service is called (a client that leaves meanwhile pays it)
+//!    and refunded if it fails; the meter's count replaces it as the response streams. With
+//!    [`upfront_in_stream`](PaymentLayer::upfront_in_stream), a session short of the
+//!    upfront is asked for it in an event stream before the inner service is called.
 //!
 //! # Deployment notes
 //!
@@ -113,6 +121,7 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
+mod prepay;
 mod pricing;
 mod request_body;
 mod respond;
@@ -122,7 +131,7 @@ pub mod store;
 
 pub use amount::{Amount, Price, Quote, Rate, Usage};
 pub use body::MeteredBody;
-pub use error::{BoxError, BudgetExhausted, PaymentError, PaymentErrorKind};
+pub use error::{BoxError, BudgetExhausted, ConfigError, MIN_SECRET_LEN, PaymentError, PaymentErrorKind};
 pub use future::ResponseFuture;
 pub use layer::PaymentLayer;
 pub use pricing::{PriceByBody, Pricing, Unpriced};

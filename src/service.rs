@@ -51,6 +51,11 @@ impl<S, M, St, P, MM> PaymentService<S, M, St, P, MM> {
     }
 
     /// A layer for this service: same as [`PaymentLayer::new`].
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is shorter than [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes.
+    #[track_caller]
     pub fn layer(method: M, store: St, realm: impl Into<String>, secret: impl AsRef<[u8]>) -> PaymentLayer<M, St> {
         PaymentLayer::new(method, store, realm, secret)
     }
@@ -71,6 +76,10 @@ impl<S: fmt::Debug, M, St: fmt::Debug, P, MM> fmt::Debug for PaymentService<S, M
 impl<S, M, St, P, MM, ReqB, ResB> Service<Request<ReqB>> for PaymentService<S, M, St, P, MM>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ResB: Body<Data = bytes::Bytes>,
+    ResB::Error: Into<BoxError>,
     M: PaymentMethod,
     St: ChannelStore,
     P: Pricing,

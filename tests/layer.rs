@@ -143,7 +143,10 @@ async fn forged_challenge_is_invalid() {
         (StatusCode::PAYMENT_REQUIRED, &*problem_type("invalid-challenge"))
     );
     // A challenge signed with another secret is forged too.
-    let foreign = service_challenge_with_secret("other-secret", SystemTime::now() + Duration::from_secs(60));
+    let foreign = service_challenge_with_secret(
+        "other-secret-of-at-least-32-bytes!",
+        SystemTime::now() + Duration::from_secs(60),
+    );
     let (_, body) = refused(svc, credential(&foreign, pay_payload("x", 1000)).to_str().unwrap()).await;
     assert_eq!(body["type"], problem_type("invalid-challenge"));
     assert_eq!(calls.count(), 0);
@@ -216,7 +219,7 @@ async fn rotated_secret_still_verifies_old_challenges() {
     let old = challenge_for(1000).await; // issued with SECRET
     let svc = ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(TestMethod, store.clone(), REALM, "new-secret")
+            PaymentLayer::new(TestMethod, store.clone(), REALM, "new-secret-of-at-least-32-bytes!!")
                 .previous_secret(SECRET)
                 .pricing(Price::per_request(Amount::new(1000))),
         )

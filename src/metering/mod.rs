@@ -2,7 +2,7 @@
 //! SSE event), forward it only when the lease covers its cost, grow the lease in windows,
 //! pause for vouchers, and release exactly once at the end.
 
-mod frames;
+pub(crate) mod frames;
 mod growth;
 mod pause;
 mod slicing;

@@ -77,6 +77,7 @@ mod request;
 
 pub use accept::AcceptPayment;
 pub use binding::ChallengeSigner;
+pub(crate) use binding::IdPrefix;
 pub use challenge::Challenge;
 pub use credential::Credential;
 pub use error::{ChallengeEncodeError, ChallengeParseError, ReceiptParseError};

@@ -31,15 +31,19 @@ async fn stack_with(upstreams: &[(&str, String)], providers: &str) -> Stack {
     Stack::start(&config(&extra), options(false, None)).await.unwrap()
 }
 
-/// Opens a channel for `request`'s model, sends it paid, and checks nothing was charged.
+/// Opens a channel for `request`'s model, pays its prompt with a voucher (so the upstream
+/// is called at once and its error is the response's status), sends it, and checks
+/// nothing was charged.
 async fn paid_error(stack: &Stack, request: &Value) -> (StatusCode, Value) {
     let mut client = stack.client(2);
     stack.open(&mut client, request, 100_000).await.unwrap();
+    let model = stack.proxy.catalog.get(request["model"].as_str().unwrap()).unwrap();
+    let paid = model.price.output.unit_price().get() + cost(&model.price, prompt_tokens(request), 0);
+    client.voucher(paid).await.unwrap();
     let streamed = client.stream(request, |_| crate::demo::client::Flow::Continue).await.unwrap();
     let state = stack.state(client.channel().unwrap()).await.unwrap();
     assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO), "an error is not charged");
-    let model = stack.proxy.catalog.get(request["model"].as_str().unwrap()).unwrap();
-    assert_eq!(state.accepted, model.price.output.unit_price(), "only the open's one-token voucher was paid");
+    assert_eq!(state.accepted, Amount::new(paid), "only the prompt's voucher was paid");
     (streamed.status, streamed.body.unwrap_or(Value::Null))
 }
 

@@ -14,4 +14,8 @@ mod proxy;
 mod errors;
 mod flows;
 mod openai;
+mod prepay;
 mod support;
+#[allow(unused_imports)]
+#[path = "../support/mod.rs"]
+mod test_support;

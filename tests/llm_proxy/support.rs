@@ -68,23 +68,28 @@ chain_id = 4242
 /// The proxy of `config` with no chain behind it: enough for everything answered before
 /// a credential is verified (free routes, 400, 402, 404, 413).
 pub async fn offline(config: &Config) -> (Running, Proxy) {
-    let settings = PaymentSettings {
+    let settings = PaymentSettings { realm: config.server.realm.clone(), ..settings() };
+    let proxy = Proxy::build(config, &settings, false, None).expect("proxy builds");
+    let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    (server, proxy)
+}
+
+/// Payment settings for a proxy with no chain behind it.
+pub fn settings() -> PaymentSettings {
+    PaymentSettings {
         rpc_url: "http://127.0.0.1:9".into(),
         chain_id: 4242,
         escrow: crate::demo::devnet::ESCROW,
         currency: tollgate::method::tempo::PATH_USD,
         payee: PrivateKeySigner::random(),
         secret: b"llm-proxy-test-secret-of-32-bytes!!".to_vec(),
-        realm: config.server.realm.clone(),
+        realm: "llm-proxy.test".into(),
         suggested_deposit: Amount::new(1_000_000),
         voucher_window: 256,
         pause_deadline: Duration::from_secs(5),
         keep_alive: Duration::from_secs(15),
         decimals: 6,
-    };
-    let proxy = Proxy::build(config, &settings, false, None).expect("proxy builds");
-    let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    (server, proxy)
+    }
 }
 
 /// A chat request for `model`.

@@ -18,7 +18,7 @@ use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, StoreErrorKind};
 use tollgate::{Amount, PaymentError, PaymentErrorKind, Quote};
 
-pub const SECRET: &str = "test-secret";
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes!";
 pub const REALM: &str = "api.test";
 
 #[derive(Debug, Default)]

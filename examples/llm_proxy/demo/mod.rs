@@ -119,7 +119,7 @@ pub async fn run(config: &Config, stay: bool) -> Result<Outcome, String> {
 
     let chat = ChatRequest::parse(request.to_string().as_bytes()).map_err(|e| e.message)?;
     println!(
-        "\n-> POST /v1/chat/completions paid with a voucher for {} (the proxy estimates {} prompt tokens)",
+        "\n-> POST /v1/chat/completions paid with a voucher for {} (the prompt is at most {} tokens: paid before the upstream is called)",
         usd(client.cumulative()),
         chat.prompt_tokens
     );

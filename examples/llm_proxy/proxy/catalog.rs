@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 use serde_json::{Value, json};
-use tollgate::{Amount, Price, Quote, Rate};
+use tollgate::{Amount, Price, Quote, Rate, Usage};
 
 use super::config::{Config, base_units};
 
@@ -97,14 +97,17 @@ impl Model {
         healthy
     }
 
-    /// What a request for this model is quoted: the per-token price, nothing upfront.
+    /// What a request for this model is quoted: the per-token price, and upfront the bound
+    /// of its prompt tokens (`prompt_tokens`, see
+    /// [`prompt_token_bound`](super::chat::prompt_token_bound)).
     ///
-    /// The prompt is still paid before any output: the meter counts the estimated prompt
-    /// tokens from the response's first byte, so a stream opens by asking for a voucher
-    /// that covers them. Requiring them upfront instead would lock out clients that, like
-    /// mppx, pay one unit with the open and one per retried request.
-    pub fn quote(&self) -> Quote {
-        Quote::new(self.price.clone())
+    /// The upfront is paid before the upstream is called: the proxy buys the prompt the
+    /// moment it forwards it. A client whose channel cannot cover it (mppx opens with one
+    /// unit) is asked for it in band: the payment layer answers with an event stream that
+    /// starts with a `payment-need-voucher` and calls the upstream only once the voucher
+    /// has landed (see `PaymentLayer::upfront_in_stream`).
+    pub fn quote(&self, prompt_tokens: u64) -> Quote {
+        Quote::new(self.price.clone()).upfront(Usage { input: prompt_tokens, output: 0 })
     }
 }
 

@@ -31,15 +31,17 @@ const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "f
 /// Prompt tokens a message costs beyond its text, and the reply's priming, as OpenAI counts them.
 const PER_MESSAGE: u64 = 4;
 const PRIMING: u64 = 3;
-/// What an image part is counted as (OpenAI's low-detail price).
-const PER_IMAGE: u64 = 85;
+/// The most an image part can count: OpenAI's high-detail price for the largest image
+/// (85 + 170 per 512-pixel tile, at most 8 tiles once scaled to 2048 × 768).
+const PER_IMAGE: u64 = 85 + 170 * 8;
 
 /// A validated chat-completion request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChatRequest {
     /// The model asked for.
     pub model: String,
-    /// Estimated prompt tokens (what the meter charges until the upstream's `usage` arrives).
+    /// An upper bound of the prompt tokens (see [`prompt_token_bound`]): what the client pays
+    /// before the upstream is called, lowered to the upstream's `usage` when it comes.
     pub prompt_tokens: u64,
     /// Completions asked for.
     pub n: u64,
@@ -72,7 +74,7 @@ impl ChatRequest {
                 fields.insert(name.to_owned(), value);
             }
         }
-        let prompt_tokens = estimate_prompt_tokens(&messages, fields.get("tools"));
+        let prompt_tokens = prompt_token_bound(&messages, fields.get("tools"));
         fields.insert("messages".into(), messages);
         let n = fields.get("n").and_then(Value::as_u64).unwrap_or(1);
         let max_tokens = fields.get("max_tokens").and_then(Value::as_u64);
@@ -139,31 +141,39 @@ pub fn estimate_text_tokens(bytes: usize) -> u64 {
     if bytes == 0 { 0 } else { (bytes as u64 / 4).max(1) }
 }
 
-/// Estimated prompt tokens: every message's text, name and tool calls, OpenAI's per-message
-/// overhead, and the tool definitions.
-pub fn estimate_prompt_tokens(messages: &Value, tools: Option<&Value>) -> u64 {
+/// At most how many tokens the prompt counts, without a tokenizer: one token per byte of
+/// every message's text, name and tool calls, OpenAI's per-message overhead, the tool
+/// definitions as JSON, and the largest image price per image.
+///
+/// Why bytes bound tokens: the tokenizers of OpenAI-compatible models (byte-level BPE, or
+/// SentencePiece with byte fallback) never make a token of less than one byte. Real
+/// prompts count about a quarter of that; the upstream's `usage` brings the charge down
+/// at the end of the stream. The client pays this bound before the upstream is called,
+/// so a prompt the proxy buys is always paid for, however the client behaves after.
+pub fn prompt_token_bound(messages: &Value, tools: Option<&Value>) -> u64 {
+    let bytes = |n: usize| n as u64;
     let mut tokens = PRIMING;
     for message in messages.as_array().into_iter().flatten() {
         tokens += PER_MESSAGE;
         tokens += match message.get("content") {
-            Some(Value::String(text)) => estimate_text_tokens(text.len()),
+            Some(Value::String(text)) => bytes(text.len()),
             Some(Value::Array(parts)) => parts.iter().map(part_tokens).sum(),
             _ => 0,
         };
         if let Some(Value::String(name)) = message.get("name") {
-            tokens += estimate_text_tokens(name.len());
+            tokens += bytes(name.len());
         }
         if let Some(calls) = message.get("tool_calls") {
-            tokens += estimate_text_tokens(calls.to_string().len());
+            tokens += bytes(calls.to_string().len());
         }
     }
-    tokens + tools.map_or(0, |tools| estimate_text_tokens(tools.to_string().len()))
+    tokens.saturating_add(tools.map_or(0, |tools| bytes(tools.to_string().len())))
 }
 
 fn part_tokens(part: &Value) -> u64 {
     match part.get("type").and_then(Value::as_str) {
-        Some("text") => estimate_text_tokens(part.get("text").and_then(Value::as_str).map_or(0, str::len)),
+        Some("text") => part.get("text").and_then(Value::as_str).map_or(0, str::len) as u64,
         Some("image_url") => PER_IMAGE,
-        _ => estimate_text_tokens(part.to_string().len()),
+        _ => part.to_string().len() as u64,
     }
 }

@@ -56,12 +56,26 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
     let config = SessionConfig::v1(settings.chain_id, settings.escrow, settings.currency, settings.payee.address())
         .suggested_deposit(settings.suggested_deposit);
     let method = PricedSession { inner: Arc::new(TempoSession::new(config, chain)), decimals: settings.decimals };
-    Ok(PaymentLayer::new(method, MemoryStore::new(), settings.realm.clone(), &settings.secret)
+    let layer = PaymentLayer::try_new(method, MemoryStore::new(), settings.realm.clone(), &settings.secret)
+        .map_err(|e| e.to_string())?;
+    Ok(configure(layer, settings, catalog))
+}
+
+/// The proxy's payment settings on a layer with any method: priced per token by model with
+/// the prompt's bound upfront, metered with [`PromptMeter`], and the prompt asked for in
+/// the stream when a session cannot cover it (streams are all the proxy serves).
+pub fn configure<M>(
+    layer: PaymentLayer<M, MemoryStore>,
+    settings: &PaymentSettings,
+    catalog: Arc<Catalog>,
+) -> PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter> {
+    layer
         .pricing(ChatPricing { catalog })
         .meter(PromptMeter)
         .voucher_window(settings.voucher_window)
         .pause_deadline(settings.pause_deadline)
-        .keep_alive(settings.keep_alive))
+        .keep_alive(settings.keep_alive)
+        .upfront_in_stream()
 }
 
 /// The Tempo session method, with the exact per-million prices in each challenge's
@@ -119,9 +133,9 @@ impl Pricing for ChatPricing {
     fn quote(&self, head: &request::Parts, _: Option<&Bytes>) -> Result<Option<Quote>, PaymentError> {
         if let Some(chat) = head.extensions.get::<Arc<ChatRequest>>() {
             // The parser answered unknown models with 404 already; this is not for sale.
-            return Ok(self.catalog.get(&chat.model).map(|model| model.quote()));
+            return Ok(self.catalog.get(&chat.model).map(|model| model.quote(chat.prompt_tokens)));
         }
-        Ok(Some(self.catalog.by_unit_price(echoed_amount(head)).quote()))
+        Ok(Some(self.catalog.by_unit_price(echoed_amount(head)).quote(0)))
     }
 }
 
@@ -132,7 +146,8 @@ fn echoed_amount(head: &request::Parts) -> Option<Amount> {
     request.get("amount")?.as_str()?.parse().ok()
 }
 
-/// An [`OpenAiTokenMeter`] per request, starting from the request's estimated prompt tokens.
+/// An [`OpenAiTokenMeter`] per request, starting from the request's prompt bound (the
+/// quote's upfront, paid before the upstream is called).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PromptMeter;
 

@@ -2,9 +2,10 @@
 //! runs without an API key. It is not a language model: its reply is a fixed text around
 //! the question, streamed as OpenAI chat-completion chunks with a real final `usage` chunk.
 //!
-//! Its token counts follow the proxy's estimate (a quarter of the bytes, at least one per
-//! piece of text), so the usage it reports is exactly what the meter estimated, and the
-//! payee's gain can be checked to the base unit.
+//! Its completion tokens follow the proxy's estimate (a quarter of the bytes, at least one
+//! per piece of text) and its prompt tokens are the proxy's prompt bound, so the usage it
+//! reports is exactly what the meter counted, and the payee's gain can be checked to the
+//! base unit.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -75,7 +75,7 @@ use request::ChargeRequest;
 /// let payee = address!("0x1111111111111111111111111111111111111111");
 /// let chain = RpcChain::new("http://127.0.0.1:8545", PrivateKeySigner::random())?;
 /// let charge = TempoCharge::new(ChargeConfig::new(42431, PATH_USD, payee), chain)?;
-/// let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.example.com", "a secret of at least 32 bytes!!")
+/// let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.example.com", "a secret of at least 32 bytes!!!")
 ///     .pricing(Price::per_request(Amount::new(10_000)));
 /// # let _ = layer;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
