@@ -14,6 +14,16 @@ pub enum ClientError {
     NeedVoucher(String),
     /// Signing failed.
     Signing(String),
+    /// Signing `requested` (cumulative) would go beyond what this client may sign: its
+    /// [`max_spend`](super::SessionClient::max_spend), one
+    /// [`max_step`](super::SessionClient::max_step) above the last voucher, or the
+    /// channel's deposit. `allowed` is the highest cumulative amount it would sign.
+    OverSpendCap {
+        /// The cumulative amount asked for.
+        requested: u128,
+        /// The highest cumulative amount the caps allow.
+        allowed: u128,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -23,6 +33,9 @@ impl fmt::Display for ClientError {
             ClientError::NoChannel => f.write_str("no channel is open"),
             ClientError::NeedVoucher(why) => write!(f, "bad need-voucher event: {why}"),
             ClientError::Signing(why) => write!(f, "signing failed: {why}"),
+            ClientError::OverSpendCap { requested, allowed } => {
+                write!(f, "a voucher for {requested} is over this client's spend cap ({allowed})")
+            }
         }
     }
 }

@@ -11,3 +11,6 @@ mod session;
 
 pub use error::ClientError;
 pub use session::{SessionClient, TxParams};
+
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,19 @@ struct Offer {
 }
 
 /// Pays one Tempo v1 session channel. See the [module docs](super).
+///
+/// # Spend caps
+///
+/// A server asks for vouchers (`requiredCumulative` in a need-voucher event); the client
+/// signs no voucher (including the close) above:
+///
+/// - the channel's deposit, once known ([`open`](Self::open), [`top_up`](Self::top_up),
+///   [`with_deposit`](Self::with_deposit));
+/// - [`max_spend`](Self::max_spend), a total for the channel;
+/// - [`max_step`](Self::max_step) above the last signed voucher, so a single request
+///   cannot take more than that.
+///
+/// Anything above is refused with [`ClientError::OverSpendCap`] and nothing is signed.
 #[derive(Debug)]
 pub struct SessionClient {
     signer: PrivateKeySigner,
@@ -42,6 +55,9 @@ pub struct SessionClient {
     domain: VoucherDomain,
     channel: Option<B256>,
     cumulative: u128,
+    deposit: Option<u128>,
+    max_spend: Option<u128>,
+    max_step: Option<u128>,
 }
 
 impl SessionClient {
@@ -49,7 +65,55 @@ impl SessionClient {
     pub fn new(signer: PrivateKeySigner, challenge: &Challenge) -> Result<Self, ClientError> {
         let offer = read_offer(challenge)?;
         let domain = VoucherDomain::new(SessionProtocol::V1, offer.chain_id, offer.escrow);
-        Ok(SessionClient { signer, offer, domain, channel: None, cumulative: 0 })
+        Ok(SessionClient {
+            signer,
+            offer,
+            domain,
+            channel: None,
+            cumulative: 0,
+            deposit: None,
+            max_spend: None,
+            max_step: None,
+        })
+    }
+
+    /// Signs no voucher for more than `cap` in total on this channel.
+    pub fn max_spend(mut self, cap: u128) -> Self {
+        self.max_spend = Some(cap);
+        self
+    }
+
+    /// Signs no voucher more than `cap` above the last one.
+    pub fn max_step(mut self, cap: u128) -> Self {
+        self.max_step = Some(cap);
+        self
+    }
+
+    /// The channel's deposit, for a client made by [`with_channel`](Self::with_channel):
+    /// no voucher above it is signed.
+    pub fn with_deposit(mut self, deposit: u128) -> Self {
+        self.deposit = Some(deposit);
+        self
+    }
+
+    /// The channel's deposit, when known.
+    pub fn deposit(&self) -> Option<u128> {
+        self.deposit
+    }
+
+    /// The highest cumulative amount the caps let this client sign now.
+    pub fn allowed(&self) -> u128 {
+        let step = self.max_step.map(|step| self.cumulative.saturating_add(step));
+        [self.deposit, self.max_spend, step].into_iter().flatten().min().unwrap_or(u128::MAX)
+    }
+
+    /// Refuses `requested` above what the caps allow (an amount already signed is fine).
+    fn check_cap(&self, requested: u128) -> Result<(), ClientError> {
+        let allowed = self.allowed();
+        if requested > self.cumulative && requested > allowed {
+            return Err(ClientError::OverSpendCap { requested, allowed });
+        }
+        Ok(())
     }
 
     /// A client for a channel that is already open (after a restart), whose highest signed
@@ -85,6 +149,11 @@ impl SessionClient {
         salt: B256,
         tx: TxParams,
     ) -> Result<HeaderValue, ClientError> {
+        let first = self.offer.unit_price;
+        let allowed = [Some(deposit), self.max_spend, self.max_step].into_iter().flatten().min().unwrap_or(u128::MAX);
+        if first > allowed {
+            return Err(ClientError::OverSpendCap { requested: first, allowed });
+        }
         let o = &self.offer;
         let approve = ITip20::approveCall { spender: o.escrow, amount: U256::from(deposit) };
         let open = IStreamChannelEscrow::openCall {
@@ -103,10 +172,10 @@ impl SessionClient {
             ..ChannelDescriptor::default()
         };
         let channel = descriptor.channel_id(SessionProtocol::V1, o.escrow, o.chain_id);
-        let first = o.unit_price;
         let signature = self.sign(channel, first)?;
         self.channel = Some(channel);
         self.cumulative = first;
+        self.deposit = Some(deposit);
         let payload = json!({
             "action": "open", "type": "transaction", "channelId": channel, "transaction": raw,
             "authorizedSigner": Address::ZERO, "cumulativeAmount": first.to_string(), "signature": signature,
@@ -114,16 +183,19 @@ impl SessionClient {
         Ok(self.credential(challenge, payload))
     }
 
-    /// Signs a voucher raising the channel to `cumulative` (never lowering it).
+    /// Signs a voucher raising the channel to `cumulative` (never lowering it), within the
+    /// [spend caps](Self#spend-caps).
     pub fn voucher(&mut self, challenge: &Challenge, cumulative: u128) -> Result<HeaderValue, ClientError> {
         let channel = self.channel.ok_or(ClientError::NoChannel)?;
+        self.check_cap(cumulative)?;
         self.cumulative = self.cumulative.max(cumulative);
         let signature = self.sign(channel, self.cumulative)?;
         let payload = json!({"action": "voucher", "channelId": channel, "cumulativeAmount": self.cumulative.to_string(), "signature": signature});
         Ok(self.credential(challenge, payload))
     }
 
-    /// Answers a `payment-need-voucher` event's `data`.
+    /// Answers a `payment-need-voucher` event's `data`, within the
+    /// [spend caps](Self#spend-caps).
     pub fn answer_need_voucher(&mut self, challenge: &Challenge, data: &str) -> Result<HeaderValue, ClientError> {
         let need: Value = serde_json::from_str(data).map_err(|e| ClientError::NeedVoucher(e.to_string()))?;
         let required = need["requiredCumulative"]
@@ -145,14 +217,16 @@ impl SessionClient {
         let approve = ITip20::approveCall { spender: o.escrow, amount: U256::from(additional) };
         let top_up = IStreamChannelEscrow::topUpCall { channelId: channel, additionalDeposit: U256::from(additional) };
         let raw = self.transaction(tx, [(o.currency, approve.abi_encode()), (o.escrow, top_up.abi_encode())])?;
+        self.deposit = self.deposit.map(|d| d.saturating_add(additional));
         let payload = json!({"action": "topUp", "type": "transaction", "channelId": channel, "transaction": raw, "additionalDeposit": additional.to_string()});
         Ok(self.credential(challenge, payload))
     }
 
     /// Closes the channel with a final voucher for `cumulative` (what the last receipt
-    /// says was spent).
+    /// says was spent), within the [spend caps](Self#spend-caps).
     pub fn close(&mut self, challenge: &Challenge, cumulative: u128) -> Result<HeaderValue, ClientError> {
         let channel = self.channel.ok_or(ClientError::NoChannel)?;
+        self.check_cap(cumulative)?;
         let signature = self.sign(channel, cumulative)?;
         let payload = json!({"action": "close", "channelId": channel, "cumulativeAmount": cumulative.to_string(), "signature": signature});
         Ok(self.credential(challenge, payload))

@@ -1,19 +1,17 @@
 //! Chain access for the Tempo method: read channels, broadcast client transactions, send
 //! the payee's settle and close. Nothing here sits on the per-frame path.
 
+mod precheck;
+mod rpc;
+
+pub use rpc::RpcChain;
+
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
 use serde::Deserialize;
 
-use super::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::error::BoxError;
 
 /// A v1 channel as the escrow holds it.
@@ -124,13 +122,19 @@ pub trait TempoChain: Send + Sync + 'static {
     fn channel(&self, escrow: Address, id: B256) -> impl Future<Output = Result<OnChainChannel, ChainError>> + Send;
 
     /// Broadcasts a client-signed raw transaction and waits until it is mined.
+    ///
+    /// A transaction the chain already has (a retry after a timeout) is not an error: its
+    /// receipt is returned once mined. One that can never be mined as sent (a nonce ahead
+    /// of the sender's, a validity window not yet open or already closed) should be
+    /// refused ([`ChainErrorKind::Rejected`]) without broadcasting it.
     fn broadcast(&self, raw: Bytes) -> impl Future<Output = Result<Mined, ChainError>> + Send;
 
     /// The receipt of transaction `hash` (`eth_getTransactionReceipt`), or `None` when the
     /// chain does not know it or has not mined it yet. Does not wait.
     fn receipt(&self, hash: B256) -> impl Future<Output = Result<Option<Mined>, ChainError>> + Send;
 
-    /// Sends a call from the payee's key (settle, close) and waits until it is mined.
+    /// Sends a call from the payee's key (settle, close) and waits until it is mined. The
+    /// key may be shared with other instances (or used by hand): take a fresh nonce each time.
     fn send(&self, to: Address, input: Bytes) -> impl Future<Output = Result<Mined, ChainError>> + Send;
 
     /// Reads a v2 channel's state from the channel reserve at `reserve` (a deposit of zero
@@ -151,113 +155,4 @@ pub struct ReserveState {
     pub deposit: u128,
     /// When a forced close was requested (0: never).
     pub close_requested_at: u64,
-}
-
-/// A [`TempoChain`] over JSON-RPC (HTTP), sending payee transactions with a local key.
-#[derive(Clone)]
-pub struct RpcChain {
-    reader: DynProvider,
-    payee: DynProvider,
-    receipt_timeout: Duration,
-}
-
-impl RpcChain {
-    /// A chain at `url` (e.g. `http://127.0.0.1:8545`) whose payee transactions are signed
-    /// by `payee`.
-    pub fn new(url: &str, payee: PrivateKeySigner) -> Result<Self, ChainError> {
-        let url: alloy::transports::http::reqwest::Url =
-            url.parse().map_err(|e| ChainError::new(ChainErrorKind::Unavailable, format!("bad RPC URL: {e}")))?;
-        let reader = ProviderBuilder::new().disable_recommended_fillers().connect_http(url.clone()).erased();
-        let payee = ProviderBuilder::new().wallet(EthereumWallet::from(payee)).connect_http(url).erased();
-        Ok(RpcChain { reader, payee, receipt_timeout: Duration::from_secs(30) })
-    }
-
-    /// One `eth_getTransactionReceipt`.
-    async fn fetch_receipt(&self, hash: B256) -> Result<Option<Mined>, alloy::transports::TransportError> {
-        #[derive(Debug, Deserialize)]
-        struct Receipt {
-            status: Option<String>,
-            from: Address,
-            logs: Vec<Log>,
-        }
-        let receipt: Option<Receipt> = self.reader.raw_request("eth_getTransactionReceipt".into(), (hash,)).await?;
-        Ok(receipt.map(|r| Mined { hash, from: r.from, success: r.status.as_deref() == Some("0x1"), logs: r.logs }))
-    }
-
-    async fn wait_mined(&self, hash: B256) -> Result<Mined, ChainError> {
-        let deadline = tokio::time::Instant::now() + self.receipt_timeout;
-        loop {
-            let mined = self.fetch_receipt(hash).await.map_err(|e| ChainError::new(ChainErrorKind::Unavailable, e))?;
-            if let Some(mined) = mined {
-                return Ok(mined);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ChainError::new(
-                    ChainErrorKind::Unavailable,
-                    format!("transaction {hash} was not mined in time"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl fmt::Debug for RpcChain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RpcChain").field("receipt_timeout", &self.receipt_timeout).finish_non_exhaustive()
-    }
-}
-
-fn rpc_error(e: alloy::transports::TransportError) -> ChainError {
-    // An error answer from the node is a refusal; anything else means we know nothing.
-    let kind = if e.is_error_resp() { ChainErrorKind::Rejected } else { ChainErrorKind::Unavailable };
-    ChainError::new(kind, e)
-}
-
-impl TempoChain for RpcChain {
-    async fn channel(&self, escrow: Address, id: B256) -> Result<OnChainChannel, ChainError> {
-        let call = IStreamChannelEscrow::getChannelCall { channelId: id };
-        let request = TransactionRequest::default().to(escrow).input(Bytes::from(call.abi_encode()).into());
-        let output = self.reader.call(request).await.map_err(rpc_error)?;
-        let c = IStreamChannelEscrow::getChannelCall::abi_decode_returns(&output)
-            .map_err(|e| ChainError::new(ChainErrorKind::Rejected, e))?;
-        Ok(OnChainChannel {
-            finalized: c.finalized,
-            close_requested_at: c.closeRequestedAt,
-            payer: c.payer,
-            payee: c.payee,
-            token: c.token,
-            authorized_signer: c.authorizedSigner,
-            deposit: c.deposit,
-            settled: c.settled,
-        })
-    }
-
-    async fn broadcast(&self, raw: Bytes) -> Result<Mined, ChainError> {
-        let hash: B256 = self.reader.raw_request("eth_sendRawTransaction".into(), (raw,)).await.map_err(rpc_error)?;
-        self.wait_mined(hash).await
-    }
-
-    async fn receipt(&self, hash: B256) -> Result<Option<Mined>, ChainError> {
-        self.fetch_receipt(hash).await.map_err(rpc_error)
-    }
-
-    async fn send(&self, to: Address, input: Bytes) -> Result<Mined, ChainError> {
-        let request = TransactionRequest::default().to(to).input(input.into());
-        let pending = self.payee.send_transaction(request).await.map_err(rpc_error)?;
-        self.wait_mined(*pending.tx_hash()).await
-    }
-
-    async fn reserve_state(&self, reserve: Address, id: B256) -> Result<ReserveState, ChainError> {
-        let call = ITip20ChannelReserve::getChannelStateCall { channelId: id };
-        let request = TransactionRequest::default().to(reserve).input(Bytes::from(call.abi_encode()).into());
-        let output = self.reader.call(request).await.map_err(rpc_error)?;
-        let state = ITip20ChannelReserve::getChannelStateCall::abi_decode_returns(&output)
-            .map_err(|e| ChainError::new(ChainErrorKind::Rejected, e))?;
-        Ok(ReserveState {
-            settled: state.settled.to::<u128>(),
-            deposit: state.deposit.to::<u128>(),
-            close_requested_at: u64::from(state.closeRequestedAt),
-        })
-    }
 }

@@ -33,7 +33,7 @@ use request::ChargeRequest;
 /// either credential type:
 ///
 /// - **pull** (`{type:"transaction", signature}`): a signed Tempo transaction (`0x76`). Its
-///   calls must be exactly the transfers asked for, nothing else; the server claims it,
+///   calls must be exactly the transfers asked for, nothing else; the server checks it,
 ///   broadcasts it and checks the mined receipt.
 /// - **push** (`{type:"hash", hash}`): the client broadcast the transaction itself; the
 ///   server reads its receipt and checks the transfer logs. A credential `source` must
@@ -45,19 +45,18 @@ use request::ChargeRequest;
 ///
 /// # Replays and failures
 ///
-/// Each payment is used once: its transaction hash is claimed in the store with
-/// [`ChannelStore::create`] (for pull, before the transaction is broadcast, so a replay
-/// never reaches the chain; for push, once the receipt checked out, so a hash presented
-/// against the wrong challenge does not use it up). The claim becomes a one-shot account
+/// Each payment is used once: once its transaction is mined and checked, its hash is
+/// claimed in the store with [`ChannelStore::create`], atomically, as a one-shot account
 /// funded with exactly the amount paid ([`Renewal::Never`]), which the layer meters the
-/// response against.
+/// response against. Before that nothing is written, so a transaction that never lands
+/// (junk, unfunded, refused by the chain) leaves no trace in the store, and a hash
+/// presented against the wrong challenge does not use it up. A pull transaction is
+/// checked offline first (decoding, chain, signature and sender, calls and amounts,
+/// validity window); a replay of a used one is refused before it reaches the chain.
 ///
-/// If the chain cannot be reached (a `503` with no challenge) or refuses the transaction
-/// before mining it, the claim is released and the same credential can be retried; a
-/// retry first looks for the transaction's receipt, in case it was mined after all. The
-/// store has no delete, so a release marks the claim and the retry claims the next slot
-/// (`charge:<hash>:1`, …), a bounded number of times. A transaction that was mined stays
-/// claimed, whatever its outcome.
+/// If the chain cannot be reached (a `503` with no challenge) or the wait for the receipt
+/// gives up, the same credential can be retried: the retry finds the mined transaction
+/// (the chain answers "already known" or "nonce too low", and its receipt is read).
 ///
 /// # Not supported
 ///
@@ -185,13 +184,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         expected.check_logs(&mined.logs, self.request.currency, sender).map_err(Mismatch::into_error)
     }
 
-    /// Funds the claim with what was paid and serves the request from it.
-    async fn serve(&self, claim: Claim, hash: B256, sender: Address) -> Result<Verified, PaymentError> {
-        if let Err(e) = claim.fund(self.store, self.request.amount).await {
-            // Nothing was served: let the payment be retried (a retry finds it mined).
-            claim.release(self.store).await;
-            return Err(e);
-        }
+    /// Claims the mined payment (funding its one-shot account) and serves the request
+    /// from it.
+    async fn serve(&self, hash: B256, sender: Address) -> Result<Verified, PaymentError> {
+        let claim = Claim::take(self.store, hash, self.request.amount).await?;
         let mut receipt = Receipt::new("tempo", format!("{hash:#x}"));
         receipt.intent = Some("charge".into());
         let payer = format!("did:pkh:eip155:{}:{}", self.request.chain_id, sender.to_checksum(None));

@@ -1,5 +1,9 @@
-//! Pull mode: the client sends the signed transaction; check it, claim it, broadcast it,
-//! check the receipt (§5.4).
+//! Pull mode: the client sends the signed transaction; check it, broadcast it, check the
+//! receipt, claim it (§5.4).
+//!
+//! A retry of a payment whose broadcast timed out, or whose claim failed, is safe: the
+//! chain's `broadcast` finds the mined transaction ("already known", "nonce too low")
+//! and returns its receipt, and the atomic claim lets exactly one request use it.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -8,7 +12,7 @@ use alloy::primitives::{Address, Bytes, keccak256};
 use super::{Claim, Context, Mismatch, chain_error, refuse};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
-use crate::method::tempo::chain::{ChainError, Mined, TempoChain};
+use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::tx::{FeePayer, SignedTempoTx, TxError};
 use crate::scheme::check_expires;
 use crate::store::ChannelStore;
@@ -30,19 +34,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         let expected = self.expected()?;
         expected.check_calls(&tx.tx().calls, self.request.currency).map_err(Mismatch::into_error)?;
 
-        // Claimed before broadcasting: a replay is refused here and never reaches the chain.
+        // Everything that can be checked offline was: a replay of a used payment stops
+        // here, and nothing is written before the payment is mined, so a transaction that
+        // never lands leaves no trace (a retry after a failure finds it mined).
         let hash = keccak256(&raw);
-        let claim = Claim::take(self.store, hash, self.request.amount).await?;
-        let mined = match self.land(&claim, &raw).await {
-            Ok(mined) => mined,
-            Err(e) => {
-                // Unreachable, or refused before it was mined: nothing was paid, so the
-                // same credential may be retried (a retry first looks for a receipt).
-                claim.release(self.store).await;
-                return Err(chain_error(e));
-            }
-        };
-        // On chain now, succeeded or not: the claim stays, whatever follows.
+        if Claim::is_used(self.store, hash).await? {
+            return Err(refuse("this transaction was already used for a payment"));
+        }
+        let mined = self.charge.chain.broadcast(raw).await.map_err(chain_error)?;
         if mined.hash != hash {
             return Err(refuse("the chain reports another hash for the transaction"));
         }
@@ -51,7 +50,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("the mined transaction has another sender"));
         }
         self.check_mined(&mined, &expected, from)?;
-        self.serve(claim, hash, from).await
+        self.serve(hash, from).await
     }
 
     /// What can be checked before broadcasting: the chain, no sponsorship asked for, a
@@ -76,17 +75,5 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             Err(TxError::Unsupported(_)) => Ok(None),
             Err(e) => Err(refuse(format!("transaction signature: {e}"))),
         }
-    }
-
-    /// Broadcasts the transaction and waits for it. On a retry (an earlier attempt was
-    /// released) it may have been mined already: look for its receipt first.
-    async fn land(&self, claim: &Claim, raw: &Bytes) -> Result<Mined, ChainError> {
-        let chain = &self.charge.chain;
-        if claim.retried() {
-            if let Some(mined) = chain.receipt(keccak256(raw)).await? {
-                return Ok(mined);
-            }
-        }
-        chain.broadcast(raw.clone()).await
     }
 }

@@ -1,10 +1,9 @@
 //! Push mode: the client broadcast the transaction and sends its hash; read the receipt,
 //! check it, then claim the hash (§5.5).
 //!
-//! Unlike pull, the claim comes after the checks: nothing is broadcast, so nothing needs
-//! guarding, and a hash presented against the wrong challenge (or by someone else) then
-//! never touches the store, so it cannot use up the owner's payment. The atomic claim
-//! still decides between two requests carrying the same hash.
+//! As in pull, the claim comes after the checks: a hash presented against the wrong
+//! challenge (or by someone else) never touches the store, so it cannot use up the
+//! owner's payment. The atomic claim decides between two requests carrying the same hash.
 
 use alloy::primitives::B256;
 
@@ -36,7 +35,6 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("the transaction was not sent by the credential's source"));
         }
         self.check_mined(&mined, &expected, mined.from)?;
-        let claim = Claim::take(self.store, hash, self.request.amount).await?;
-        self.serve(claim, hash, mined.from).await
+        self.serve(hash, mined.from).await
     }
 }
