@@ -91,7 +91,9 @@ pub enum ChainErrorKind {
 }
 
 impl ChainError {
-    pub(crate) fn new(kind: ChainErrorKind, source: impl Into<BoxError>) -> Self {
+    /// An error of `kind` caused by `source` (for [`TempoChain`] implementations and test
+    /// doubles).
+    pub fn new(kind: ChainErrorKind, source: impl Into<BoxError>) -> Self {
         ChainError { kind, source: source.into() }
     }
 
