@@ -75,6 +75,11 @@ where
     ReqB::Error: Into<BoxError>,
 {
     let settings = &shared.settings;
+    let mut head = head;
+    if body.is_end_stream() {
+        // Known empty, whatever the headers say (an HTTP/2 POST with END_STREAM).
+        head.extensions.insert(crate::method::EmptyBody);
+    }
     let (body, read) = if shared.pricing.reads_body(&head) {
         match Limited::new(body, settings.body_limit).collect().await {
             Ok(collected) => {
@@ -107,14 +112,14 @@ where
         Ok(echoed) => echoed,
         Err(error) => return refuse(error),
     };
-    let verify = Verify { credential: &credential, request: &echoed, head: &head, quote: &quote };
+    let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
+    let verify = Verify::new(&credential, &echoed, &head, &quote).window(window);
     let grant = match shared.method.verify(verify, &*shared.store).await {
         Ok(Verified::Serve(grant)) => grant,
         Ok(Verified::Respond(receipt)) => return Admission::Answer(respond::management(&receipt)),
         Err(error) => return refuse(error),
     };
     let least = quote.minimum();
-    let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
     let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
         Ok(lease) => lease,
         Err(error) => return refuse(reservation_error(error, least)),

@@ -63,15 +63,29 @@ fn key_hex(anvil: &AnvilInstance, n: usize) -> String {
 }
 
 async fn paid_server(anvil: &AnvilInstance, store: MemoryStore, window: u64) -> (tempo_support::Server, Address) {
+    serve_priced(anvil, store, Some(window), PRICE, TOKENS).await
+}
+
+/// A paid server streaming `tokens` events at `price` each; `window: None` keeps the
+/// layer's default voucher window.
+async fn serve_priced(
+    anvil: &AnvilInstance,
+    store: MemoryStore,
+    window: Option<u64>,
+    price: u128,
+    tokens: usize,
+) -> (tempo_support::Server, Address) {
     let payee = chain::dev_signer(anvil, 1);
     let recipient = payee.address();
     let rpc = RpcChain::new(&anvil.endpoint(), payee).unwrap();
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, recipient).suggested_deposit(Amount::new(100_000));
-    let layer = PaymentLayer::new(TempoSession::new(config, rpc), store, "127.0.0.1", SECRET)
-        .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
-        .meter(EventMeter::default())
-        .voucher_window(window);
-    (tempo_support::serve(layer, TOKENS, Duration::from_millis(2)).await, recipient)
+    let mut layer = PaymentLayer::new(TempoSession::new(config, rpc), store, "127.0.0.1", SECRET)
+        .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(price))))
+        .meter(EventMeter::default());
+    if let Some(window) = window {
+        layer = layer.voucher_window(window);
+    }
+    (tempo_support::serve(layer, tokens, Duration::from_millis(1)).await, recipient)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,4 +127,47 @@ async fn mppx_v1_client_streams_pays_vouchers_tops_up_and_closes_exactly() {
     // The payer paid what it received plus its own transactions' fees (paid in pathUSD).
     assert!(payer_loss >= delivered as i128 && payer_loss < delivered as i128 + 50_000, "payer loss {payer_loss}");
     assert_eq!(balance(&anvil, ESCROW).await, 0, "nothing left in escrow");
+}
+
+/// Scenario 3 with the real client: three completions of 130 tokens on one channel, then
+/// mppx's close (a voucher for its highest accepted amount). v1 captures the highest
+/// voucher at or below what was delivered, so the payer never pays for undelivered tokens;
+/// what the payee may lose is below one voucher step: the window the stream asks ahead,
+/// plus one frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_03_mppx_v1_three_completions_then_close_capture_within_the_bound() {
+    const PRICE_3: u128 = 10;
+    const TOKENS_3: usize = 130;
+    const WINDOW: u128 = 256; // the layer's default
+    let anvil = chain::spawn_anvil_tempo(CHAIN_ID).await;
+    install_escrow(&anvil).await;
+    let store = MemoryStore::new();
+    let (server, payee) = serve_priced(&anvil, store.clone(), None, PRICE_3, TOKENS_3).await;
+    let payee_before = balance(&anvil, payee).await;
+    let env = [("REQUESTS", "3"), ("TOPUP_AMOUNT_RAW", "0"), ("MAX_DEPOSIT", "1")];
+    let run = run_mppx(&server.url("/v1/stream"), &anvil, &key_hex(&anvil, 3), &env).await;
+
+    let tokens = run.events("message").iter().filter(|e| e["data"] != "[DONE]").count();
+    assert_eq!(tokens, 3 * TOKENS_3, "every token of the three completions arrived");
+    let vouchers = run.of("http").filter(|l| l["action"] == "voucher").count();
+    let done = run.of("done").next().expect("a done line");
+    let channel_id: alloy::primitives::B256 = done["channelId"].as_str().unwrap().parse().unwrap();
+    let state = store.load(&ChannelId::new(format!("{channel_id:#x}"))).await.unwrap().unwrap();
+    let delivered = state.spent.get();
+    assert_eq!(delivered, PRICE_3 * tokens as u128);
+    let on_chain = channel_on_chain(&anvil, channel_id).await;
+    assert!(on_chain._0, "closed on chain");
+    let captured = on_chain._7;
+    assert_eq!(balance(&anvil, payee).await - payee_before, captured);
+    eprintln!(
+        "scenario 3 figures: delivered {delivered}, captured {captured}, lost {} ({:.1}%), accepted {}, \
+         {vouchers} voucher POSTs for {tokens} tokens ({:.1} per 1,000 tokens)",
+        delivered.saturating_sub(captured),
+        100.0 * delivered.saturating_sub(captured) as f64 / delivered as f64,
+        state.accepted.get(),
+        1000.0 * vouchers as f64 / tokens as f64,
+    );
+    assert!(captured <= delivered, "never captures more than was delivered");
+    let bound = PRICE_3 * (WINDOW + 1);
+    assert!(delivered - captured <= bound, "lost {} > one window and a frame ({bound})", delivered - captured);
 }

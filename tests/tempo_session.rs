@@ -44,8 +44,11 @@ impl Fixture {
         let anvil = chain::spawn_anvil_tempo(CHAIN_ID).await;
         install_escrow(&anvil).await;
         let payee = chain::dev_signer(&anvil, 1);
-        let config =
-            SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee.address()).suggested_deposit(Amount::new(100_000));
+        // These tests pay ahead on purpose (several streams on one voucher): allow a voucher
+        // to run 50 units further ahead of delivery than the default (two windows, four units).
+        let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee.address())
+            .suggested_deposit(Amount::new(100_000))
+            .max_voucher_ahead(Amount::new((2 * u128::from(window) + 54) * PRICE));
         let session =
             TempoSession::new(config, RpcChain::new(&anvil.endpoint(), payee).unwrap()).channel_state_ttl(ttl);
         let store = MemoryStore::new();

@@ -22,7 +22,7 @@ use std::future::Future;
 
 use http::request;
 
-use crate::amount::Quote;
+use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
 use crate::scheme::{Credential, Receipt};
 use crate::store::ChannelStore;
@@ -53,6 +53,31 @@ pub struct Verify<'a> {
     pub head: &'a request::Parts,
     /// The price of this request.
     pub quote: &'a Quote,
+    /// What the layer's voucher window costs at this request's price: how far ahead of
+    /// delivery a stream asks a payer to pay ([`PaymentLayer::voucher_window`]). A method
+    /// may bound how far one payment runs ahead of delivery by it.
+    ///
+    /// [`PaymentLayer::voucher_window`]: crate::PaymentLayer::voucher_window
+    pub window: Amount,
+}
+
+impl<'a> Verify<'a> {
+    /// What a method verifies, outside the layer (to test a method, or to drive one from
+    /// another framework); `window` is zero.
+    pub fn new(
+        credential: &'a Credential,
+        request: &'a serde_json::Value,
+        head: &'a request::Parts,
+        quote: &'a Quote,
+    ) -> Self {
+        Verify { credential, request, head, quote, window: Amount::ZERO }
+    }
+
+    /// Sets [`window`](Verify::window).
+    pub fn window(mut self, window: Amount) -> Self {
+        self.window = window;
+        self
+    }
 }
 
 /// The outcome of a verified credential.
@@ -92,7 +117,14 @@ pub trait PaymentMethod: Send + Sync + 'static {
 
 /// Whether a request is a session *management* request rather than a request for
 /// content, as the reference client sends them: `HEAD`, or a `POST` with no query string
-/// and no body (`Content-Length: 0` or absent, and no `Transfer-Encoding`).
+/// whose body is known to be empty.
+///
+/// A body is known empty with `Content-Length: 0`; in HTTP/1.x also without
+/// `Content-Length` and `Transfer-Encoding` (such a request has no body, RFC 9112 §6.3).
+/// In HTTP/2 and HTTP/3 a request without `Content-Length` may still carry DATA frames,
+/// so it counts as content unless its body already reported its end when the request
+/// arrived ([`PaymentLayer`](crate::PaymentLayer) marks such requests with
+/// [`EmptyBody`]); anything else is content, and is charged as content.
 ///
 /// Vouchers, top-ups and closes go to the same URL as the content, as bodiless POSTs.
 pub fn is_management_request(head: &request::Parts) -> bool {
@@ -107,10 +139,16 @@ pub fn is_management_request(head: &request::Parts) -> bool {
         return false;
     }
     match headers.get(http::header::CONTENT_LENGTH) {
-        None => true,
         Some(len) => len.as_bytes() == b"0",
+        None => head.version <= http::Version::HTTP_11 || head.extensions.get::<EmptyBody>().is_some(),
     }
 }
+
+/// A request extension: the request's body had already ended when the request arrived
+/// (`http_body::Body::is_end_stream`), so it has no content whatever its headers say. The
+/// layer inserts it; [`is_management_request`] reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EmptyBody;
 
 #[cfg(test)]
 mod tests {
@@ -133,5 +171,17 @@ mod tests {
         assert!(!is_management_request(&head("POST", "/v1/chat", &[("transfer-encoding", "chunked")])));
         assert!(!is_management_request(&head("POST", "/v1/chat?x=1", &[])));
         assert!(!is_management_request(&head("GET", "/v1/chat", &[])));
+    }
+
+    #[test]
+    fn an_http2_post_is_content_unless_its_body_is_known_empty() {
+        let mut h2 = head("POST", "/v1/chat", &[]);
+        h2.version = http::Version::HTTP_2;
+        assert!(!is_management_request(&h2), "DATA frames may follow");
+        h2.extensions.insert(EmptyBody);
+        assert!(is_management_request(&h2));
+        let mut h2 = head("POST", "/v1/chat", &[("content-length", "0")]);
+        h2.version = http::Version::HTTP_2;
+        assert!(is_management_request(&h2));
     }
 }

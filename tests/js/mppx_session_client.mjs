@@ -29,6 +29,7 @@
 //   TOPUP_AMOUNT_RAW    additional deposit in base units (default 250000); "0" skips the top-up
 //   TOPUP_NONCE         "sequential" (default; needed on anvil, see quirk 2) or "expiring"
 //   CLOSE               "1" (default) closes the channel at the end; "0" leaves it open
+//   REQUESTS            how many paid streaming requests on the one channel before the top-up (default 1)
 //   REQUEST_METHOD      method of the streaming request, default GET
 //   REQUEST_BODY        optional body of the streaming request (sent with content-type: application/json)
 //   MIN_NEED_VOUCHER    fail unless at least this many payment-need-voucher events arrive (default 1)
@@ -95,6 +96,7 @@ const cfg = (() => {
       topUpAmount: BigInt(env('TOPUP_AMOUNT_RAW', '250000')),
       topUpNonce: env('TOPUP_NONCE', 'sequential'),
       close: env('CLOSE', '1') !== '0',
+      requests: Number(env('REQUESTS', '1')),
       requestMethod: env('REQUEST_METHOD', 'GET').toUpperCase(),
       requestBody: process.env.REQUEST_BODY || undefined,
       minNeedVoucher: Number(env('MIN_NEED_VOUCHER', '1')),
@@ -348,22 +350,25 @@ async function main() {
     fetch: observingFetch,
   });
 
-  // 1. One paid streaming request.
-  const abort = new AbortController();
-  const init = {
-    method: cfg.requestMethod,
-    signal: abort.signal,
-    onReceipt: (r) => receiptsFromManager.push(r),
-    ...(cfg.requestBody !== undefined && {
-      body: cfg.requestBody,
-      headers: { 'content-type': 'application/json' },
-    }),
-  };
-  const stream = await manager.sse(cfg.url, init);
-  const streamResponse = wire.exchanges.at(-1);
-  if (!streamResponse || streamResponse.status !== 200) fail(`paid streaming request answered ${streamResponse?.status}`);
+  // 1. Paid streaming requests on one channel (the first one opens it).
   let yielded = 0;
-  for await (const _chunk of stream) yielded++;
+  for (let i = 0; i < cfg.requests; i++) {
+    const abort = new AbortController();
+    const init = {
+      method: cfg.requestMethod,
+      signal: abort.signal,
+      onReceipt: (r) => receiptsFromManager.push(r),
+      ...(cfg.requestBody !== undefined && {
+        body: cfg.requestBody,
+        headers: { 'content-type': 'application/json' },
+      }),
+    };
+    const seen = wire.exchanges.length;
+    const stream = await manager.sse(cfg.url, init);
+    const streamResponse = wire.exchanges.slice(seen).find((x) => x.status !== 402);
+    if (!streamResponse || streamResponse.status !== 200) fail(`paid streaming request answered ${streamResponse?.status}`);
+    for await (const _chunk of stream) yielded++;
+  }
 
   const channelId = manager.channelId;
   if (!channelId) fail('the client did not open a channel');
@@ -442,9 +447,11 @@ async function main() {
     if (!mined || mined.status !== 'success') fail(`close transaction ${closeReceipt.txHash} not mined successfully`);
     const after = await getChannel(channelId);
     if (!after.finalized) fail('channel is not finalized on chain after close');
+    // The server may capture less than the close voucher (never more): what was delivered,
+    // or (v1) the highest voucher it holds at or below that.
     const expected = BigInt(closeReceipt.acceptedCumulative);
-    if (after.settled !== (expected > before.settled ? expected : before.settled))
-      fail(`on-chain settled ${after.settled} != close amount ${expected}`);
+    if (after.settled > (expected > before.settled ? expected : before.settled))
+      fail(`on-chain settled ${after.settled} is above the close amount ${expected}`);
     close = {
       status: closeExchange?.status,
       receipt: closeReceipt,
@@ -470,6 +477,7 @@ async function main() {
     initialDeposit,
     topUpAmount: topUp ? cfg.topUpAmount : 0n,
     deposit: final.deposit,
+    requests: cfg.requests,
     acceptedCumulative: streamReceipt.acceptedCumulative,
     spent: streamReceipt.spent,
     units: streamReceipt.units,

@@ -14,8 +14,11 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tollgate::client::{SessionClient, TxParams};
 use tollgate::meter::EventMeter;
-use tollgate::method::tempo::{PATH_USD, SessionConfig, SessionProtocol, TempoSession};
-use tollgate::scheme::{Challenge, Receipt};
+use tollgate::method::tempo::tx::{SignedTempoTx, TempoTxBuilder};
+use tollgate::method::tempo::{
+    CHANNEL_RESERVE, ChannelDescriptor, PATH_USD, SessionConfig, SessionProtocol, TempoSession, VoucherDomain,
+};
+use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore};
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -99,26 +102,28 @@ impl Fixture {
         self.service(tokens).oneshot(get(Some(auth))).await.unwrap()
     }
 
-    /// Streams `tokens` with the client's current voucher, answering each need-voucher;
-    /// returns (text, vouchers sent).
+    /// Streams `tokens`, paying one more unit up front as mppx's v1 client does on each
+    /// request, and answering each need-voucher; returns (text, vouchers sent).
     pub async fn stream_paying(&self, tokens: usize, client: &mut SessionClient, c: &Challenge) -> (String, usize) {
-        let auth = client.voucher(c, client.cumulative()).unwrap();
+        let auth = client.voucher(c, client.cumulative() + PRICE).unwrap();
         let response = self.get(tokens, auth).await;
         assert_eq!(response.status(), StatusCode::OK);
         let mut body = response.into_body();
-        let (mut text, mut vouchers) = (String::new(), 0);
+        let (mut out, mut vouchers) = (String::new(), 0);
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame.unwrap().into_data() else { continue };
             let chunk = String::from_utf8(data.to_vec()).unwrap();
             if let Some(data) = need_voucher(&chunk) {
                 let answer = client.answer_need_voucher(c, &data).unwrap();
                 let response = self.post(answer).await;
-                assert_eq!(response.status(), StatusCode::NO_CONTENT, "voucher accepted");
+                if response.status() != StatusCode::NO_CONTENT {
+                    panic!("voucher refused ({data}): {}", self::text(response).await);
+                }
                 vouchers += 1;
             }
-            text.push_str(&chunk);
+            out.push_str(&chunk);
         }
-        (text, vouchers)
+        (out, vouchers)
     }
 
     pub async fn state(&self, channel: B256) -> ChannelState {
@@ -204,4 +209,113 @@ pub async fn problem_type(response: Response<Body>) -> String {
 
 pub fn receipt(response: &Response<Body>) -> Option<Receipt> {
     Receipt::from_header_value(response.headers().get(tollgate::scheme::PAYMENT_RECEIPT)?).ok()
+}
+
+/// The fixture's protocol switch: a v2 (channel reserve) session on the fake chain.
+impl Fixture {
+    pub fn v2(window: u64) -> Self {
+        let payee = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).unwrap().address();
+        let chain = FakeChain::new(SessionProtocol::V2, CHAIN_ID, CHANNEL_RESERVE, PATH_USD, payee);
+        let config = SessionConfig::v2(CHAIN_ID, PATH_USD, payee);
+        let method = TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO);
+        let store = MemoryStore::new();
+        let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+            .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
+            .meter(EventMeter::default())
+            .voucher_window(window)
+            .pause_deadline(Duration::from_secs(5));
+        Fixture { chain, store, layer, payee }
+    }
+}
+
+alloy::sol! {
+    function reserveOpen(address payee, address operator, address token, uint96 deposit, bytes32 salt, address authorizedSigner) external returns (bytes32);
+}
+
+/// A v2 payer: opens on the reserve and signs v2 vouchers (the crate's client is v1 only).
+pub struct V2Payer {
+    pub signer: PrivateKeySigner,
+    pub descriptor: ChannelDescriptor,
+    pub channel: B256,
+    domain: VoucherDomain,
+}
+
+impl V2Payer {
+    /// Builds the open transaction for `deposit`; returns the payer and the open credential
+    /// (first voucher: one unit).
+    pub fn open(signer: PrivateKeySigner, payee: Address, c: &Challenge, deposit: u128) -> (Self, HeaderValue) {
+        let call = reserveOpenCall {
+            payee,
+            operator: Address::ZERO,
+            token: PATH_USD,
+            deposit: alloy::primitives::Uint::<96, 2>::from(deposit),
+            salt: salt(),
+            authorizedSigner: Address::ZERO,
+        };
+        // The reserve's `open` selector, not this helper's renamed function's.
+        let mut input = alloy::sol_types::SolCall::abi_encode(&call);
+        input[..4].copy_from_slice(
+            &alloy::primitives::keccak256("open(address,address,address,uint96,bytes32,address)")[..4],
+        );
+        let raw = TempoTxBuilder::new(CHAIN_ID)
+            .call(CHANNEL_RESERVE, input)
+            .fee_token(PATH_USD)
+            .expiring(4_000_000_000)
+            .gas_limit(1_000_000)
+            .fees(1, 1)
+            .sign(&signer)
+            .unwrap();
+        let tx = SignedTempoTx::decode(&raw).unwrap();
+        let descriptor = ChannelDescriptor {
+            payer: signer.address(),
+            payee,
+            token: PATH_USD,
+            salt: call.salt,
+            expiring_nonce_hash: tx.expiring_nonce_hash(signer.address()),
+            ..ChannelDescriptor::default()
+        };
+        let channel = descriptor.channel_id(SessionProtocol::V2, CHANNEL_RESERVE, CHAIN_ID);
+        let payer = V2Payer {
+            signer,
+            descriptor,
+            channel,
+            domain: VoucherDomain::new(SessionProtocol::V2, CHAIN_ID, CHANNEL_RESERVE),
+        };
+        let payload = serde_json::json!({
+            "action": "open", "type": "transaction", "channelId": channel,
+            "transaction": format!("0x{}", alloy::hex::encode(&raw)),
+            "cumulativeAmount": PRICE.to_string(), "signature": payer.sign(PRICE), "descriptor": descriptor,
+        });
+        let auth = payer.credential(c, payload);
+        (payer, auth)
+    }
+
+    pub fn sign(&self, amount: u128) -> String {
+        let hash = self.domain.signing_hash(self.channel, amount).unwrap();
+        let signature = alloy::signers::SignerSync::sign_hash_sync(&self.signer, &hash).unwrap();
+        format!("0x{}", alloy::hex::encode(signature.as_bytes()))
+    }
+
+    pub fn action(&self, c: &Challenge, action: &str, amount: u128) -> HeaderValue {
+        let payload = serde_json::json!({
+            "action": action, "channelId": self.channel, "cumulativeAmount": amount.to_string(),
+            "signature": self.sign(amount), "descriptor": self.descriptor,
+        });
+        self.credential(c, payload)
+    }
+
+    pub fn credential(&self, c: &Challenge, payload: Value) -> HeaderValue {
+        let source = format!("did:pkh:eip155:{CHAIN_ID}:{}", self.signer.address());
+        Credential { challenge: c.clone(), payload, source: Some(source) }.to_header_value()
+    }
+}
+
+/// A credential with any payload, as an attacker would send it.
+pub fn raw_credential(c: &Challenge, payload: Value, source: Option<String>) -> HeaderValue {
+    Credential { challenge: c.clone(), payload, source }.to_header_value()
+}
+
+/// Reads the whole body as text.
+pub async fn text(response: Response<Body>) -> String {
+    String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }

@@ -28,8 +28,19 @@ pub struct SessionConfig {
     pub recipient: Address,
     /// A hint for the client's deposit.
     pub suggested_deposit: Option<Amount>,
-    /// The least a voucher must raise the cumulative amount by.
+    /// The least a voucher must raise the cumulative amount by (advertised as
+    /// `minVoucherDelta`). When unset, one unit's price (rounded down, at least one base
+    /// unit) is required but not advertised.
     pub min_voucher_delta: Option<Amount>,
+    /// How far one voucher may run ahead of what the channel has delivered and set aside
+    /// (`spent + reserved`). When unset: two of the layer's voucher windows plus four
+    /// units, which covers what a stream asks for (a window beyond its next frame).
+    ///
+    /// This is also what a v1 channel may leave uncaptured at most: the v1 escrow pays out
+    /// a voucher exactly, and the payee captures the highest one at or below what was
+    /// delivered, so the payer never pays for undelivered units. Raise it for routes whose
+    /// single frame (or upfront cost) can be larger than a window.
+    pub max_voucher_ahead: Option<Amount>,
 }
 
 impl SessionConfig {
@@ -43,6 +54,7 @@ impl SessionConfig {
             recipient,
             suggested_deposit: None,
             min_voucher_delta: None,
+            max_voucher_ahead: None,
         }
     }
 
@@ -64,6 +76,13 @@ impl SessionConfig {
     /// Sets the minimum voucher delta.
     pub fn min_voucher_delta(mut self, amount: Amount) -> Self {
         self.min_voucher_delta = Some(amount);
+        self
+    }
+
+    /// Sets how far one voucher may run ahead of delivery (see
+    /// [`max_voucher_ahead`](SessionConfig::max_voucher_ahead)).
+    pub fn max_voucher_ahead(mut self, amount: Amount) -> Self {
+        self.max_voucher_ahead = Some(amount);
         self
     }
 }

@@ -20,6 +20,6 @@ pub use channel_id::ChannelDescriptor;
 pub use charge::{ChargeConfig, ChargeConfigError, ChargeModes, Split, TempoCharge, attribution_memo};
 pub use config::{CHANNEL_RESERVE, PATH_USD, SessionConfig};
 pub use domain::{SessionProtocol, VoucherDomain};
-pub use session::{SettlementPolicy, TempoSession};
+pub use session::{Remembered, SettlementPolicy, SettlementReport, TempoSession};
 pub use signature::{SignatureError, SignatureKind, VoucherSignature};
 pub use voucher::verify_voucher;

@@ -1,6 +1,7 @@
 //! [`TempoSession`]: MPP `tempo` / `session` (payment channels with cumulative vouchers).
 
 mod book;
+mod capture;
 mod close;
 mod open;
 mod open_v2;
@@ -8,7 +9,8 @@ mod settle;
 mod top_up;
 mod voucher;
 
-pub use settle::SettlementPolicy;
+pub use book::Remembered;
+pub use settle::{SettlementPolicy, SettlementReport};
 
 use std::time::Duration;
 
@@ -41,6 +43,7 @@ pub struct TempoSession<C> {
     chain: C,
     book: VoucherBook,
     cache: ChannelCache,
+    drain: Duration,
 }
 
 impl<C: TempoChain> TempoSession<C> {
@@ -53,7 +56,16 @@ impl<C: TempoChain> TempoSession<C> {
             chain,
             book: VoucherBook::default(),
             cache: ChannelCache::new(Duration::from_secs(5)),
+            drain: Duration::from_secs(10),
         }
+    }
+
+    /// How long a close waits for the channel's live streams to end (default 10 s) before
+    /// it captures what they committed. A stream still running after that is not captured
+    /// (at most what it had reserved); the payer is never charged for it either.
+    pub fn close_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain = timeout;
+        self
     }
 
     /// How long an on-chain channel read is trusted (default 5 s, as the reference server).
@@ -72,6 +84,11 @@ impl<C: TempoChain> TempoSession<C> {
     /// The chain access.
     pub fn chain(&self) -> &C {
         &self.chain
+    }
+
+    /// What this method keeps in memory: channels tracked, descriptors, vouchers.
+    pub fn remembered(&self) -> Remembered {
+        self.book.remembered()
     }
 
     fn request(&self, quote: &Quote) -> Value {
@@ -152,17 +169,18 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         receipt
     }
 
-    /// Answers a management request with a receipt, or serves a content request.
-    fn outcome(&self, channel: B256, state: &ChannelState, tx: Option<B256>) -> Verified {
+    /// Answers a management request with a receipt, or serves a content request. Only
+    /// called once the credential proved it speaks for the channel (a valid signature by
+    /// its signer, or a mined open): the receipt discloses the channel's state.
+    fn outcome(&self, channel: B256, state: &ChannelState, tx: Option<B256>, on_chain: &OnChainChannel) -> Verified {
         let receipt = self.receipt(channel, state, tx);
         if is_management_request(self.verify.head) {
             return Verified::Respond(receipt);
         }
-        let grant = Grant::new(store_id(channel), Renewal::Voucher, receipt);
-        match self.verify.credential.source.as_deref() {
-            Some(source) => Verified::Serve(grant.payer(source)),
-            None => Verified::Serve(grant),
-        }
+        // The payer the chain (or the descriptor hashed into the id) names, never the
+        // credential's unverified `source`.
+        let payer = format!("did:pkh:eip155:{}:{}", self.config().chain_id, on_chain.payer.to_checksum(None));
+        Verified::Serve(Grant::new(store_id(channel), Renewal::Voucher, receipt).payer(payer))
     }
 
     /// The credential's `source` must be the channel's payer or signer when present.
@@ -205,6 +223,13 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 "the open voucher must cover one unit and stay within a nonzero deposit",
             ));
         }
+        let ahead = self.max_ahead()?;
+        if cumulative > ahead {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                format!("the open voucher runs more than {ahead} ahead of delivery"),
+            ));
+        }
         Ok(())
     }
 
@@ -223,13 +248,21 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         Ok(())
     }
 
-    async fn on_chain(&self, id: B256, fresh: bool) -> Result<OnChainChannel, PaymentError> {
-        let descriptor = self.session.book.descriptor(id);
+    /// The channel as the chain has it, live and with no close pending. `descriptor` (v2)
+    /// must already be checked against the id; `None` falls back to the remembered one.
+    async fn on_chain(
+        &self,
+        id: B256,
+        fresh: bool,
+        descriptor: Option<&super::ChannelDescriptor>,
+    ) -> Result<OnChainChannel, PaymentError> {
+        let remembered = self.session.book.descriptor(id);
+        let descriptor = descriptor.or(remembered.as_ref());
         let (chain, config) = (&self.session.chain, self.config());
         let read = if fresh {
-            self.session.cache.refresh(chain, config, id, descriptor.as_ref()).await
+            self.session.cache.refresh(chain, config, id, descriptor).await
         } else {
-            self.session.cache.get(chain, config, id, descriptor.as_ref()).await
+            self.session.cache.get(chain, config, id, descriptor).await
         };
         let channel = read.map_err(chain_error)?;
         if !channel.exists() {
@@ -256,12 +289,6 @@ pub(crate) fn reserve_descriptor(d: &super::ChannelDescriptor) -> ITip20ChannelR
         authorizedSigner: d.authorized_signer,
         expiringNonceHash: d.expiring_nonce_hash,
     }
-}
-
-/// An amount as the reserve's `uint96`.
-pub(crate) fn u96(amount: u128) -> Result<alloy::primitives::Uint<96, 2>, PaymentError> {
-    alloy::primitives::Uint::<96, 2>::try_from(amount)
-        .map_err(|_| PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "amount above uint96"))
 }
 
 /// The store key of an on-chain channel id.

@@ -11,7 +11,7 @@ use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::chain::{Mined, TempoChain};
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20};
-use crate::method::tempo::payload::OpenPayload;
+use crate::method::tempo::payload::{OpenPayload, VoucherPayload};
 use crate::method::tempo::tx::SignedTempoTx;
 use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
 use crate::store::ChannelStore;
@@ -26,12 +26,17 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             self.check_descriptor(descriptor, open.channel_id)?;
         }
         let id = super::store_id(open.channel_id);
-        if let Some(state) = self.store.load(&id).await.map_err(store_error)? {
-            // A retried open (the first answer was lost): the channel is already ours.
-            if state.finalized {
-                return Err(PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"));
-            }
-            return Ok(self.outcome(open.channel_id, &state, None));
+        if self.store.load(&id).await.map_err(store_error)?.is_some() {
+            // A retried open (the first answer was lost), or anyone naming a known channel:
+            // channel ids are public, so it must prove what a voucher proves (the signer's
+            // signature, at or above what was accepted) before it is served or told anything.
+            let voucher = VoucherPayload {
+                channel_id: open.channel_id,
+                cumulative_amount: open.cumulative_amount,
+                signature: open.signature,
+                descriptor: open.descriptor,
+            };
+            return self.voucher(voucher).await;
         }
         match self.config().protocol {
             SessionProtocol::V1 => self.open_v1(open).await,
@@ -68,14 +73,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
 
         let mined = self.session.chain.broadcast(open.transaction.clone()).await.map_err(chain_error)?;
         self.confirm_opened(&mined, open.channel_id, deposit)?;
-        let channel = self.on_chain(open.channel_id, true).await?;
+        let channel = self.on_chain(open.channel_id, true, None).await?;
         if channel.deposit < deposit || channel.payer != sender {
             return Err(refuse("the channel on chain does not match the open transaction"));
         }
         let state =
             self.store.open(&id, open.cumulative_amount, Amount::new(channel.deposit)).await.map_err(store_error)?;
-        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?);
-        Ok(self.outcome(open.channel_id, &state, Some(mined.hash)))
+        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?, state.spent.get());
+        Ok(self.outcome(open.channel_id, &state, Some(mined.hash), &channel))
     }
 
     /// The transaction must hold one `open` on our escrow for our payee and token, and

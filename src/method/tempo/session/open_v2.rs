@@ -80,13 +80,13 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("no matching ChannelOpened event"));
         }
         self.session.book.remember(open.channel_id, descriptor);
-        let channel = self.on_chain(open.channel_id, true).await?;
+        let channel = self.on_chain(open.channel_id, true, None).await?;
         if channel.deposit < deposit {
             return Err(refuse("the channel on chain does not match the open transaction"));
         }
         let state =
             self.store.open(&id, open.cumulative_amount, Amount::new(channel.deposit)).await.map_err(store_error)?;
-        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?);
-        Ok(self.outcome(open.channel_id, &state, Some(mined.hash)))
+        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?, state.spent.get());
+        Ok(self.outcome(open.channel_id, &state, Some(mined.hash), &channel))
     }
 }

@@ -1,5 +1,6 @@
 //! Server-driven settlement: capture delivered value on chain before the client closes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -7,7 +8,7 @@ use alloy::sol_types::SolCall;
 
 use super::{TempoSession, store_id};
 use crate::method::tempo::SessionProtocol;
-use crate::method::tempo::chain::{ChainError, TempoChain};
+use crate::method::tempo::chain::{ChainError, ChainErrorKind, TempoChain};
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
 use crate::store::ChannelStore;
 
@@ -21,31 +22,86 @@ pub struct SettlementPolicy {
     pub min_amount: u128,
 }
 
+/// What one settlement pass did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct SettlementReport {
+    /// Channels looked at.
+    pub polled: usize,
+    /// Channels settled on chain: (channel, transaction).
+    pub settled: Vec<(B256, B256)>,
+    /// Channels the server closed itself (a close pending on chain, or a close that failed
+    /// earlier): (channel, transaction, or `None` when it was already closed).
+    pub closed: Vec<(B256, Option<B256>)>,
+    /// Channels whose settlement failed (retried on the next pass).
+    pub failures: Vec<(B256, ChainError)>,
+}
+
+/// What [`TempoSession::settle_channel`] did.
+enum Outcome {
+    Nothing,
+    Settled(B256),
+    Closed(Option<B256>),
+}
+
 impl<C: TempoChain> TempoSession<C> {
     /// Settles `channel` with the highest accepted voucher that does not exceed what was
     /// delivered (`spent` in `store`). Returns the transaction hash, or `None` when there
-    /// was nothing worth settling.
+    /// was nothing worth settling (or the channel was closed instead, see
+    /// [`settle_all`](TempoSession::settle_all)).
     pub async fn settle<St: ChannelStore>(
         &self,
         store: &St,
         channel: B256,
         min_amount: u128,
     ) -> Result<Option<B256>, ChainError> {
-        let Ok(Some(state)) = store.load(&store_id(channel)).await else { return Ok(None) };
+        match self.settle_channel(store, channel, min_amount).await? {
+            Outcome::Settled(tx) => Ok(Some(tx)),
+            Outcome::Nothing | Outcome::Closed(_) => Ok(None),
+        }
+    }
+
+    async fn settle_channel<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        min_amount: u128,
+    ) -> Result<Outcome, ChainError> {
+        let state = match store.load(&store_id(channel)).await {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                self.forget(channel);
+                return Ok(Outcome::Nothing);
+            }
+            Err(e) => return Err(ChainError::new(ChainErrorKind::Unavailable, e)),
+        };
         let descriptor = self.book.descriptor(channel);
         let on_chain = self.cache.refresh(&self.chain, &self.config, channel, descriptor.as_ref()).await?;
         if !on_chain.exists() || on_chain.finalized {
-            return Ok(None);
+            // Closed (or never ours on this chain): nothing left to capture, stop polling.
+            self.forget(channel);
+            return Ok(Outcome::Nothing);
         }
+        // A close that failed earlier (the store says closing), or the payer asked the
+        // escrow for a forced close: close from the server side now, capturing what was
+        // delivered, before the payer can withdraw.
+        if state.finalized || on_chain.close_requested_at != 0 {
+            let (_, tx) = self.close_channel(store, channel).await?;
+            return Ok(Outcome::Closed(tx));
+        }
+        // Vouchers that delivery or settlement made useless go first.
+        self.book.settled(channel, on_chain.settled, state.spent.get());
         let Some((amount, signature)) = self.book.best(channel, on_chain.settled, state.spent.get()) else {
-            return Ok(None);
+            return Ok(Outcome::Nothing);
         };
-        if amount - on_chain.settled < min_amount.max(1) {
-            return Ok(None);
+        if amount.saturating_sub(on_chain.settled) < min_amount.max(1) {
+            return Ok(Outcome::Nothing);
         }
         let input = match (self.config.protocol, descriptor) {
             (SessionProtocol::V2, Some(d)) => {
-                let Ok(amount) = alloy::primitives::Uint::<96, 2>::try_from(amount) else { return Ok(None) };
+                let Ok(amount) = alloy::primitives::Uint::<96, 2>::try_from(amount) else {
+                    return Ok(Outcome::Nothing);
+                };
                 ITip20ChannelReserve::settleCall {
                     descriptor: super::reserve_descriptor(&d),
                     cumulativeAmount: amount,
@@ -53,36 +109,80 @@ impl<C: TempoChain> TempoSession<C> {
                 }
                 .abi_encode()
             }
-            (SessionProtocol::V2, None) => return Ok(None),
+            (SessionProtocol::V2, None) => return Ok(Outcome::Nothing),
             (SessionProtocol::V1, _) => {
                 IStreamChannelEscrow::settleCall { channelId: channel, cumulativeAmount: amount, signature }
                     .abi_encode()
             }
         };
-        let mined = self.chain.send(self.config.escrow, input.into()).await?;
-        if mined.success {
-            self.book.settled(channel, amount);
+        let mined = self.chain.send(self.config.escrow, input.into()).await;
+        self.cache.forget(channel);
+        let mined = mined?;
+        if !mined.success {
+            return Err(ChainError::new(ChainErrorKind::Rejected, "the settle transaction reverted"));
         }
-        Ok(mined.success.then_some(mined.hash))
+        self.book.settled(channel, amount, state.spent.get());
+        Ok(Outcome::Settled(mined.hash))
     }
 
-    /// Runs [`settle`](TempoSession::settle) over every channel this process accepted
-    /// vouchers for, every `policy.every`, until the returned task is aborted.
+    /// One settlement pass over every channel this process tracks, one channel at a
+    /// time: a failing channel is reported and the others still run.
+    pub async fn settle_all<St: ChannelStore>(&self, store: &St, min_amount: u128) -> SettlementReport {
+        let mut report = SettlementReport::default();
+        for channel in self.book.channels() {
+            report.polled += 1;
+            let outcome = self.settle_channel(store, channel, min_amount).await;
+            record(&mut report, channel, outcome);
+        }
+        report
+    }
+
+    /// Runs [`settle_all`](TempoSession::settle_all) every `policy.every` until the
+    /// returned task is aborted. Failures are retried on the next pass.
     pub fn spawn_settlement<St: ChannelStore + Clone>(
-        self: std::sync::Arc<Self>,
+        self: Arc<Self>,
         store: St,
         policy: SettlementPolicy,
+    ) -> tokio::task::JoinHandle<()> {
+        self.spawn_settlement_reporting(store, policy, |_| {})
+    }
+
+    /// As [`spawn_settlement`](TempoSession::spawn_settlement), handing each pass's
+    /// report to `report` (to log failures, for instance). Each channel is settled in its
+    /// own task, so not even a bug in one channel's settlement stops the others.
+    pub fn spawn_settlement_reporting<St: ChannelStore + Clone>(
+        self: Arc<Self>,
+        store: St,
+        policy: SettlementPolicy,
+        mut report: impl FnMut(SettlementReport) + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(policy.every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
+                let mut pass = SettlementReport::default();
                 for channel in self.book.channels() {
-                    // A failed settlement is retried on the next tick.
-                    let _ = self.settle(&store, channel, policy.min_amount).await;
+                    pass.polled += 1;
+                    let (this, store) = (self.clone(), store.clone());
+                    let task =
+                        tokio::spawn(async move { this.settle_channel(&store, channel, policy.min_amount).await });
+                    let outcome = task.await.unwrap_or_else(|e| {
+                        Err(ChainError::new(ChainErrorKind::Rejected, format!("settlement task failed: {e}")))
+                    });
+                    record(&mut pass, channel, outcome);
                 }
+                report(pass);
             }
         })
+    }
+}
+
+fn record(report: &mut SettlementReport, channel: B256, outcome: Result<Outcome, ChainError>) {
+    match outcome {
+        Ok(Outcome::Nothing) => {}
+        Ok(Outcome::Settled(tx)) => report.settled.push((channel, tx)),
+        Ok(Outcome::Closed(tx)) => report.closed.push((channel, tx)),
+        Err(e) => report.failures.push((channel, e)),
     }
 }

@@ -90,7 +90,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if !topped {
             return Err(refuse("the topUp transaction did not top up this channel"));
         }
-        let channel = self.on_chain(top_up.channel_id, true).await?;
+        let channel = self.on_chain(top_up.channel_id, true, None).await?;
         let state = self.store.accept(&id, stored.accepted, Amount::new(channel.deposit)).await.map_err(store_error)?;
         Ok(Verified::Respond(self.receipt(top_up.channel_id, &state, Some(mined.hash))))
     }

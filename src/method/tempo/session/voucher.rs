@@ -1,8 +1,13 @@
 //! The `voucher` action: raise what a channel has paid for (§4.6).
+//!
+//! Order of checks: what is public (the channel exists, the deposit) first, then the
+//! signature, and only then anything that depends on the channel's private state (accepted,
+//! spent), so an unsigned request learns nothing about it and changes nothing.
 
 use alloy::primitives::Bytes;
 
 use super::{Context, store_error};
+use crate::amount::Amount;
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::SessionProtocol;
@@ -12,33 +17,40 @@ use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn voucher(&self, voucher: VoucherPayload) -> Result<Verified, PaymentError> {
-        match &voucher.descriptor {
+        let descriptor = match voucher.descriptor {
             Some(descriptor) => {
-                self.check_descriptor(descriptor, voucher.channel_id)?;
-                // Bound to the channel id by its hash: safe to learn from (another instance
-                // may have opened the channel).
-                self.session.book.remember(voucher.channel_id, *descriptor);
+                self.check_descriptor(&descriptor, voucher.channel_id)?;
+                Some(descriptor)
             }
-            None if self.config().protocol == SessionProtocol::V2
-                && self.session.book.descriptor(voucher.channel_id).is_none() =>
-            {
-                return Err(super::close::no_descriptor());
-            }
-            None => {}
+            None => self.session.book.descriptor(voucher.channel_id),
+        };
+        if self.config().protocol == SessionProtocol::V2 && descriptor.is_none() {
+            return Err(super::close::no_descriptor());
         }
         let id = super::store_id(voucher.channel_id);
-        let stored = self.store.load(&id).await.map_err(store_error)?;
-        let Some(stored) = stored else {
+        let Some(stored) = self.store.load(&id).await.map_err(store_error)? else {
             return Err(PaymentError::new(PaymentErrorKind::ChannelNotFound, "unknown channel"));
         };
         if stored.finalized {
             return Err(PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"));
         }
-        let channel = self.on_chain(voucher.channel_id, false).await?;
+        let channel = self.on_chain(voucher.channel_id, false, descriptor.as_ref()).await?;
         self.check_source(&channel)?;
         let cumulative = voucher.cumulative_amount.get();
         if cumulative > channel.deposit {
             return Err(PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "voucher exceeds the deposit"));
+        }
+        // Formats are checked before any ECDSA work; the signer comes from the chain.
+        self.check_signature(voucher.channel_id, cumulative, &voucher.signature, channel.signer())?;
+        // Signed by the channel's signer: from here on the sender may learn the state.
+        if let (Some(descriptor), SessionProtocol::V2) = (descriptor, self.config().protocol) {
+            self.session.book.remember(voucher.channel_id, descriptor);
+        }
+        if cumulative <= channel.settled {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                "voucher is not above what is settled",
+            ));
         }
         if voucher.cumulative_amount < stored.accepted {
             return Err(PaymentError::new(
@@ -46,31 +58,51 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 "voucher is below the accepted amount",
             ));
         }
-        // Formats are checked before any ECDSA work; the signer comes from the chain.
-        self.check_signature(voucher.channel_id, cumulative, &voucher.signature, channel.signer())?;
-        if cumulative <= channel.settled {
-            return Err(PaymentError::new(
-                PaymentErrorKind::VerificationFailed,
-                "voucher is not above what is settled",
-            ));
-        }
         if voucher.cumulative_amount == stored.accepted {
             // An idempotent retry: answer with the current state, change nothing.
-            return Ok(self.outcome(voucher.channel_id, &stored, None));
+            return Ok(self.outcome(voucher.channel_id, &stored, None, &channel));
         }
-        if let Some(min) = self.config().min_voucher_delta {
-            if voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
-                return Err(PaymentError::new(
-                    PaymentErrorKind::DeltaTooSmall,
-                    format!("vouchers must add at least {min}"),
-                ));
-            }
+        let min = self.min_delta()?;
+        if voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
+            return Err(PaymentError::new(
+                PaymentErrorKind::DeltaTooSmall,
+                format!("vouchers must add at least {min}"),
+            ));
         }
-        let deposit = crate::amount::Amount::new(channel.deposit);
-        let state = self.store.accept(&id, voucher.cumulative_amount, deposit).await.map_err(store_error)?;
+        let ahead = self.max_ahead()?;
+        let limit = stored.spent.saturating_add(stored.reserved).saturating_add(ahead);
+        if voucher.cumulative_amount > limit {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                format!("voucher runs more than {ahead} ahead of delivery: sign at most {limit}"),
+            ));
+        }
         let raw = hex_bytes(&voucher.signature)?;
-        self.session.book.record(voucher.channel_id, cumulative, raw);
-        Ok(self.outcome(voucher.channel_id, &state, None))
+        let deposit = Amount::new(channel.deposit);
+        let state = self.store.accept(&id, voucher.cumulative_amount, deposit).await.map_err(store_error)?;
+        self.session.book.record(voucher.channel_id, cumulative, raw, state.spent.get());
+        Ok(self.outcome(voucher.channel_id, &state, None, &channel))
+    }
+
+    /// The configured `minVoucherDelta`, or one unit's price rounded down (at least one
+    /// base unit): what one more unit costs at the least.
+    fn min_delta(&self) -> Result<Amount, PaymentError> {
+        if let Some(min) = self.config().min_voucher_delta {
+            return Ok(min);
+        }
+        let rate = self.verify.quote.price.output;
+        let floor = rate.amount().get() / u128::from(rate.per());
+        Ok(Amount::new(floor.max(1)))
+    }
+
+    /// How far a voucher may run ahead of `spent + reserved`.
+    pub(super) fn max_ahead(&self) -> Result<Amount, PaymentError> {
+        if let Some(ahead) = self.config().max_voucher_ahead {
+            return Ok(ahead);
+        }
+        let unit = self.unit_price()?;
+        let units = unit.get().saturating_mul(4);
+        Ok(self.verify.window.saturating_add(self.verify.window).saturating_add(Amount::new(units)))
     }
 }
 
