@@ -402,3 +402,25 @@ impl http_body::Body for OneFrame {
         std::task::Poll::Ready(self.0.take().map(|d| Ok(http_body::Frame::data(bytes::Bytes::from_static(d)))))
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn scenario_02_a_close_whose_drain_times_out_loses_at_most_the_live_leases() {
+    let f = Fixture::with(4, |config| config, |session| session.close_drain_timeout(Duration::from_secs(1)));
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 100_000).await;
+    let channel = client.channel_id().unwrap();
+    // A slow stream: one token every 10 s, on a lease taken at admission.
+    let slow = paid_service(f.layer.clone(), 4, Duration::from_secs(10));
+    let response = slow.oneshot(get(Some(client.voucher(&c, 4 * PRICE).unwrap()))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reserved = f.state(channel).await.reserved.get();
+    assert!(reserved > 0);
+    let reader = tokio::spawn(async move { text(response).await });
+    let response = f.post(client.close(&c, 4 * PRICE).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT, "the close did not wait for the stream");
+    let captured = f.chain.channel_state(channel).unwrap().settled;
+    let delivered = PRICE * reader.await.unwrap().matches("data: tok").count() as u128;
+    assert!(captured <= delivered, "the payer pays for nothing undelivered");
+    assert!(delivered - captured <= reserved, "the payee loses at most the live lease ({reserved})");
+    assert_eq!(f.state(channel).await.reserved, Amount::ZERO, "the lease was released");
+}

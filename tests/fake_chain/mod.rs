@@ -14,7 +14,7 @@
 //!
 //! Everything is behind one mutex, so a test sees a consistent view between calls.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::too_many_arguments)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
