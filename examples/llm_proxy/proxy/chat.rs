@@ -1,4 +1,4 @@
-//! `POST /v1/chat/completions` requests: validation, the prompt-token estimate, and the
+//! `POST /v1/chat/completions` requests: validation, the prompt-token bound, and the
 //! body sent upstream.
 //!
 //! Only the fields of paypertoken's table travel upstream (`model`, `messages`,
