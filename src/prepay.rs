@@ -65,6 +65,9 @@ pub(crate) fn head() -> Response<()> {
 enum Stage<B, Mt, St: ChannelStore> {
     /// Reading the channel, to ask for what it lacks.
     Loading(BoxFuture<Result<Option<ChannelState>, StoreError>>),
+    /// Recording the ask in the store, so the voucher that answers it is accepted even when
+    /// it runs ahead of delivery; the need-voucher goes out once that is done.
+    Asking { ask: BoxFuture<Result<ChannelState, StoreError>>, event: Bytes, seen: u64 },
     /// Waiting for the store to change (a voucher landing).
     Waiting(BoxFuture<Result<ChannelState, StoreError>>),
     Reserving(BoxFuture<Result<Reservation, StoreError>>),
@@ -137,11 +140,21 @@ where
         let least = state.accepted.saturating_add(pending.least.saturating_sub(state.available()));
         // A window ahead, but not past the deposit unless the upfront itself needs it.
         let required = least.saturating_add(pending.window).min(state.deposit.max(least));
+        let (store, channel, seen) = (pending.store.clone(), pending.channel.clone(), state.version);
         if self.asked != Some(required) {
             self.asked = Some(required);
-            self.out.push_back(frames::need_voucher(&pending.channel, required, state.accepted, state.deposit));
+            let event = frames::need_voucher(&pending.channel, required, state.accepted, state.deposit);
+            let ttl = self.policy.pause_deadline;
+            let ask = Box::pin(async move { store.ask(&channel, required, ttl).await });
+            self.stage = Stage::Asking { ask, event, seen };
+            return;
         }
-        let (store, channel, seen) = (pending.store.clone(), pending.channel.clone(), state.version);
+        self.wait(seen);
+    }
+
+    fn wait(&mut self, seen: u64) {
+        let Some(pending) = &self.pending else { return self.fail(unavailable()) };
+        let (store, channel) = (pending.store.clone(), pending.channel.clone());
         self.stage = Stage::Waiting(Box::pin(async move { store.changed(&channel, seen).await }));
     }
 
@@ -216,7 +229,7 @@ where
                     };
                     self.answered(response, account);
                 }
-                Stage::Loading(_) | Stage::Waiting(_) | Stage::Reserving(_) => {
+                Stage::Loading(_) | Stage::Asking { .. } | Stage::Waiting(_) | Stage::Reserving(_) => {
                     // The store first: a reservation made just as the deadline passes is used.
                     if self.poll_store(cx) {
                         continue;
@@ -245,6 +258,15 @@ where
                 Poll::Pending => return false,
                 Poll::Ready(Ok(Some(state))) => self.ask(&state),
                 Poll::Ready(Ok(None)) => self.fail(store_error(&StoreError::new(StoreErrorKind::NotFound))),
+                Poll::Ready(Err(error)) => self.fail(store_error(&error)),
+            },
+            Stage::Asking { ask, event, seen } => match ask.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Ok(_)) => {
+                    let (event, seen) = (std::mem::take(event), *seen);
+                    self.out.push_back(event);
+                    self.wait(seen);
+                }
                 Poll::Ready(Err(error)) => self.fail(store_error(&error)),
             },
             Stage::Waiting(wait) => match wait.as_mut().poll(cx) {

@@ -460,6 +460,14 @@ impl ChannelStore for ReserveFails {
     async fn finalize(&self, id: &ChannelId) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
         self.0.finalize(id).await
     }
+    async fn ask(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        ttl: std::time::Duration,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.ask(id, cumulative, ttl).await
+    }
     async fn changed(
         &self,
         id: &ChannelId,

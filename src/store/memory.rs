@@ -5,8 +5,10 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::{ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
 use crate::amount::Amount;
@@ -45,6 +47,20 @@ struct Channel {
 struct Ledger {
     state: ChannelState,
     reservations: HashMap<ReservationId, Held>,
+    /// The highest live ask and when it lapses; kept apart from `state` so that asking
+    /// never bumps the version (it is no payment, and paused streams must not wake on it).
+    ask: Option<(Amount, Instant)>,
+}
+
+impl Ledger {
+    /// The state as callers see it: with the live ask, if any.
+    fn view(&self) -> ChannelState {
+        let asked = match self.ask {
+            Some((asked, until)) if Instant::now() < until => asked,
+            _ => Amount::ZERO,
+        };
+        ChannelState { asked, ..self.state.clone() }
+    }
 }
 
 /// One open reservation, as the store sees it.
@@ -90,7 +106,7 @@ impl Channel {
         let state = ChannelState { accepted, deposit, version: 1, ..ChannelState::default() };
         Channel {
             version: watch::Sender::new(state.version),
-            ledger: Mutex::new(Ledger { state, reservations: HashMap::new() }),
+            ledger: Mutex::new(Ledger { state, reservations: HashMap::new(), ask: None }),
         }
     }
 
@@ -100,7 +116,7 @@ impl Channel {
     }
 
     fn snapshot(&self) -> Result<ChannelState, StoreError> {
-        Ok(self.lock()?.state.clone())
+        Ok(self.lock()?.view())
     }
 
     /// Runs `f` under the channel's lock. `f` checks everything before it writes, so an
@@ -116,7 +132,7 @@ impl Channel {
             // Still under the lock, so waiters see versions in order.
             self.version.send_replace(version);
         }
-        Ok((out, ledger.state.clone()))
+        Ok((out, ledger.view()))
     }
 }
 
@@ -291,6 +307,22 @@ impl ChannelStore for MemoryStore {
             Ok(())
         })?;
         Ok(state)
+    }
+
+    async fn ask(&self, id: &ChannelId, cumulative: Amount, ttl: Duration) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(id)?;
+        let mut ledger = channel.lock()?;
+        if ledger.state.finalized {
+            return Err(StoreError::new(StoreErrorKind::Finalized));
+        }
+        let until = Instant::now() + ttl;
+        let live = ledger.view().asked;
+        ledger.ask = Some(match ledger.ask {
+            // A lower ask leaves the higher one in place, and extends its life.
+            Some((asked, lapses)) if live >= cumulative => (asked, lapses.max(until)),
+            _ => (cumulative, until),
+        });
+        Ok(ledger.view())
     }
 
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {

@@ -18,6 +18,9 @@
 //!   (cumulative, so a replayed commit changes nothing);
 //! - [`release`](ChannelStore::release) commits the final amount and frees the rest
 //!   (a second release of the same reservation changes nothing);
+//! - [`ask`](ChannelStore::ask) records what a paused stream asked the payer to sign, for
+//!   a while, so a payment method can tell an asked-for voucher from one that runs ahead
+//!   on its own;
 //! - [`changed`](ChannelStore::changed) waits until the channel's state moves on, which is
 //!   how a paused stream learns that a voucher landed.
 //!
@@ -33,6 +36,7 @@ pub use types::{ChannelId, ChannelState, Reservation, ReservationId, StoreError,
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use crate::amount::Amount;
 
@@ -116,6 +120,18 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// Marks the channel finalized (closed): no more accepts or reservations.
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 
+    /// Records that a live stream asked the payer to sign up to `cumulative` (a
+    /// `payment-need-voucher`), for `ttl`: until then [`ChannelState::asked`] is at least
+    /// `cumulative`. A lower ask leaves a higher live one in place. Asking is no payment:
+    /// it does not bump `version`. Fails with [`StoreErrorKind::NotFound`] or
+    /// [`StoreErrorKind::Finalized`].
+    fn ask(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
     /// Resolves with the channel's state once its `version` is greater than `seen`.
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 }
@@ -182,6 +198,14 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     }
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).finalize(id)
+    }
+    fn ask(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).ask(id, cumulative, ttl)
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).changed(id, seen)

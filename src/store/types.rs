@@ -48,6 +48,11 @@ pub struct ChannelState {
     pub reserved: Amount,
     /// Units delivered over the channel's life.
     pub units: u64,
+    /// The highest cumulative amount a live stream has asked the payer to sign (a
+    /// `payment-need-voucher`, see [`ask`](super::ChannelStore::ask)); zero when no ask is
+    /// live. A payment method may accept a voucher up to it even when it runs far ahead
+    /// of delivery.
+    pub asked: Amount,
     /// Whether the channel is closed (or closing) and takes no more payments.
     pub finalized: bool,
     /// Bumped by every change; [`changed`](super::ChannelStore::changed) waits on it.

@@ -28,11 +28,12 @@ pub enum Op {
     Commit,
     Release,
     Finalize,
+    Ask,
     Changed,
 }
 
 impl Op {
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::Open,
         Op::Create,
         Op::Load,
@@ -42,6 +43,7 @@ impl Op {
         Op::Commit,
         Op::Release,
         Op::Finalize,
+        Op::Ask,
         Op::Changed,
     ];
 }
@@ -222,6 +224,14 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
     }
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Finalize, move || self.inner.finalize(id))
+    }
+    fn ask(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        self.run(Op::Ask, move || self.inner.ask(id, cumulative, ttl))
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Changed, move || self.inner.changed(id, seen))

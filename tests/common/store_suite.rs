@@ -52,6 +52,8 @@ macro_rules! store_suite {
                 release_above_the_reservation_is_refused,
                 unknown_reservations,
                 finalize_blocks_reserve_and_accept_but_allows_release,
+                asks_are_kept_highest_first_until_they_lapse,
+                asking_is_no_payment_and_wakes_no_one,
                 changed_does_not_miss_an_earlier_change;
             multi_thread:
                 racing_opens_agree,
@@ -361,6 +363,32 @@ pub async fn finalize_blocks_reserve_and_accept_but_allows_release<S: ChannelSto
     let released = store.release(&r, a(25), 2).await.unwrap();
     let totals = (released.spent, released.reserved, released.units, released.finalized);
     assert_eq!(totals, (a(25), Amount::ZERO, 2, true));
+}
+
+pub async fn asks_are_kept_highest_first_until_they_lapse<S: ChannelStore>(store: S) {
+    assert_eq!(kind(store.ask(&channel_id(), a(1), WAIT).await), NotFound);
+    let id = opened(&store, 10, 1000).await;
+    assert_eq!(state(&store, &id).await.asked, Amount::ZERO, "no ask yet");
+    assert_eq!(store.ask(&id, a(300), WAIT).await.unwrap().asked, a(300));
+    assert_eq!(store.ask(&id, a(200), WAIT).await.unwrap().asked, a(300), "a lower ask keeps the higher");
+    assert_eq!(state(&store, &id).await.asked, a(300));
+    // A short ask that lapses: once past it, no ask is live.
+    let brief = opened(&store, 10, 1000).await;
+    store.ask(&brief, a(500), Duration::from_millis(50)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&store, &brief).await.asked, Amount::ZERO, "the ask lapsed");
+    store.finalize(&id).await.unwrap();
+    assert_eq!(kind(store.ask(&id, a(400), WAIT).await), Finalized);
+}
+
+pub async fn asking_is_no_payment_and_wakes_no_one<S: ChannelStore>(store: S) {
+    let id = opened(&store, 10, 1000).await;
+    let before = state(&store, &id).await;
+    let asked = store.ask(&id, a(700), WAIT).await.unwrap();
+    assert_eq!(asked.version, before.version, "an ask does not bump the version");
+    assert_eq!((asked.accepted, asked.spent, asked.reserved), (before.accepted, before.spent, before.reserved));
+    let idle = timeout(Duration::from_millis(100), store.changed(&id, before.version)).await;
+    assert!(idle.is_err(), "an ask woke a waiter: {idle:?}");
 }
 
 pub async fn changed_does_not_miss_an_earlier_change<S: ChannelStore>(store: S) {

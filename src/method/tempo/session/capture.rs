@@ -17,13 +17,17 @@ impl<C: TempoChain> TempoSession<C> {
     ///    more, so paused streams wake and end, and streaming ones end when their lease
     ///    runs out. A failed close leaves it so ("closing"), and a retry starts here again.
     /// 2. Live leases drain: up to the drain timeout, the close waits until `reserved` is
-    ///    zero, so what the streams delivered is committed to `spent`. When the timeout
-    ///    passes first, the close captures what was committed by then: the payee loses at
-    ///    most what the remaining leases deliver afterwards (`reserved` at the timeout).
-    /// 3. The capture: v2 captures `spent` exactly, with the highest accepted voucher (at
-    ///    or above it); v1 pays out a voucher exactly, so it uses the highest voucher at or
-    ///    below `spent` (the payer never pays for undelivered units; the payee loses less
-    ///    than one voucher step, at most `max_voucher_ahead`).
+    ///    zero, so what the streams delivered is committed to `spent`. A stream whose
+    ///    client stopped reading cannot end by itself (its body is not polled); when the
+    ///    timeout passes first, the close counts the leases still held as delivered
+    ///    (`spent + reserved`): the payer, who closed while its own stream stalled, pays
+    ///    at most the undelivered rest of those leases (a window each), rather than the
+    ///    payee losing everything they delivered.
+    /// 3. The capture: v2 captures what was delivered exactly, with the highest accepted
+    ///    voucher (at or above it); v1 pays out a voucher exactly, so it uses the highest
+    ///    voucher at or below what was delivered (the payer never pays for undelivered
+    ///    units; the payee loses less than one voucher step, at most `max_voucher_ahead`
+    ///    or the largest ask of a live stream).
     ///
     /// Returns the final store state and the close transaction (`None` when the channel
     /// was already closed on chain, by an earlier attempt whose answer was lost or by the
@@ -43,13 +47,15 @@ impl<C: TempoChain> TempoSession<C> {
                 Err(_) => break,
             }
         }
+        // `reserved` is zero when the leases drained; what is left is counted as delivered.
+        let delivered = state.spent.saturating_add(state.reserved).get();
         let descriptor = self.book.descriptor(channel);
         let on_chain = self.cache.refresh(&self.chain, &self.config, channel, descriptor.as_ref()).await?;
         if !on_chain.exists() || on_chain.finalized {
             self.forget(channel);
             return Ok((state, None));
         }
-        let input = self.close_input(channel, &state, &on_chain)?;
+        let input = self.close_input(channel, delivered, &on_chain)?;
         let mined = self.chain.send(self.config.escrow, input.into()).await?;
         let escrow = self.config.escrow;
         let closed = mined.success
@@ -68,15 +74,10 @@ impl<C: TempoChain> TempoSession<C> {
         Ok((state, Some(mined.hash)))
     }
 
-    /// The escrow call that closes `channel` capturing what `state` says was delivered,
-    /// never above a voucher the payer signed.
-    fn close_input(
-        &self,
-        channel: B256,
-        state: &ChannelState,
-        on_chain: &OnChainChannel,
-    ) -> Result<Vec<u8>, ChainError> {
-        let (settled, spent) = (on_chain.settled, state.spent.get());
+    /// The escrow call that closes `channel` capturing `delivered`, never above a voucher
+    /// the payer signed.
+    fn close_input(&self, channel: B256, delivered: u128, on_chain: &OnChainChannel) -> Result<Vec<u8>, ChainError> {
+        let (settled, spent) = (on_chain.settled, delivered);
         Ok(match self.config.protocol {
             SessionProtocol::V1 => {
                 let (amount, signature) = self.book.best(channel, settled, spent).unwrap_or((settled, Bytes::new()));

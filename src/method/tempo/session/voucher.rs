@@ -69,8 +69,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 format!("vouchers must add at least {min}"),
             ));
         }
+        // A voucher may run `ahead` of delivery on its own, and up to what a live stream
+        // asked for (an upfront or a hidden-output allowance can be larger than a window).
         let ahead = self.max_ahead()?;
-        let limit = stored.spent.saturating_add(stored.reserved).saturating_add(ahead);
+        let limit = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
         if voucher.cumulative_amount > limit {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
