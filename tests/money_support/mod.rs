@@ -214,10 +214,14 @@ pub fn receipt(response: &Response<Body>) -> Option<Receipt> {
 /// The fixture's protocol switch: a v2 (channel reserve) session on the fake chain.
 impl Fixture {
     pub fn v2(window: u64) -> Self {
+        Self::v2_with(window, |session| session)
+    }
+
+    pub fn v2_with(window: u64, session: impl FnOnce(TempoSession<FakeChain>) -> TempoSession<FakeChain>) -> Self {
         let payee = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).unwrap().address();
         let chain = FakeChain::new(SessionProtocol::V2, CHAIN_ID, CHANNEL_RESERVE, PATH_USD, payee);
         let config = SessionConfig::v2(CHAIN_ID, PATH_USD, payee);
-        let method = TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO);
+        let method = session(TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO));
         let store = MemoryStore::new();
         let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
             .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))

@@ -25,6 +25,8 @@ const MAX_VOUCHERS: usize = 256;
 pub(crate) struct VoucherBook {
     vouchers: Mutex<HashMap<B256, BTreeMap<u128, Bytes>>>,
     descriptors: Mutex<HashMap<B256, ChannelDescriptor>>,
+    /// The store version last seen per channel and since when (idle detection).
+    activity: Mutex<HashMap<B256, (u64, tokio::time::Instant)>>,
 }
 
 impl VoucherBook {
@@ -80,8 +82,21 @@ impl VoucherBook {
         }
     }
 
+    /// How long the channel's store state has stayed at `version` (zero when it just
+    /// moved).
+    pub(crate) fn unchanged_for(&self, channel: B256, version: u64) -> std::time::Duration {
+        let mut activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        let seen = activity.entry(channel).or_insert((version, now));
+        if seen.0 != version {
+            *seen = (version, now);
+        }
+        now.saturating_duration_since(seen.1)
+    }
+
     /// Forgets a channel (closed, or gone from the chain).
     pub(crate) fn forget(&self, channel: B256) {
+        self.activity.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
         self.vouchers.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
         self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
     }

@@ -36,6 +36,23 @@ use book::{ChannelCache, VoucherBook};
 /// chain, never from the payload alone; vouchers are monotonic, an equal voucher is an
 /// idempotent retry, a voucher never exceeds the deposit; settlements and closes never
 /// capture more than was delivered.
+///
+/// Money rules on top:
+///
+/// - Nothing about a channel is served or disclosed to a credential that has not proved
+///   it speaks for it: a voucher signed by the channel's signer, or a mined open. A
+///   retried `open` on a known channel is checked as a voucher.
+/// - A voucher may run at most [`max_voucher_ahead`](SessionConfig::max_voucher_ahead)
+///   ahead of what the channel delivered and set aside. That bounds what a v1 channel can
+///   leave uncaptured: the v1 escrow pays out a voucher exactly, and the payee captures the
+///   highest voucher at or below what was delivered (the payer never pays for undelivered
+///   units), so the payee loses less than one voucher step. v2 captures exactly what was
+///   delivered.
+/// - A close stops new delivery first, waits for live streams to end (up to
+///   [`close_drain_timeout`](TempoSession::close_drain_timeout)), then captures. A close
+///   that failed on chain can be retried; the settlement loop also finishes it, closes v2
+///   channels whose payer asked the chain for a forced close, and (opt-in) idle ones.
+/// - The grant names the payer the chain knows, never the credential's `source`.
 #[derive(Debug)]
 pub struct TempoSession<C> {
     config: SessionConfig,
@@ -44,6 +61,7 @@ pub struct TempoSession<C> {
     book: VoucherBook,
     cache: ChannelCache,
     drain: Duration,
+    idle: Option<Duration>,
 }
 
 impl<C: TempoChain> TempoSession<C> {
@@ -57,7 +75,18 @@ impl<C: TempoChain> TempoSession<C> {
             book: VoucherBook::default(),
             cache: ChannelCache::new(Duration::from_secs(5)),
             drain: Duration::from_secs(10),
+            idle: None,
         }
+    }
+
+    /// v2 only: the settlement loop closes a channel whose store state has not moved for
+    /// `after` and that has nothing in flight, capturing exactly what was delivered and
+    /// refunding the rest (default: never). A v2 voucher may run ahead of delivery; an idle
+    /// close turns that into the exact amount without waiting for the payer. The payer
+    /// opens a new channel to come back.
+    pub fn close_idle_after(mut self, after: Duration) -> Self {
+        self.idle = Some(after);
+        self
     }
 
     /// How long a close waits for the channel's live streams to end (default 10 s) before

@@ -30,8 +30,9 @@ pub struct SettlementReport {
     pub polled: usize,
     /// Channels settled on chain: (channel, transaction).
     pub settled: Vec<(B256, B256)>,
-    /// Channels the server closed itself (a close pending on chain, or a close that failed
-    /// earlier): (channel, transaction, or `None` when it was already closed).
+    /// Channels the server closed itself (a close pending on chain, a close that failed
+    /// earlier, or an idle v2 channel): (channel, transaction, or `None` when it was
+    /// already closed).
     pub closed: Vec<(B256, Option<B256>)>,
     /// Channels whose settlement failed (retried on the next pass).
     pub failures: Vec<(B256, ChainError)>,
@@ -85,7 +86,11 @@ impl<C: TempoChain> TempoSession<C> {
         // A close that failed earlier (the store says closing), or the payer asked the
         // escrow for a forced close: close from the server side now, capturing what was
         // delivered, before the payer can withdraw.
-        if state.finalized || on_chain.close_requested_at != 0 {
+        let idle = self.config.protocol == SessionProtocol::V2
+            && state.reserved.is_zero()
+            && state.spent.get() > on_chain.settled
+            && self.idle.is_some_and(|after| self.book.unchanged_for(channel, state.version) >= after);
+        if state.finalized || on_chain.close_requested_at != 0 || idle {
             let (_, tx) = self.close_channel(store, channel).await?;
             return Ok(Outcome::Closed(tx));
         }
