@@ -6,6 +6,8 @@
 //! every step, and after a final honest close of every channel:
 //!
 //! - **no panic** from a request, a spawned release or `TempoSession::settle`;
+//! - **chain**: tokens are conserved, the payee holds exactly what was settled and the
+//!   escrow what live channels hold;
 //! - **store**: accepted ≤ deposit, spent + reserved ≤ accepted, nothing reserved on a
 //!   channel without a live stream, and the store's deposit is the chain's;
 //! - **signed**: the payee is never paid more than the highest voucher the payer signed;
@@ -30,7 +32,7 @@ use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
-use session_model_world::{PAYERS, PRICE, WINDOW, World, catching};
+use session_model_world::{FUNDS, PAYERS, PRICE, WINDOW, World, catching};
 use tollgate::store::ChannelStore;
 
 /// How far below what was delivered a v1 close may capture (`SessionConfig::
@@ -119,6 +121,8 @@ struct Found {
     store: Vec<String>,
     signed: Vec<String>,
     delivered: Vec<String>,
+    /// Tokens created or lost on chain.
+    chain: Vec<String>,
     /// Beyond [`AHEAD`].
     captured: Vec<String>,
     /// Beyond [`ONE_WINDOW`].
@@ -178,6 +182,13 @@ fn store_id(id: alloy::primitives::B256) -> tollgate::store::ChannelId {
 /// Checks every channel; `at` names the step for the messages.
 async fn check(w: &World, at: &str, found: &mut Found) {
     w.quiesce().await;
+    let (channels, escrow) = (w.chain.channels(), w.chain.balance(w.chain.escrow()));
+    let settled: u128 = channels.iter().map(|(_, c)| c.settled).sum();
+    let held: u128 = channels.iter().filter(|(_, c)| !c.finalized).map(|(_, c)| c.deposit - c.settled).sum();
+    if w.chain.total() != FUNDS * PAYERS as u128 || w.chain.balance(w.payee) != settled || escrow != held {
+        let payee = w.chain.balance(w.payee);
+        found.chain.push(format!("{at}: payee {payee} ≠ settled {settled}, or escrow {escrow} ≠ held {held}"));
+    }
     for ch in &w.chans {
         let on_chain = w.chain.channel_state(ch.id).unwrap_or_default();
         let name = format!("{at}, channel {} of payer {}", &format!("{:#x}", ch.id)[..8], ch.owner);
@@ -299,6 +310,11 @@ fn no_panic_from_any_interleaving() {
 #[test]
 fn store_invariants_hold_after_every_step() {
     property(EVERYTHING, CASES, |f| &f.store);
+}
+
+#[test]
+fn tokens_are_conserved_on_chain() {
+    property(EVERYTHING, CASES, |f| &f.chain);
 }
 
 #[test]

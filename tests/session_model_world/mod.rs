@@ -33,7 +33,8 @@ pub const PRICE: u128 = 1_000;
 /// Units of headroom a stream asks for beyond the next event.
 pub const WINDOW: u64 = 4;
 pub const PAYERS: usize = 2;
-const FUNDS: u128 = 1_000_000_000;
+/// What each payer holds before the test.
+pub const FUNDS: u128 = 1_000_000_000;
 
 pub type Layer = PaymentLayer<TempoSession<FakeChain>, MemoryStore, Price, EventMeter>;
 
