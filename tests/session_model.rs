@@ -44,17 +44,48 @@ const ONE_WINDOW: u128 = (WINDOW as u128 + 1) * PRICE;
 
 #[derive(Clone, Debug)]
 enum Action {
-    Open { payer: usize, deposit: u64 },
-    Voucher { payer: usize, add: u64 },
-    TopUp { payer: usize, add: u64 },
-    Stream { payer: usize, tokens: usize },
-    Read { stream: usize, frames: usize },
-    Finish { stream: usize },
-    Disconnect { stream: usize },
-    Close { payer: usize, at_highest: bool, reading: bool },
-    Settle { payer: usize },
-    Hijack { attacker: usize, tokens: usize },
+    Open {
+        payer: usize,
+        deposit: u64,
+    },
+    Voucher {
+        payer: usize,
+        add: u64,
+    },
+    TopUp {
+        payer: usize,
+        add: u64,
+    },
+    Stream {
+        payer: usize,
+        tokens: usize,
+    },
+    Read {
+        stream: usize,
+        frames: usize,
+    },
+    Finish {
+        stream: usize,
+    },
+    Disconnect {
+        stream: usize,
+    },
+    Close {
+        payer: usize,
+        at_highest: bool,
+        reading: bool,
+    },
+    Settle {
+        payer: usize,
+    },
+    Hijack {
+        attacker: usize,
+        tokens: usize,
+    },
+    /// The next payee transaction never reaches the chain.
     FailNextSend,
+    /// The next payee transaction is mined but its answer is lost.
+    LoseNextSendAnswer,
 }
 
 /// Which kinds of action a test generates.
@@ -110,6 +141,7 @@ fn actions(mix: Mix) -> impl Strategy<Value = Vec<Action>> {
     }
     if mix.chain_faults {
         all.push((1, Just(Action::FailNextSend).boxed()));
+        all.push((1, Just(Action::LoseNextSendAnswer).boxed()));
     }
     proptest::collection::vec(prop::strategy::Union::new_weighted(all), 1..16)
 }
@@ -172,6 +204,7 @@ async fn step(w: &mut World, action: &Action) {
             }
         }
         Action::FailNextSend => w.chain.fault_next(fake_chain::Kind::Send, fake_chain::Fault::Unavailable),
+        Action::LoseNextSendAnswer => w.chain.fault_next(fake_chain::Kind::Send, fake_chain::Fault::AfterApply),
     }
 }
 
