@@ -33,7 +33,8 @@ pub const PRICE: u128 = 1_000;
 /// Units of headroom a stream asks for beyond the next event.
 pub const WINDOW: u64 = 4;
 pub const PAYERS: usize = 2;
-const FUNDS: u128 = 1_000_000_000;
+/// What each payer holds before the test.
+pub const FUNDS: u128 = 1_000_000_000;
 
 pub type Layer = PaymentLayer<TempoSession<FakeChain>, MemoryStore, Price, EventMeter>;
 
@@ -254,11 +255,34 @@ impl World {
 
     /// Closes with a voucher for `cumulative`; whether the server said so.
     pub async fn close(&mut self, chan: usize, cumulative: u128) -> bool {
+        self.close_reading(chan, cumulative, false).await
+    }
+
+    /// Closes with a voucher for `cumulative`; when `reading`, the channel's live streams
+    /// are read to their end meanwhile (without answering need-vouchers), as a client
+    /// still consuming them would. Whether the server said it closed.
+    pub async fn close_reading(&mut self, chan: usize, cumulative: u128, reading: bool) -> bool {
         let c = self.challenge().await;
         let ch = &mut self.chans[chan];
         let auth = ch.client.close(&c, cumulative).unwrap();
         ch.signed = ch.signed.max(cumulative);
-        let closed = self.send(post(auth), 0).await.status() == StatusCode::NO_CONTENT;
+        let (streams, rest) = std::mem::take(&mut self.live).into_iter().partition(|l| reading && l.chan == chan);
+        self.live = rest;
+        let (response, texts) = tokio::join!(self.send(post(auth), 0), read_all(streams));
+        let closed = response.status() == StatusCode::NO_CONTENT;
+        for (owner, text, hung) in texts {
+            let events = text.matches("data: tok").count() as u128 * PRICE;
+            let ch = &mut self.chans[chan];
+            ch.live -= 1;
+            if owner {
+                ch.delivered += events
+            } else {
+                ch.hijacked += events
+            }
+            if hung {
+                self.hangs.push(format!("stream on channel {chan} never ended"));
+            }
+        }
         self.chans[chan].closed |= closed;
         closed
     }
@@ -275,6 +299,27 @@ impl World {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Reads each stream to its end: (owner, text, whether it hung).
+async fn read_all(streams: Vec<Live>) -> Vec<(bool, String, bool)> {
+    let mut out = Vec::new();
+    for mut live in streams {
+        let mut text = String::new();
+        let hung = loop {
+            match tokio::time::timeout(Duration::from_secs(600), live.body.frame()).await {
+                Err(_) => break true,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        text.push_str(&String::from_utf8_lossy(&data));
+                    }
+                }
+                Ok(_) => break false,
+            }
+        };
+        out.push((live.owner, text, hung));
+    }
+    out
 }
 
 fn need_voucher(text: &str) -> Option<String> {
