@@ -103,6 +103,28 @@ async fn scenario_07_concurrent_sends_from_one_instance_all_land() {
     }
 }
 
+#[tokio::test]
+async fn scenario_07_a_nonce_taken_meanwhile_is_retaken_and_the_send_lands() {
+    let node = MockRpc::start().await;
+    let key = PrivateKeySigner::random();
+    {
+        let mut state = node.state();
+        state.mine_as = Some(key.address());
+        state.next_send_errors = vec!["nonce too low".into(), "replacement transaction underpriced".into()];
+    }
+    let chain = RpcChain::new(&node.url(), key).unwrap().receipt_timeout(Duration::from_secs(60));
+    let mined = chain.send(Address::repeat_byte(0xe5), Bytes::from_static(&[1, 2])).await.unwrap();
+    assert!(mined.success);
+    assert_eq!(node.calls("eth_sendRawTransaction"), 3, "signed anew twice");
+    assert_eq!(node.calls("eth_getTransactionCount"), 3, "a fresh nonce each time");
+
+    // A refusal that is not about the nonce is not retried.
+    node.state().next_send_errors = vec!["insufficient funds".into()];
+    let err = chain.send(Address::repeat_byte(0xe5), Bytes::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ChainErrorKind::Rejected);
+    assert_eq!(node.calls("eth_sendRawTransaction"), 4);
+}
+
 // ---------------------------------------------------------------------------------------
 // Scenario 11: RPC amplification.
 // ---------------------------------------------------------------------------------------

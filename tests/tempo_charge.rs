@@ -322,3 +322,48 @@ async fn rpc_down_is_a_503_and_the_payment_can_be_retried() {
     assert_eq!(refused(&f.call(f.layer(PRICE), pull(&challenge, &raw)).await), "verification-failed");
     assert_eq!(f.served(), 1);
 }
+
+#[tokio::test]
+async fn scenario_10_junk_pulls_leave_no_store_entries_and_a_future_nonce_is_never_broadcast() {
+    let f = Fixture::new().await;
+    let challenge = f.challenge(f.layer(PRICE)).await;
+    let memo = attribution_memo(REALM, None, &challenge.id);
+    let fee_cap = f.provider.get_gas_price().await.unwrap() * 2;
+    // Well-formed, correctly signed payments from accounts that hold nothing: the chain
+    // refuses them, and nothing stays behind.
+    for _ in 0..20 {
+        let junk = PrivateKeySigner::random();
+        let raw: Bytes = TempoTxBuilder::new(CHAIN_ID)
+            .call(PATH_USD, with_memo(f.payee, PRICE, memo))
+            .fee_token(PATH_USD)
+            .nonce(U256::ZERO, 0)
+            .gas_limit(GAS_LIMIT)
+            .fees(fee_cap, 1)
+            .sign(&junk)
+            .unwrap()
+            .into();
+        assert_eq!(refused(&f.call(f.layer(PRICE), pull(&challenge, &raw)).await), "verification-failed");
+    }
+    assert_eq!(format!("{:?}", f.store), "MemoryStore { channels: Some(0) }");
+
+    // The payer's own payment with a nonce ahead of its next one would wait in the pool:
+    // refused before broadcast, and the same payment with the right nonce goes through.
+    let (before, nonce) = (f.balance(f.payee).await, f.nonce().await);
+    let ahead: Bytes = TempoTxBuilder::new(CHAIN_ID)
+        .call(PATH_USD, with_memo(f.payee, PRICE, memo))
+        .fee_token(PATH_USD)
+        .nonce(U256::ZERO, nonce + 1)
+        .gas_limit(GAS_LIMIT)
+        .fees(fee_cap, 1)
+        .sign(&f.payer)
+        .unwrap()
+        .into();
+    assert_eq!(refused(&f.call(f.layer(PRICE), pull(&challenge, &ahead)).await), "verification-failed");
+    let pending: String =
+        f.provider.raw_request("eth_getTransactionCount".into(), (f.payer.address(), "pending")).await.unwrap();
+    assert_eq!(u64::from_str_radix(pending.trim_start_matches("0x"), 16).unwrap(), nonce, "nothing pooled");
+    assert_eq!(format!("{:?}", f.store), "MemoryStore { channels: Some(0) }");
+    let raw = f.payment(&challenge, PRICE).await;
+    f.paid(&f.call(f.layer(PRICE), pull(&challenge, &raw)).await, keccak256(&raw)).await;
+    assert_eq!((f.balance(f.payee).await, f.served()), (before + U256::from(PRICE), 1));
+}

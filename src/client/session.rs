@@ -205,7 +205,8 @@ impl SessionClient {
         self.voucher(challenge, required)
     }
 
-    /// Adds `additional` to the deposit.
+    /// Adds `additional` to the deposit (counted in the deposit cap from now on: a top-up
+    /// that does not land leaves vouchers above the real deposit, which the server refuses).
     pub fn top_up(
         &mut self,
         challenge: &Challenge,

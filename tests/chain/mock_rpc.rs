@@ -27,6 +27,8 @@ pub struct State {
     pub pool: Vec<B256>,
     /// When set, `eth_sendRawTransaction` answers this error message.
     pub send_error: Option<String>,
+    /// Error messages for the next `eth_sendRawTransaction` calls, one each, first first.
+    pub next_send_errors: Vec<String>,
     /// When set, an accepted transaction is mined at once by this sender.
     pub mine_as: Option<Address>,
 }
@@ -88,6 +90,23 @@ async fn handle(
         let result = match method.as_str() {
             "eth_chainId" => Ok(json!("0x1092")),
             "eth_getTransactionCount" => Ok(json!(format!("{:#x}", state.pending_nonce))),
+            "eth_estimateGas" => Ok(json!("0x5208")),
+            "eth_gasPrice" | "eth_maxPriorityFeePerGas" => Ok(json!("0x3b9aca00")),
+            "eth_blockNumber" => Ok(json!("0x10")),
+            "eth_feeHistory" => Ok(json!({
+                "oldestBlock": "0x10", "baseFeePerGas": ["0x3b9aca00", "0x3b9aca00"],
+                "gasUsedRatio": [0.5], "reward": [["0x1"]],
+            })),
+            "eth_getBlockByNumber" => Ok(json!({
+                "number": "0x10", "hash": B256::repeat_byte(1), "parentHash": B256::ZERO, "timestamp": "0x1",
+                "baseFeePerGas": "0x3b9aca00", "gasLimit": "0x1c9c380", "gasUsed": "0x0", "transactions": [],
+            })),
+            "eth_sendRawTransaction" if !state.next_send_errors.is_empty() => {
+                let message = state.next_send_errors.remove(0);
+                // Someone else took the nonce.
+                state.pending_nonce += 1;
+                Err(message)
+            }
             "eth_sendRawTransaction" => match state.send_error.clone() {
                 Some(message) => Err(message),
                 None => {

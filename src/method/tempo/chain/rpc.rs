@@ -183,8 +183,9 @@ fn already_known(e: &TransportError) -> bool {
 }
 
 /// The node refused the transaction's nonce: used, or held by another pooled transaction.
+/// ("already known" is not one: that very transaction is pooled and may land.)
 fn nonce_taken(e: &TransportError) -> bool {
-    node_says(e, &["nonce too low", "replacement transaction underpriced", "already known"])
+    node_says(e, &["nonce too low", "replacement transaction underpriced"])
 }
 
 fn unix_now() -> u64 {
