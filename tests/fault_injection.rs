@@ -291,13 +291,11 @@ async fn slow_store_at_any_call_charges_exactly_what_was_received() {
     assert_clean(sweep(Fault::Delay(SLOW), false, &every_drop_point(), |_| true).await);
 }
 
-/// KNOWN FAILING on main (issue 7 scenario 9, `metering/mod.rs` `start_release` +
-/// `account.rs` `release`): the release future lives in `Step::Releasing`, the `Account` is
-/// already disarmed; a body dropped while that release is pending drops it and nothing is
-/// ever committed or freed: the client got every event, the store shows spent 0 and the
-/// whole lease still reserved.
+/// Issue 7 scenario 9: a body dropped while its release is pending. Once failing (the
+/// release future lived in the body, the `Account` already disarmed: the client got every
+/// event, the store showed spent 0 and the whole lease reserved); releases now run
+/// detached.
 #[tokio::test(start_paused = true)]
-#[ignore = "KNOWN FAILING on main: issue 7 scenario 9"]
 async fn scenario_09_body_dropped_while_the_release_is_slow_still_releases() {
     assert_clean(sweep(Fault::Delay(SLOW), false, &[Client::DropWhenStalled], |_| true).await);
 }

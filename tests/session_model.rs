@@ -383,26 +383,20 @@ fn payee_captures_within_one_window_when_payers_close_while_reading() {
     property(Mix { early_closes: true, ..HONEST }, 2 * CASES, |f| &f.captured_window);
 }
 
-/// KNOWN FAILING after h2's fixes, same cause as
-/// [`close_while_its_stream_is_stalled_captures_what_was_delivered`]. Minimal case: open 13
-/// units, stream 12, read 3 frames, close at what was spent (0) leaving the stream unread;
-/// the stream then delivers the rest of its lease: delivered 6,000, captured 0.
+/// Payers that close while leaving their own stream unread. Once failing (minimal case:
+/// open 13 units, stream 12, read 3 frames, close at what was spent (0) leaving the stream
+/// unread: delivered 6,000, captured 0); the close now counts a lease that did not drain
+/// as delivered.
 #[test]
-#[ignore = "KNOWN FAILING: a close whose drain times out captures only committed spent"]
 fn payee_captures_within_one_window_when_payers_close_mid_stream() {
     property(Mix { stalled_closes: true, ..HONEST }, 4 * CASES, |f| &f.captured_window);
 }
 
-/// KNOWN FAILING after h2's fixes. A payer streams 21 units, stops reading its live stream
-/// (the lease still holds them: nothing is committed mid-stream, `metering/growth.rs`) and
-/// closes at its highest voucher. `close_channel` finalizes, waits the drain timeout (10 s)
-/// for `reserved` to reach zero, which it never does while the body is not polled, then
-/// captures the best voucher at or below `spent` = 0: the payee gets nothing and the payer
-/// is refunded the whole deposit. The loss is every unit the live leases delivered, not one
-/// window. Fix: commit delivery mid-stream (at each lease growth, `ChannelStore::commit`),
-/// or have the close count live leases as delivered up to a window each.
+/// A payer streams 21 units, stops reading its live stream and closes at its highest
+/// voucher. Once failing: the close waited for `reserved` to drain, which never happens
+/// while the body is not polled, then captured the best voucher at or below `spent` = 0.
+/// The close now counts a lease that did not drain within the timeout as delivered.
 #[test]
-#[ignore = "KNOWN FAILING: a close whose drain times out captures only committed spent"]
 fn close_while_its_stream_is_stalled_captures_what_was_delivered() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     runtime.block_on(async {

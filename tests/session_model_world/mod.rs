@@ -165,7 +165,8 @@ impl World {
     pub async fn voucher(&mut self, chan: usize, add: u128) {
         let c = self.challenge().await;
         let ch = &mut self.chans[chan];
-        let auth = ch.client.voucher(&c, ch.client.cumulative() + add).unwrap();
+        // The client refuses to sign past its deposit: nothing to send then.
+        let Ok(auth) = ch.client.voucher(&c, ch.client.cumulative() + add) else { return };
         ch.signed = ch.signed.max(ch.client.cumulative());
         self.send(post(auth), 0).await;
     }
@@ -239,7 +240,8 @@ impl World {
             }
             let c = self.challenge().await;
             let ch = &mut self.chans[chan];
-            let auth = ch.client.answer_need_voucher(&c, &ask).unwrap();
+            // An ask past the deposit (or the client's caps) is refused: the payer leaves.
+            let Ok(auth) = ch.client.answer_need_voucher(&c, &ask) else { return self.end(n) };
             ch.signed = ch.signed.max(ch.client.cumulative());
             self.send(post(auth), 0).await;
         }
