@@ -21,6 +21,7 @@ use tollgate::Amount;
 use tollgate::client::SessionClient;
 use tollgate::method::{PaymentMethod, Verified, Verify};
 use tollgate::scheme::Credential;
+use tollgate::store::ChannelStore;
 use tollgate::{Price, Quote, Rate};
 use tower::ServiceExt;
 
@@ -237,4 +238,34 @@ async fn scenario_03_min_voucher_delta_defaults_to_one_unit() {
     assert_eq!(problem_type(response).await, "session/delta-too-small");
     assert_eq!(f.state(channel).await.accepted, Amount::new(PRICE));
     assert_eq!(f.post(client.voucher(&c, 2 * PRICE).unwrap()).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scenario_03_a_voucher_may_run_up_to_what_a_live_stream_asked() {
+    // The layer asks for more than the run-ahead bound when an upfront (a prompt) or a
+    // hidden-output allowance is larger than a window; the store remembers the ask for a
+    // while, and a voucher answering it is accepted. Without an ask, or once it lapsed,
+    // the same voucher is refused.
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 1_000_000).await;
+    let id = store_id(client.channel_id().unwrap());
+    let far = 100 * PRICE;
+    let refused = f.post(client.voucher(&c, far).unwrap()).await;
+    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED, "no ask: far ahead of delivery");
+    assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(PRICE), "nothing accepted");
+
+    f.store.ask(&id, Amount::new(far), std::time::Duration::from_secs(5)).await.unwrap();
+    let asked = f.post(client.voucher(&c, far).unwrap()).await;
+    assert_eq!(asked.status(), StatusCode::NO_CONTENT, "a voucher answering a live ask is accepted");
+    assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(far));
+
+    // Beyond the ask (and the run-ahead bound) it is refused again; so is any voucher once
+    // the ask lapsed.
+    let beyond = f.post(client.voucher(&c, far + 50 * PRICE).unwrap()).await;
+    assert_eq!(beyond.status(), StatusCode::PAYMENT_REQUIRED);
+    tokio::time::advance(std::time::Duration::from_secs(6)).await;
+    let lapsed = f.post(client.voucher(&c, far + 20 * PRICE).unwrap()).await;
+    assert_eq!(lapsed.status(), StatusCode::PAYMENT_REQUIRED, "the ask lapsed");
+    assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(far));
 }
