@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 
 use crate::amount::Amount;
 use crate::method::Settled;
-use crate::store::{ChannelStore, Reservation};
+use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
 
 #[path = "account_release.rs"]
 mod release;
@@ -86,7 +87,7 @@ impl<St: ChannelStore> Account<St> {
         let (store, lease, used, units, hook) =
             (self.store.clone(), self.lease.clone(), self.used, self.units, self.on_settled.take());
         let release = async move {
-            let result = store.release(&lease, used, units).await;
+            let result = release_retrying(&*store, &lease, used, units).await;
             if let Some(hook) = hook {
                 let state = result.as_ref().ok().cloned();
                 hook(Settled { channel: lease.channel.clone(), used, units, state });
@@ -94,6 +95,34 @@ impl<St: ChannelStore> Account<St> {
             result
         };
         detach(release, self.runtime.as_ref())
+    }
+}
+
+/// How often a release that failed in the backend is tried again, and the first pause.
+const RELEASE_ATTEMPTS: u32 = 10;
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+/// Releases `lease`, trying again (backing off, about 16 s in all) while the backend fails:
+/// a release is idempotent, so a retry after an answer that was lost changes nothing, and
+/// giving up would leave the delivered amount uncommitted and the rest reserved.
+async fn release_retrying<St: ChannelStore>(
+    store: &St,
+    lease: &Reservation,
+    used: Amount,
+    units: u64,
+) -> Result<ChannelState, StoreError> {
+    let mut pause = FIRST_RETRY;
+    let mut attempt = 1;
+    loop {
+        match store.release(lease, used, units).await {
+            Err(error) if *error.kind() == StoreErrorKind::Backend && attempt < RELEASE_ATTEMPTS => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_RETRY);
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
     }
 }
 

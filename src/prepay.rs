@@ -67,7 +67,11 @@ enum Stage<B, Mt, St: ChannelStore> {
     Loading(BoxFuture<Result<Option<ChannelState>, StoreError>>),
     /// Recording the ask in the store, so the voucher that answers it is accepted even when
     /// it runs ahead of delivery; the need-voucher goes out once that is done.
-    Asking { ask: BoxFuture<Result<ChannelState, StoreError>>, event: Bytes, seen: u64 },
+    Asking {
+        ask: BoxFuture<Result<ChannelState, StoreError>>,
+        event: Bytes,
+        seen: u64,
+    },
     /// Waiting for the store to change (a voucher landing).
     Waiting(BoxFuture<Result<ChannelState, StoreError>>),
     Reserving(BoxFuture<Result<Reservation, StoreError>>),

@@ -269,3 +269,19 @@ async fn scenario_03_a_voucher_may_run_up_to_what_a_live_stream_asked() {
     assert_eq!(lapsed.status(), StatusCode::PAYMENT_REQUIRED, "the ask lapsed");
     assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(far));
 }
+
+#[tokio::test]
+async fn scenario_03_a_stream_asking_more_than_the_run_ahead_bound_is_still_paid() {
+    // The stream asks for a window of 100 units while a voucher may run only 5 ahead on its
+    // own: the ask is recorded in the store before the need-voucher goes out, so the
+    // payer's answer is accepted and the stream completes.
+    let f = Fixture::with(100, |config| config.max_voucher_ahead(Amount::new(5 * PRICE)), |session| session);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 1_000_000).await;
+    let (text, vouchers) = f.stream_paying(150, &mut client, &c).await;
+    assert_eq!(text.matches("data: tok").count(), 150, "every token paid and delivered");
+    assert!(vouchers >= 1, "the stream paused for a voucher");
+    let state = f.state(client.channel_id().unwrap()).await;
+    assert_eq!((state.spent, state.reserved), (Amount::new(150 * PRICE), Amount::ZERO));
+    assert!(state.accepted > Amount::new(100 * PRICE), "a voucher far ahead of delivery, as asked, was accepted");
+}

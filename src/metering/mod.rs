@@ -202,6 +202,21 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         self.cut_off();
                         continue;
                     }
+                    if let Some((ask, _)) = &mut pause.announce {
+                        match ask.as_mut().poll(cx) {
+                            Poll::Ready(Ok(_)) => {
+                                if let Some((_, event)) = pause.announce.take() {
+                                    self.out.push_back(event);
+                                }
+                                continue;
+                            }
+                            Poll::Ready(Err(_)) => {
+                                self.cut_off();
+                                continue;
+                            }
+                            Poll::Pending => {}
+                        }
+                    }
                     match wait.as_mut().poll(cx) {
                         Poll::Ready(Ok(_)) => {
                             self.resume();

@@ -3,22 +3,27 @@
 
 use std::pin::Pin;
 
+use bytes::Bytes;
+
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::watchdog::{Taken, Watchdog};
-use super::{Metering, Step, frames};
+use super::{BoxFuture, Metering, Step, frames};
 use crate::account::Release;
 use crate::amount::Amount;
 use crate::error::BudgetExhausted;
 use crate::meter::Meter;
 use crate::method::Renewal;
-use crate::store::{ChannelState, ChannelStore};
+use crate::store::{ChannelState, ChannelStore, StoreError};
 
 /// A paused stream's timers, and the watchdog holding its account meanwhile.
 pub(super) struct Pause<St: ChannelStore> {
     pub(super) deadline: Pin<Box<Sleep>>,
     pub(super) keep_alive: Pin<Box<Sleep>>,
     asked: Option<Amount>,
+    /// The ask being recorded in the store, and the need-voucher that goes out once it is:
+    /// a payment method accepts a voucher that runs ahead of delivery only up to a live ask.
+    pub(super) announce: Option<(BoxFuture<Result<ChannelState, StoreError>>, Bytes)>,
     watchdog: Watchdog<St>,
 }
 
@@ -54,6 +59,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     deadline: Box::pin(sleep_until(deadline)),
                     keep_alive: Box::pin(sleep_until(Instant::now() + self.policy.keep_alive)),
                     asked: None,
+                    announce: None,
                     watchdog,
                 });
             }
@@ -65,7 +71,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         if let Some(pause) = &mut self.pause {
             if pause.asked != Some(required) {
                 pause.asked = Some(required);
-                self.out.push_back(frames::need_voucher(&self.channel, required, state.accepted, state.deposit));
+                let event = frames::need_voucher(&self.channel, required, state.accepted, state.deposit);
+                let (store, channel, ttl) = (store.clone(), self.channel.clone(), self.policy.pause_deadline);
+                let ask: BoxFuture<_> = Box::pin(async move { store.ask(&channel, required, ttl).await });
+                pause.announce = Some((ask, event));
             }
         }
         let channel = self.channel.clone();

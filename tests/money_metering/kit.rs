@@ -184,7 +184,12 @@ impl ChannelStore for SlowStore {
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
         self.inner.finalize(id).await
     }
-    async fn ask(&self, id: &ChannelId, cumulative: Amount, ttl: std::time::Duration) -> Result<ChannelState, StoreError> {
+    async fn ask(
+        &self,
+        id: &ChannelId,
+        cumulative: Amount,
+        ttl: std::time::Duration,
+    ) -> Result<ChannelState, StoreError> {
         self.inner.ask(id, cumulative, ttl).await
     }
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
