@@ -52,6 +52,11 @@ impl<St: ChannelStore> Account<St> {
         &self.store
     }
 
+    /// Units this response has delivered so far.
+    pub(crate) fn units(&self) -> u64 {
+        self.units
+    }
+
     pub(crate) fn lease(&self) -> &Reservation {
         &self.lease
     }

@@ -35,6 +35,7 @@ impl Settings {
             upfront_in_stream: false,
             policy: StreamPolicy {
                 window_units: 256,
+                first_window_units: 16,
                 pause_deadline: Duration::from_secs(60),
                 keep_alive: Duration::from_secs(15),
                 max_event_bytes: 1 << 20,

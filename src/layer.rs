@@ -146,10 +146,24 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
         self
     }
 
-    /// Units of headroom a stream asks for beyond its next frame when it runs out
-    /// (default 256), so a client signs a voucher per window, not per token.
+    /// The most units of headroom a stream asks for beyond its next frame when it runs
+    /// out (default 256), so a client signs a voucher per window, not per token.
+    ///
+    /// A stream asks for [`first_voucher_window`](Self::first_voucher_window) units at
+    /// first and then a quarter of what it has delivered, up to this: short responses pay
+    /// in small steps, long ones in few vouchers.
     pub fn voucher_window(mut self, units: u64) -> Self {
         Arc::make_mut(&mut self.settings).policy.window_units = units;
+        self
+    }
+
+    /// The units of headroom a stream asks for at first (default 16; never more than
+    /// [`voucher_window`](Self::voucher_window)). Small first asks keep what a v1 session
+    /// close can leave uncaptured small (the v1 escrow pays out a voucher exactly, so the
+    /// payee captures the last voucher at or below what was delivered); set it to the
+    /// voucher window for fixed steps (v2 sessions capture exactly either way).
+    pub fn first_voucher_window(mut self, units: u64) -> Self {
+        Arc::make_mut(&mut self.settings).policy.first_window_units = units;
         self
     }
 

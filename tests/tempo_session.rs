@@ -56,6 +56,7 @@ impl Fixture {
             .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
             .meter(EventMeter::default())
             .voucher_window(window)
+            .first_voucher_window(window)
             .pause_deadline(Duration::from_millis(800));
         Fixture { anvil, store, layer }
     }

@@ -35,8 +35,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// How a metered stream asks for more and how long it waits.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StreamPolicy {
-    /// Units of headroom asked for beyond the next frame's cost.
+    /// Units of headroom asked for beyond the next frame's cost, at most.
     pub(crate) window_units: u64,
+    /// ... and at first: asks grow with the stream from this to `window_units`.
+    pub(crate) first_window_units: u64,
     /// How long a paused stream waits for a voucher before it ends.
     pub(crate) pause_deadline: Duration,
     /// How often a paused stream sends a keep-alive comment.

@@ -36,6 +36,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         }
         let Some(account) = self.account.take() else { return self.cut_off() };
         let store = account.store().clone();
+        let window_units = ask_window(account.units(), self.policy.first_window_units, self.policy.window_units);
         // While paused, a watchdog holds the account and releases it at the deadline even
         // if the client never polls again.
         match &mut self.pause {
@@ -64,7 +65,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 });
             }
         }
-        let window = self.price.output.cost(self.policy.window_units).unwrap_or(Amount::ZERO);
+        let window = self.price.output.cost(window_units).unwrap_or(Amount::ZERO);
         let least = state.accepted.saturating_add(need.saturating_sub(state.available()));
         // Ask for a window ahead, but not past the deposit unless the next frame needs it.
         let required = least.saturating_add(window).min(state.deposit.max(least));
@@ -124,5 +125,29 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 (None, _) => self.failure = Some(BudgetExhausted.into()),
             }
         }
+    }
+}
+
+/// Units of headroom to ask for beyond the next frame: a quarter of what this response has
+/// delivered so far, between the first window and the configured one. Short responses ask
+/// in small steps and long ones in large steps, so what a v1 close can leave uncaptured
+/// (the distance from what was delivered down to the last voucher at or below it) stays
+/// under about a fifth of the last response, and a long stream still needs few vouchers.
+fn ask_window(delivered: u64, first: u64, most: u64) -> u64 {
+    (delivered / 4).clamp(first.min(most), most)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ask_window;
+
+    #[test]
+    fn the_ask_grows_with_the_stream_within_the_configured_window() {
+        assert_eq!(ask_window(0, 16, 256), 16, "a fresh stream asks for a small step");
+        assert_eq!(ask_window(200, 16, 256), 50, "a quarter of what it delivered");
+        assert_eq!(ask_window(10_000, 16, 256), 256, "never past the configured window");
+        assert_eq!(ask_window(10_000, 16, 0), 0, "window 0: exactly what the next frame needs");
+        assert_eq!(ask_window(0, 16, 8), 8, "a configured window under the first wins");
+        assert_eq!(ask_window(0, 256, 256), 256, "first = most: fixed steps");
     }
 }

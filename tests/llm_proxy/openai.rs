@@ -78,5 +78,10 @@ async fn the_openai_sdk_paying_with_mppx_streams_a_completion_and_the_payee_gain
     let state = stack.proxy.layer.store().load(&ChannelId::new(&channel)).await.unwrap().unwrap();
     assert!(state.finalized);
     let gain = stack.devnet.balance(payee).await.unwrap() - payee_before;
-    assert_eq!(gain, priced, "the payee's on-chain gain equals the priced usage");
+    // v1 pays out a voucher exactly: the close captures the highest voucher at or below
+    // what was delivered, never more. Tokens are counted at one per byte while they stream
+    // (an upper bound) and lowered to the upstream's `usage` at the end, so the last voucher
+    // (window 0: one frame's bound) may sit just above the priced usage.
+    assert!(gain <= priced, "never more than the priced usage: {gain} > {priced}");
+    assert!((priced - gain) * 20 < priced, "lost less than one frame's bound: {gain} of {priced}");
 }
