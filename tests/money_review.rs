@@ -67,12 +67,14 @@ async fn review_v1_close_on_a_second_instance_captures_what_was_delivered() {
     );
 }
 
-/// Pricing by header: `x-upfront` units of upfront (an LLM prompt's upper bound).
+/// Pricing by header: `x-upfront` units of upfront (an LLM prompt's upper bound), and
+/// `x-price` times the base price per token (a pricier route or model of the same realm).
 fn priced(head: &http::request::Parts) -> Result<Option<Quote>, PaymentError> {
-    let upfront = head.headers.get("x-upfront").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let price = PRICE * u128::from(header("x-price").unwrap_or(1));
     Ok(Some(
-        Quote::new(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
-            .upfront(Usage { input: 0, output: upfront }),
+        Quote::new(Price::per_unit("token", Rate::per_unit(Amount::new(price))))
+            .upfront(Usage { input: 0, output: header("x-upfront").unwrap_or(0) }),
     ))
 }
 
@@ -152,5 +154,48 @@ async fn review_v1_a_dropped_upfront_ask_does_not_lift_the_run_ahead_bound() {
     assert!(
         delivered - captured <= BOUND,
         "voucher {far} ({answered}) accepted with nothing delivered; captured {captured} of {delivered} (bound {BOUND})"
+    );
+}
+
+#[tokio::test]
+#[ignore = "FINDING: max_voucher_ahead defaults to the window of the route the voucher is \
+            posted to; a voucher posted to a pricier route runs far ahead, the headroom is \
+            spent on a cheap route, and a v1 close captures only the voucher below it"]
+async fn review_v1_a_voucher_posted_to_a_pricier_route_does_not_lift_the_bound() {
+    let f = Fixture::v1(4);
+    let svc = upfront_service(&f);
+    let payer = f.payer(1);
+    let c = f.challenge().await;
+    let mut client = SessionClient::new(payer.clone(), &c).unwrap();
+    let open = client.open(&c, 2_000_000, salt(), tx_params()).unwrap();
+    assert_eq!(svc.clone().oneshot(post(open)).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let channel = client.channel_id().unwrap();
+
+    // The pricier route's challenge is free; its run-ahead bound is 100 times larger.
+    let pricey = Request::get("/").header("x-price", "100").body(Body::empty()).unwrap();
+    let response = svc.clone().oneshot(pricey).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let expensive = tollgate::scheme::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
+        .unwrap()
+        .remove(0);
+    let far = PRICE + 1_000_000;
+    let voucher = client.voucher(&expensive, far).unwrap();
+    let request =
+        Request::post("/").header(http::header::AUTHORIZATION, voucher).header("x-price", "100").body(Body::empty());
+    let answered = svc.clone().oneshot(request.unwrap()).await.unwrap().status();
+
+    // Spent on the cheap route, no voucher needed.
+    let retry = client.voucher(&c, client.cumulative()).unwrap();
+    let response = svc.clone().oneshot(content(retry, 0, 900)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let delivered = PRICE * text(response).await.matches("data: tok").count() as u128;
+
+    let response = svc.oneshot(post(client.close(&c, client.cumulative()).unwrap())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let captured = f.chain.channel_state(channel).unwrap().settled;
+    assert!(captured <= delivered);
+    assert!(
+        delivered - captured <= BOUND,
+        "voucher {far} ({answered}); captured {captured} of {delivered} delivered (bound {BOUND})"
     );
 }
