@@ -51,6 +51,11 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         self.check_source(&parties)?;
         let cumulative = close.cumulative_amount.get();
         self.check_signature(close.channel_id, cumulative, &close.signature, parties.signer())?;
+        if let (SessionProtocol::V2, Some(d)) = (config.protocol, descriptor) {
+            // Checked against the id and signed for: the capture needs it, and this instance
+            // may never have seen the channel (another replica opened it, or a restart).
+            self.session.book.remember(close.channel_id, d);
+        }
         if parties.finalized {
             // Closed already (an earlier attempt whose answer was lost, or the payer).
             self.session.forget(close.channel_id);
