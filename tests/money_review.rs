@@ -258,3 +258,32 @@ async fn review_v2_forced_close_after_a_restart_is_captured() {
     let report = restarted.settle_all(&f.store, 0).await;
     assert_eq!(f.chain.balance(f.payee), delivered, "captured before the grace period ends ({report:?})");
 }
+
+#[tokio::test]
+async fn review_v2_a_stale_close_on_an_instance_without_the_vouchers_captures_what_was_delivered() {
+    let f = Fixture::v2(2);
+    let c = f.challenge().await;
+    let (payer, open) = V2Payer::open(f.payer(1), f.payee, &c, 100_000);
+    assert_eq!(f.post(open).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(f.post(payer.action(&c, "voucher", 7_000)).await.status(), StatusCode::NO_CONTENT);
+    let response = f.get(5, payer.action(&c, "voucher", 7_000)).await;
+    let delivered = PRICE * text(response).await.matches("data: tok").count() as u128;
+    assert_eq!(delivered, 5_000);
+
+    // A close with the open voucher (below what was delivered) on an instance that holds
+    // no higher voucher: the spec wants a close voucher at or above `spent`.
+    let b = second_v2_instance(&f);
+    let stale = b.clone().oneshot(post(payer.action(&c, "close", PRICE))).await.unwrap();
+    let status = stale.status();
+    if status == StatusCode::NO_CONTENT {
+        assert_eq!(f.chain.balance(f.payee), delivered, "a stale close captured less than was delivered");
+    }
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "a close below what was delivered is refused");
+    assert_eq!(problem_type(stale).await, "verification-failed");
+    assert!(!f.state(payer.channel).await.finalized, "the refused close changed nothing");
+    assert_eq!(f.chain.balance(f.payee), 0);
+    // The payer's honest close (its highest voucher) goes through.
+    let response = b.oneshot(post(payer.action(&c, "close", 7_000))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(f.chain.balance(f.payee), delivered);
+}

@@ -65,6 +65,16 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if cumulative > channel.deposit {
             return Err(PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "close voucher exceeds the deposit"));
         }
+        // The spec asks for a close voucher at or above `spent`. A lower one is fine when a
+        // higher voucher is at hand; with none (an instance that never saw them, a restart)
+        // it would capture less than was delivered: refused, nothing changed.
+        let highest = self.session.book.highest(close.channel_id).map_or(0, |(amount, _)| amount);
+        if highest.max(cumulative) < stored.spent.get() {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                format!("the close voucher must cover what was delivered: sign at least {}", stored.spent),
+            ));
+        }
         // The close voucher is a signed voucher like any other; the capture never exceeds
         // what was delivered, whatever it says.
         self.session.book.record(close.channel_id, cumulative, hex_bytes(&close.signature)?, stored.spent.get());
