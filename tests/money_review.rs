@@ -386,3 +386,55 @@ async fn review_an_endless_ask_does_not_panic() {
     let asked = tokio::spawn(async move { store.ask(&id, Amount::new(PRICE), Duration::MAX).await }).await;
     assert!(asked.expect("no panic").is_ok());
 }
+
+alloy::sol! {
+    struct ReserveDescriptor {
+        address payer;
+        address payee;
+        address operator;
+        address token;
+        bytes32 salt;
+        address authorizedSigner;
+        bytes32 expiringNonceHash;
+    }
+    function topUp(ReserveDescriptor descriptor, uint96 additionalDeposit) external;
+}
+
+#[tokio::test]
+async fn review_v2_top_up_on_an_instance_without_the_descriptor_is_served() {
+    let f = Fixture::v2(2);
+    let signer = f.payer(1);
+    let c = f.challenge().await;
+    let (payer, open) = V2Payer::open(signer.clone(), f.payee, &c, 100_000);
+    assert_eq!(f.post(open).await.status(), StatusCode::NO_CONTENT);
+
+    // The payer tops up through another replica (or after a restart), as mppx sends it.
+    let d = payer.descriptor;
+    let descriptor = ReserveDescriptor {
+        payer: d.payer,
+        payee: d.payee,
+        operator: d.operator,
+        token: d.token,
+        salt: d.salt,
+        authorizedSigner: d.authorized_signer,
+        expiringNonceHash: d.expiring_nonce_hash,
+    };
+    let call = topUpCall { descriptor, additionalDeposit: alloy::primitives::Uint::<96, 2>::from(50_000u64) };
+    let raw = tollgate::method::tempo::tx::TempoTxBuilder::new(CHAIN_ID)
+        .call(tollgate::method::tempo::CHANNEL_RESERVE, alloy::sol_types::SolCall::abi_encode(&call))
+        .fee_token(tollgate::method::tempo::PATH_USD)
+        .expiring(4_000_000_001)
+        .gas_limit(1_000_000)
+        .fees(1, 1)
+        .sign(&signer)
+        .unwrap();
+    let payload = serde_json::json!({
+        "action": "topUp", "type": "transaction", "channelId": payer.channel,
+        "transaction": format!("0x{}", alloy::hex::encode(&raw)), "descriptor": payer.descriptor,
+        "additionalDeposit": "50000",
+    });
+    let response = second_v2_instance(&f).oneshot(post(payer.credential(&c, payload))).await.unwrap();
+    let status = response.status();
+    assert_eq!(status, StatusCode::NO_CONTENT, "{}", text(response).await);
+    assert_eq!(f.state(payer.channel).await.deposit, Amount::new(150_000));
+}
