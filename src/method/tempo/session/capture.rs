@@ -38,11 +38,22 @@ impl<C: TempoChain> TempoSession<C> {
         channel: B256,
     ) -> Result<(ChannelState, Option<B256>), ChainError> {
         let id = super::store_id(channel);
+        if self.config.protocol == SessionProtocol::V2 && self.book.descriptor(channel).is_none() {
+            // Without it the reserve cannot be read or closed: refuse (retryable) rather than
+            // take the channel for closed and capture nothing.
+            return Err(ChainError::new(ChainErrorKind::Rejected, "no descriptor for a v2 channel"));
+        }
         let unavailable = |e| ChainError::new(ChainErrorKind::Unavailable, e);
         let mut state = store.finalize(&id).await.map_err(unavailable)?;
-        let deadline = tokio::time::Instant::now() + self.drain;
+        // A drain too long to add to now (`Duration::MAX`) means no deadline.
+        let deadline = tokio::time::Instant::now().checked_add(self.drain);
         while !state.reserved.is_zero() {
-            match tokio::time::timeout_at(deadline, store.changed(&id, state.version)).await {
+            let changed = store.changed(&id, state.version);
+            let changed = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, changed).await,
+                None => Ok(changed.await),
+            };
+            match changed {
                 Ok(changed) => state = changed.map_err(unavailable)?,
                 Err(_) => break,
             }

@@ -51,6 +51,11 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         self.check_source(&parties)?;
         let cumulative = close.cumulative_amount.get();
         self.check_signature(close.channel_id, cumulative, &close.signature, parties.signer())?;
+        if let (SessionProtocol::V2, Some(d)) = (config.protocol, descriptor) {
+            // Checked against the id and signed for: the capture needs it, and this instance
+            // may never have seen the channel (another replica opened it, or a restart).
+            self.session.book.remember(close.channel_id, d);
+        }
         if parties.finalized {
             // Closed already (an earlier attempt whose answer was lost, or the payer).
             self.session.forget(close.channel_id);
@@ -59,6 +64,16 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         if cumulative > channel.deposit {
             return Err(PaymentError::new(PaymentErrorKind::AmountExceedsDeposit, "close voucher exceeds the deposit"));
+        }
+        // The spec asks for a close voucher at or above `spent`. A lower one is fine when a
+        // higher voucher is at hand; with none (an instance that never saw them, a restart)
+        // it would capture less than was delivered: refused, nothing changed.
+        let highest = self.session.book.highest(close.channel_id).map_or(0, |(amount, _)| amount);
+        if highest.max(cumulative) < stored.spent.get() {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                format!("the close voucher must cover what was delivered: sign at least {}", stored.spent),
+            ));
         }
         // The close voucher is a signed voucher like any other; the capture never exceeds
         // what was delivered, whatever it says.

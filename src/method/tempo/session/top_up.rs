@@ -35,24 +35,34 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("topUp transaction does not call the escrow"));
         }
         let additional = U256::from(top_up.additional_deposit.get());
-        let matches = match self.config().protocol {
-            SessionProtocol::V1 => IStreamChannelEscrow::topUpCall::abi_decode(&last.input)
-                .is_ok_and(|call| call.channelId == top_up.channel_id && call.additionalDeposit == additional),
-            SessionProtocol::V2 => ITip20ChannelReserve::topUpCall::abi_decode(&last.input).is_ok_and(|call| {
-                let d = call.descriptor;
-                let descriptor = ChannelDescriptor {
-                    payer: d.payer,
-                    payee: d.payee,
-                    operator: d.operator,
-                    token: d.token,
-                    salt: d.salt,
-                    authorized_signer: d.authorizedSigner,
-                    expiring_nonce_hash: d.expiringNonceHash,
-                };
-                let config = self.config();
-                descriptor.channel_id(config.protocol, config.escrow, config.chain_id) == top_up.channel_id
-                    && U256::from(call.additionalDeposit) == additional
-            }),
+        // v2: the call names the channel by its descriptor, which must hash to the id; it
+        // is then as good as one from a signed voucher (this instance may not know it yet).
+        let (matches, call_descriptor) = match self.config().protocol {
+            SessionProtocol::V1 => {
+                let matches = IStreamChannelEscrow::topUpCall::abi_decode(&last.input)
+                    .is_ok_and(|call| call.channelId == top_up.channel_id && call.additionalDeposit == additional);
+                (matches, None)
+            }
+            SessionProtocol::V2 => match ITip20ChannelReserve::topUpCall::abi_decode(&last.input) {
+                Ok(call) => {
+                    let d = call.descriptor;
+                    let descriptor = ChannelDescriptor {
+                        payer: d.payer,
+                        payee: d.payee,
+                        operator: d.operator,
+                        token: d.token,
+                        salt: d.salt,
+                        authorized_signer: d.authorizedSigner,
+                        expiring_nonce_hash: d.expiringNonceHash,
+                    };
+                    let config = self.config();
+                    let matches = descriptor.channel_id(config.protocol, config.escrow, config.chain_id)
+                        == top_up.channel_id
+                        && U256::from(call.additionalDeposit) == additional;
+                    (matches, Some(descriptor))
+                }
+                Err(_) => (false, None),
+            },
         };
         if !matches {
             return Err(refuse("the topUp call does not match the payload"));
@@ -68,7 +78,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             _ => return Err(refuse("topUp transaction has unexpected calls")),
         }
         // A top-up may rescue a channel whose close is pending, so read without the check.
-        let descriptor = self.session.book.descriptor(top_up.channel_id);
+        let descriptor = call_descriptor.or_else(|| self.session.book.descriptor(top_up.channel_id));
         let before = self
             .session
             .cache
@@ -89,6 +99,9 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             });
         if !topped {
             return Err(refuse("the topUp transaction did not top up this channel"));
+        }
+        if let Some(descriptor) = call_descriptor {
+            self.session.book.remember(top_up.channel_id, descriptor);
         }
         let channel = self.on_chain(top_up.channel_id, true, None).await?;
         let state = self.store.accept(&id, stored.accepted, Amount::new(channel.deposit)).await.map_err(store_error)?;
