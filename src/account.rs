@@ -14,7 +14,7 @@ use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErr
 mod release;
 
 pub(crate) use release::Release;
-use release::detach;
+pub(crate) use release::detach;
 
 type SettledHook = Box<dyn FnOnce(Settled) + Send>;
 

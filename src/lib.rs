@@ -114,6 +114,7 @@ mod body;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+mod clock;
 mod config;
 mod error;
 mod future;

@@ -20,12 +20,13 @@ use std::task::{Context, Poll, ready};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use crate::account::Account;
 use crate::amount::{Amount, Quote};
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::{Meter, is_event_stream};
+use crate::metering::ask::AskGuard;
 use crate::metering::{Metering, StreamPolicy, frames};
 use crate::method::{Renewal, Settled};
 use crate::scheme::{Receipt, problem_body, set_private_cache};
@@ -97,6 +98,9 @@ pub(crate) struct Prepay<B, Mt, St: ChannelStore> {
     keep_alive: Pin<Box<Sleep>>,
     policy: StreamPolicy,
     asked: Option<Amount>,
+    /// This stream's ask in the store, withdrawn once the upfront is reserved or the
+    /// stream goes away.
+    asker: Option<AskGuard<St>>,
 }
 
 impl<B, Mt: Meter, St: ChannelStore> Prepay<B, Mt, St>
@@ -111,10 +115,11 @@ where
             pending: None,
             call: Some(call),
             out: VecDeque::new(),
-            deadline: Box::pin(tokio::time::sleep(policy.pause_deadline)),
+            deadline: Box::pin(tokio::time::sleep_until(crate::clock::after(policy.pause_deadline))),
             keep_alive: Box::pin(tokio::time::sleep(policy.keep_alive)),
             policy,
             asked: None,
+            asker: None,
         };
         let state = pending.state.clone();
         prepay.pending = Some(pending);
@@ -144,12 +149,12 @@ where
         let least = state.accepted.saturating_add(pending.least.saturating_sub(state.available()));
         // A window ahead, but not past the deposit unless the upfront itself needs it.
         let required = least.saturating_add(pending.window).min(state.deposit.max(least));
-        let (store, channel, seen) = (pending.store.clone(), pending.channel.clone(), state.version);
+        let seen = state.version;
         if self.asked != Some(required) {
             self.asked = Some(required);
             let event = frames::need_voucher(&pending.channel, required, state.accepted, state.deposit);
-            let ttl = self.policy.pause_deadline;
-            let ask = Box::pin(async move { store.ask(&channel, required, ttl).await });
+            let asker = self.asker.get_or_insert_with(|| AskGuard::new(pending.store.clone(), pending.channel.clone()));
+            let ask = Box::pin(asker.ask(required, self.policy.pause_deadline));
             self.stage = Stage::Asking { ask, event, seen };
             return;
         }
@@ -172,6 +177,8 @@ where
     /// The upfront is reserved: commit it (a client that leaves while the inner service
     /// runs still pays what the server bought) and call the inner service.
     fn call(&mut self, lease: Reservation) {
+        // The upfront is reserved: the ask has served its purpose.
+        self.asker = None;
         let (Some(pending), Some(call)) = (&mut self.pending, self.call.take()) else {
             return self.fail(unavailable());
         };
@@ -244,7 +251,7 @@ where
                         continue;
                     }
                     if self.keep_alive.as_mut().poll(cx).is_ready() {
-                        let next = Instant::now() + self.policy.keep_alive;
+                        let next = crate::clock::after(self.policy.keep_alive);
                         self.keep_alive.as_mut().reset(next);
                         self.out.push_back(Bytes::from_static(frames::KEEP_ALIVE));
                         continue;

@@ -463,10 +463,18 @@ impl ChannelStore for ReserveFails {
     async fn ask(
         &self,
         id: &ChannelId,
+        asker: tollgate::store::AskId,
         cumulative: Amount,
         ttl: std::time::Duration,
     ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
-        self.0.ask(id, cumulative, ttl).await
+        self.0.ask(id, asker, cumulative, ttl).await
+    }
+    async fn withdraw_ask(
+        &self,
+        id: &ChannelId,
+        asker: tollgate::store::AskId,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.withdraw_ask(id, asker).await
     }
     async fn changed(
         &self,

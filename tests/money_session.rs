@@ -255,7 +255,7 @@ async fn scenario_03_a_voucher_may_run_up_to_what_a_live_stream_asked() {
     assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED, "no ask: far ahead of delivery");
     assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(PRICE), "nothing accepted");
 
-    f.store.ask(&id, Amount::new(far), std::time::Duration::from_secs(5)).await.unwrap();
+    f.store.ask(&id, tollgate::store::AskId::new(), Amount::new(far), std::time::Duration::from_secs(5)).await.unwrap();
     let asked = f.post(client.voucher(&c, far).unwrap()).await;
     assert_eq!(asked.status(), StatusCode::NO_CONTENT, "a voucher answering a live ask is accepted");
     assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(far));

@@ -2,6 +2,7 @@
 //! SSE event), forward it only when the lease covers its cost, grow the lease in windows,
 //! pause for vouchers, and release exactly once at the end.
 
+pub(crate) mod ask;
 pub(crate) mod frames;
 mod growth;
 mod pause;
@@ -17,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::time::Instant;
 
 use crate::account::{Account, Release};
 use crate::amount::{Amount, Price, Usage};
@@ -231,7 +231,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         Poll::Pending => {}
                     }
                     if pause.keep_alive.as_mut().poll(cx).is_ready() {
-                        let next = Instant::now() + self.policy.keep_alive;
+                        let next = crate::clock::after(self.policy.keep_alive);
                         pause.keep_alive.as_mut().reset(next);
                         self.out.push_back(Bytes::from_static(frames::KEEP_ALIVE));
                         continue;

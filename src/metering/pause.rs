@@ -5,8 +5,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::{Sleep, sleep_until};
 
+use super::ask::AskGuard;
 use super::watchdog::{Taken, Watchdog};
 use super::{BoxFuture, Metering, Step, frames};
 use crate::account::Release;
@@ -24,6 +25,8 @@ pub(super) struct Pause<St: ChannelStore> {
     /// The ask being recorded in the store, and the need-voucher that goes out once it is:
     /// a payment method accepts a voucher that runs ahead of delivery only up to a live ask.
     pub(super) announce: Option<(BoxFuture<Result<ChannelState, StoreError>>, Bytes)>,
+    /// This stream's ask in the store, withdrawn when the pause ends.
+    asker: AskGuard<St>,
     watchdog: Watchdog<St>,
 }
 
@@ -54,13 +57,14 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     return self.cut_off();
                 };
                 let _inside = runtime.enter();
-                let deadline = Instant::now() + self.policy.pause_deadline;
+                let deadline = crate::clock::after(self.policy.pause_deadline);
                 let watchdog = Watchdog::start(account, self.channel.clone(), state.version, deadline, &runtime);
                 self.pause = Some(Pause {
                     deadline: Box::pin(sleep_until(deadline)),
-                    keep_alive: Box::pin(sleep_until(Instant::now() + self.policy.keep_alive)),
+                    keep_alive: Box::pin(sleep_until(crate::clock::after(self.policy.keep_alive))),
                     asked: None,
                     announce: None,
+                    asker: AskGuard::new(store.clone(), self.channel.clone()),
                     watchdog,
                 });
             }
@@ -73,8 +77,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             if pause.asked != Some(required) {
                 pause.asked = Some(required);
                 let event = frames::need_voucher(&self.channel, required, state.accepted, state.deposit);
-                let (store, channel, ttl) = (store.clone(), self.channel.clone(), self.policy.pause_deadline);
-                let ask: BoxFuture<_> = Box::pin(async move { store.ask(&channel, required, ttl).await });
+                let ask: BoxFuture<_> = Box::pin(pause.asker.ask(required, self.policy.pause_deadline));
                 pause.announce = Some((ask, event));
             }
         }

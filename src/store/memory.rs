@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
+use super::{AskId, ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
 use crate::amount::Amount;
 
 /// A [`ChannelStore`] in this process's memory.
@@ -47,19 +47,20 @@ struct Channel {
 struct Ledger {
     state: ChannelState,
     reservations: HashMap<ReservationId, Held>,
-    /// The highest live ask and when it lapses; kept apart from `state` so that asking
+    /// Live asks and when they lapse, per asker; kept apart from `state` so that asking
     /// never bumps the version (it is no payment, and paused streams must not wake on it).
-    ask: Option<(Amount, Instant)>,
+    asks: HashMap<AskId, (Amount, Instant)>,
 }
 
+/// The most asks one channel keeps (one per paused stream); past it the oldest goes.
+const MAX_ASKS: usize = 64;
+
 impl Ledger {
-    /// The state as callers see it: with the live ask, if any.
+    /// The state as callers see it: with the highest live ask, if any.
     fn view(&self) -> ChannelState {
-        let asked = match self.ask {
-            Some((asked, until)) if Instant::now() < until => asked,
-            _ => Amount::ZERO,
-        };
-        ChannelState { asked, ..self.state.clone() }
+        let now = Instant::now();
+        let asked = self.asks.values().filter(|(_, until)| now < *until).map(|(asked, _)| *asked).max();
+        ChannelState { asked: asked.unwrap_or(Amount::ZERO), ..self.state.clone() }
     }
 }
 
@@ -106,7 +107,7 @@ impl Channel {
         let state = ChannelState { accepted, deposit, version: 1, ..ChannelState::default() };
         Channel {
             version: watch::Sender::new(state.version),
-            ledger: Mutex::new(Ledger { state, reservations: HashMap::new(), ask: None }),
+            ledger: Mutex::new(Ledger { state, reservations: HashMap::new(), asks: HashMap::new() }),
         }
     }
 
@@ -309,19 +310,34 @@ impl ChannelStore for MemoryStore {
         Ok(state)
     }
 
-    async fn ask(&self, id: &ChannelId, cumulative: Amount, ttl: Duration) -> Result<ChannelState, StoreError> {
+    async fn ask(
+        &self,
+        id: &ChannelId,
+        asker: AskId,
+        cumulative: Amount,
+        ttl: Duration,
+    ) -> Result<ChannelState, StoreError> {
         let channel = self.channel(id)?;
         let mut ledger = channel.lock()?;
         if ledger.state.finalized {
             return Err(StoreError::new(StoreErrorKind::Finalized));
         }
-        let until = Instant::now() + ttl;
-        let live = ledger.view().asked;
-        ledger.ask = Some(match ledger.ask {
-            // A lower ask leaves the higher one in place, and extends its life.
-            Some((asked, lapses)) if live >= cumulative => (asked, lapses.max(until)),
-            _ => (cumulative, until),
-        });
+        let now = Instant::now();
+        ledger.asks.retain(|_, (_, until)| now < *until);
+        if ledger.asks.len() >= MAX_ASKS && !ledger.asks.contains_key(&asker) {
+            let oldest = ledger.asks.iter().min_by_key(|(_, (_, until))| *until).map(|(key, _)| *key);
+            if let Some(key) = oldest {
+                ledger.asks.remove(&key);
+            }
+        }
+        ledger.asks.insert(asker, (cumulative, crate::clock::after(ttl)));
+        Ok(ledger.view())
+    }
+
+    async fn withdraw_ask(&self, id: &ChannelId, asker: AskId) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(id)?;
+        let mut ledger = channel.lock()?;
+        ledger.asks.remove(&asker);
         Ok(ledger.view())
     }
 

@@ -18,9 +18,9 @@
 //!   (cumulative, so a replayed commit changes nothing);
 //! - [`release`](ChannelStore::release) commits the final amount and frees the rest
 //!   (a second release of the same reservation changes nothing);
-//! - [`ask`](ChannelStore::ask) records what a paused stream asked the payer to sign, for
-//!   a while, so a payment method can tell an asked-for voucher from one that runs ahead
-//!   on its own;
+//! - [`ask`](ChannelStore::ask) records what a paused stream asked the payer to sign, until
+//!   it [withdraws](ChannelStore::withdraw_ask) it or the ask lapses, so a payment method
+//!   can tell an asked-for voucher from one that runs ahead on its own;
 //! - [`changed`](ChannelStore::changed) waits until the channel's state moves on, which is
 //!   how a paused stream learns that a voucher landed.
 //!
@@ -32,7 +32,7 @@ mod memory;
 mod types;
 
 pub use memory::MemoryStore;
-pub use types::{ChannelId, ChannelState, Reservation, ReservationId, StoreError, StoreErrorKind};
+pub use types::{AskId, ChannelId, ChannelState, Reservation, ReservationId, StoreError, StoreErrorKind};
 
 use std::fmt;
 use std::future::Future;
@@ -120,16 +120,26 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// Marks the channel finalized (closed): no more accepts or reservations.
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 
-    /// Records that a live stream asked the payer to sign up to `cumulative` (a
-    /// `payment-need-voucher`), for `ttl`: until then [`ChannelState::asked`] is at least
-    /// `cumulative`. A lower ask leaves a higher live one in place. Asking is no payment:
-    /// it does not bump `version`. Fails with [`StoreErrorKind::NotFound`] or
-    /// [`StoreErrorKind::Finalized`].
+    /// Records that the live stream `asker` asked the payer to sign up to `cumulative` (a
+    /// `payment-need-voucher`), for `ttl` or until it withdraws the ask: meanwhile
+    /// [`ChannelState::asked`] (the highest live ask) is at least `cumulative`. A new ask
+    /// of the same asker replaces its earlier one. Asking is no payment: it does not bump
+    /// `version`. A store may keep a bounded number of asks per channel (dropping the
+    /// oldest). Fails with [`StoreErrorKind::NotFound`] or [`StoreErrorKind::Finalized`].
     fn ask(
         &self,
         id: &ChannelId,
+        asker: AskId,
         cumulative: Amount,
         ttl: Duration,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// Withdraws `asker`'s ask (the stream got what it asked for, or went away), so it no
+    /// longer lets a voucher run ahead. Withdrawing an unknown ask changes nothing.
+    fn withdraw_ask(
+        &self,
+        id: &ChannelId,
+        asker: AskId,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 
     /// Resolves with the channel's state once its `version` is greater than `seen`.
@@ -202,10 +212,18 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     fn ask(
         &self,
         id: &ChannelId,
+        asker: AskId,
         cumulative: Amount,
         ttl: Duration,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        (**self).ask(id, cumulative, ttl)
+        (**self).ask(id, asker, cumulative, ttl)
+    }
+    fn withdraw_ask(
+        &self,
+        id: &ChannelId,
+        asker: AskId,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).withdraw_ask(id, asker)
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).changed(id, seen)

@@ -66,6 +66,31 @@ impl ChannelState {
     }
 }
 
+/// Who asked (one paused stream): each stream's ask is kept apart, so the stream can
+/// withdraw its own when it no longer waits, without touching another stream's ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AskId(pub u64);
+
+impl AskId {
+    /// A fresh id, unique across this process's streams and, with overwhelming
+    /// probability, across instances sharing a store (a random per-process start).
+    pub fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static START: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let start = *START.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+        AskId(start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl Default for AskId {
+    fn default() -> Self {
+        AskId::new()
+    }
+}
+
 /// The store-assigned id of one reservation, unique per store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReservationId(pub u64);

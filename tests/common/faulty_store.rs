@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tollgate::Amount;
-use tollgate::store::{ChannelId, ChannelState, ChannelStore, Reservation, StoreError};
+use tollgate::store::{AskId, ChannelId, ChannelState, ChannelStore, Reservation, StoreError};
 
 /// The kinds of [`ChannelStore`] call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,10 +228,18 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
     fn ask(
         &self,
         id: &ChannelId,
+        asker: AskId,
         cumulative: Amount,
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        self.run(Op::Ask, move || self.inner.ask(id, cumulative, ttl))
+        self.run(Op::Ask, move || self.inner.ask(id, asker, cumulative, ttl))
+    }
+    fn withdraw_ask(
+        &self,
+        id: &ChannelId,
+        asker: AskId,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        self.run(Op::Ask, move || self.inner.withdraw_ask(id, asker))
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Changed, move || self.inner.changed(id, seen))

@@ -23,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::timeout;
 use tollgate::Amount;
-use tollgate::store::{ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
+use tollgate::store::{
+    AskId, ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind,
+};
 
 use StoreErrorKind::{Exists, Finalized, Insufficient, Invalid, NotFound};
 
@@ -53,6 +55,7 @@ macro_rules! store_suite {
                 unknown_reservations,
                 finalize_blocks_reserve_and_accept_but_allows_release,
                 asks_are_kept_highest_first_until_they_lapse,
+                a_withdrawn_ask_no_longer_counts,
                 asking_is_no_payment_and_wakes_no_one,
                 changed_does_not_miss_an_earlier_change;
             multi_thread:
@@ -366,27 +369,43 @@ pub async fn finalize_blocks_reserve_and_accept_but_allows_release<S: ChannelSto
 }
 
 pub async fn asks_are_kept_highest_first_until_they_lapse<S: ChannelStore>(store: S) {
-    assert_eq!(kind(store.ask(&channel_id(), a(1), WAIT).await), NotFound);
+    let (first, second) = (AskId::new(), AskId::new());
+    assert_eq!(kind(store.ask(&channel_id(), first, a(1), WAIT).await), NotFound);
     let id = opened(&store, 10, 1000).await;
     assert_eq!(state(&store, &id).await.asked, Amount::ZERO, "no ask yet");
-    assert_eq!(store.ask(&id, a(300), WAIT).await.unwrap().asked, a(300));
-    assert_eq!(store.ask(&id, a(200), WAIT).await.unwrap().asked, a(300), "a lower ask keeps the higher");
+    assert_eq!(store.ask(&id, first, a(300), WAIT).await.unwrap().asked, a(300));
+    assert_eq!(store.ask(&id, second, a(200), WAIT).await.unwrap().asked, a(300), "the highest live ask counts");
     assert_eq!(state(&store, &id).await.asked, a(300));
     // A short ask that lapses: once past it, no ask is live.
     let brief = opened(&store, 10, 1000).await;
-    store.ask(&brief, a(500), Duration::from_millis(50)).await.unwrap();
+    store.ask(&brief, first, a(500), Duration::from_millis(50)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(state(&store, &brief).await.asked, Amount::ZERO, "the ask lapsed");
     store.finalize(&id).await.unwrap();
-    assert_eq!(kind(store.ask(&id, a(400), WAIT).await), Finalized);
+    assert_eq!(kind(store.ask(&id, first, a(400), WAIT).await), Finalized);
+}
+
+pub async fn a_withdrawn_ask_no_longer_counts<S: ChannelStore>(store: S) {
+    let (first, second) = (AskId::new(), AskId::new());
+    let id = opened(&store, 10, 1000).await;
+    store.ask(&id, first, a(300), WAIT).await.unwrap();
+    store.ask(&id, second, a(200), WAIT).await.unwrap();
+    assert_eq!(store.ask(&id, first, a(250), WAIT).await.unwrap().asked, a(250), "an asker's new ask replaces its own");
+    assert_eq!(store.withdraw_ask(&id, first).await.unwrap().asked, a(200), "the other asker's ask stays");
+    assert_eq!(store.withdraw_ask(&id, first).await.unwrap().asked, a(200), "withdrawing twice changes nothing");
+    assert_eq!(store.withdraw_ask(&id, second).await.unwrap().asked, Amount::ZERO);
+    assert_eq!(kind(store.withdraw_ask(&channel_id(), first).await), NotFound);
 }
 
 pub async fn asking_is_no_payment_and_wakes_no_one<S: ChannelStore>(store: S) {
     let id = opened(&store, 10, 1000).await;
     let before = state(&store, &id).await;
-    let asked = store.ask(&id, a(700), WAIT).await.unwrap();
+    let asker = AskId::new();
+    let asked = store.ask(&id, asker, a(700), WAIT).await.unwrap();
     assert_eq!(asked.version, before.version, "an ask does not bump the version");
     assert_eq!((asked.accepted, asked.spent, asked.reserved), (before.accepted, before.spent, before.reserved));
+    let withdrawn = store.withdraw_ask(&id, asker).await.unwrap();
+    assert_eq!(withdrawn.version, before.version, "nor does withdrawing it");
     let idle = timeout(Duration::from_millis(100), store.changed(&id, before.version)).await;
     assert!(idle.is_err(), "an ask woke a waiter: {idle:?}");
 }

@@ -187,10 +187,14 @@ impl ChannelStore for SlowStore {
     async fn ask(
         &self,
         id: &ChannelId,
+        asker: tollgate::store::AskId,
         cumulative: Amount,
         ttl: std::time::Duration,
     ) -> Result<ChannelState, StoreError> {
-        self.inner.ask(id, cumulative, ttl).await
+        self.inner.ask(id, asker, cumulative, ttl).await
+    }
+    async fn withdraw_ask(&self, id: &ChannelId, asker: tollgate::store::AskId) -> Result<ChannelState, StoreError> {
+        self.inner.withdraw_ask(id, asker).await
     }
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
         self.inner.changed(id, seen).await

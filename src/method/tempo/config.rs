@@ -38,8 +38,14 @@ pub struct SessionConfig {
     ///
     /// This is also what a v1 channel may leave uncaptured at most: the v1 escrow pays out
     /// a voucher exactly, and the payee captures the highest one at or below what was
-    /// delivered, so the payer never pays for undelivered units. Raise it for routes whose
-    /// single frame (or upfront cost) can be larger than a window.
+    /// delivered, so the payer never pays for undelivered units. A stream that asks for
+    /// more (an upfront or a hidden-output allowance) records its ask in the store, and a
+    /// voucher may run up to a live ask.
+    ///
+    /// The default follows the price of the route the voucher is posted to, and a channel
+    /// spans every route of the realm: **set it explicitly when one layer sells at several
+    /// prices** (per-model LLM prices), e.g. two windows at the cheapest price, or a payer
+    /// could post a voucher to the dearest route and spend the headroom on the cheapest.
     pub max_voucher_ahead: Option<Amount>,
 }
 

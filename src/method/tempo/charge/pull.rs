@@ -65,7 +65,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             return Err(refuse("this charge does not sponsor fees"));
         }
         if let Some(valid_before) = fields.valid_before {
-            let until = UNIX_EPOCH + Duration::from_secs(valid_before);
+            // An untrusted u64: past what a clock can hold, it is valid "forever".
+            let Some(until) = UNIX_EPOCH.checked_add(Duration::from_secs(valid_before)) else {
+                return Err(refuse("the transaction stays valid after the challenge expires"));
+            };
             if check_expires(self.verify.credential.challenge.expires.as_deref(), until).is_err() {
                 return Err(refuse("the transaction stays valid after the challenge expires"));
             }
