@@ -96,24 +96,24 @@ fn main() {
         let router = proxy::Proxy::unpaid(&config, true, Some(Simulator::new(0.0))).unwrap();
         let unpaid = proxy::spawn(router, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let stack = paid_stack(&config).await;
-        let mut prepaid = payers(&stack, &request, clients, true).await;
-        let mut pausing = payers(&stack, &request, clients, false).await;
+        // Channels pay as their streams ask: a voucher may not run far ahead of delivery
+        // (`max_voucher_ahead`), so there is no "prepaid for the whole run" mode any more.
+        let mut pausing = payers(&stack, &request, clients).await;
         println!(
             "llm_proxy load run: {clients} concurrent clients x {per_client} streams, {rounds} rounds (modes interleaved), \
              simulated upstream unpaced"
         );
-        let mut runs: [Vec<Run>; 3] = Default::default();
+        let mut runs: [Vec<Run>; 2] = Default::default();
         for _ in 0..rounds {
             runs[0].push(unpaid_run(&unpaid.url("/v1/chat/completions"), &request, clients, per_client).await);
-            runs[1].push(paid_run(&mut prepaid, &request, per_client).await);
-            runs[2].push(paid_run(&mut pausing, &request, per_client).await);
+            runs[1].push(paid_run(&mut pausing, &request, per_client).await);
         }
         let medians = runs.map(|mut runs| {
             runs.sort_by(|a, b| a.streams_per_sec().total_cmp(&b.streams_per_sec()));
             runs[runs.len() / 2]
         });
         println!("{:<27} {:>8} {:>10} {:>11} {:>9} {:>7}", "mode (median round)", "wall s", "streams/s", "tokens/s", "vouchers", "ratio");
-        let names = ["unpaid (layer removed)", "paid, prepaid channels", "paid, voucher per 256 tok"];
+        let names = ["unpaid (layer removed)", "paid, vouchers as asked"];
         for (name, run) in names.iter().zip(&medians) {
             let secs = run.elapsed.as_secs_f64();
             println!(
@@ -173,9 +173,8 @@ async fn paid_stack(config: &Config) -> Stack {
     Stack::start(config, options).await.unwrap()
 }
 
-/// `clients` funded payers, each with its own channel; `prepaid` ones pay for the whole run
-/// at once, the others pay as their streams ask.
-async fn payers(stack: &Stack, request: &Value, clients: usize, prepaid: bool) -> Vec<PayingClient> {
+/// `clients` funded payers, each with its own channel, paying as their streams ask.
+async fn payers(stack: &Stack, request: &Value, clients: usize) -> Vec<PayingClient> {
     let funder = stack.devnet.signer(2);
     let url = stack.devnet.rpc_url().parse().unwrap();
     let wallet = ProviderBuilder::new().wallet(EthereumWallet::from(funder)).connect_http(url);
@@ -185,9 +184,6 @@ async fn payers(stack: &Stack, request: &Value, clients: usize, prepaid: bool) -
         fund(&wallet, payer.address(), 100_000_000).await;
         let mut client = PayingClient::new(stack.server.url(""), payer);
         open(stack, &mut client, request).await;
-        if prepaid {
-            client.voucher(10_000_000).await.unwrap();
-        }
         payers.push(client);
     }
     payers
