@@ -230,3 +230,41 @@ pub async fn gather(response: Response, chat: &ChatRequest) -> Result<Response, 
     response.headers_mut().remove(header::CONTENT_LENGTH);
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_calls_refusals_and_usage_merge_into_one_chunk() {
+        let mut merged = Merged::default();
+        let mut buf = BytesMut::from(
+            &concat!(
+                "data: {\"id\":\"c1\",\"model\":\"m\",\"created\":5,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",",
+                "\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_\",\"arguments\":\"{\\\"a\"}}]}}]}\r\n\r\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"time\",\"arguments\":\"\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"},",
+                "{\"index\":1,\"delta\":{\"refusal\":\"No.\"},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\ndata: [DONE]\n\nda",
+            )
+            .as_bytes()[..],
+        );
+        drain_events(&mut buf, |_, data| merged.add(data));
+        assert_eq!(&buf[..], b"da", "a cut event waits");
+        let chunk = merged.chunk(100);
+        assert_eq!(chunk["id"], "c1");
+        let call = &chunk["choices"][0]["delta"]["tool_calls"][0];
+        assert_eq!((call["id"].as_str(), call["function"]["name"].as_str()), (Some("call_1"), Some("get_time")));
+        assert_eq!(call["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(chunk["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunk["choices"][0]["delta"]["content"], Value::Null);
+        assert_eq!(chunk["choices"][1]["delta"]["refusal"], "No.");
+        assert_eq!(chunk["usage"]["completion_tokens"], 9);
+
+        // No `usage` from the upstream: the meter's own bound.
+        let mut bare = Merged::default();
+        bare.add(r#"{"choices":[{"index":0,"delta":{"content":"abcd"}}]}"#);
+        assert_eq!(bare.chunk(7)["usage"], json!({"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11}));
+        bare.add(r#"{"error":{"message":"gone"}}"#);
+        assert_eq!(bare.failure(), Some("gone"));
+    }
+}

@@ -59,8 +59,8 @@ pub async fn answer(response: Response, model: &Model, catalog: &Catalog) -> Res
     }
     // Dropping the body here ends the metered stream: it is charged what went out.
     drop(body);
-    if let Some(need) = seen.need_voucher.filter(|_| seen.chunk.is_none()) {
-        return short_of_headroom(&need).into_response();
+    if seen.chunk.is_none() && (seen.need_voucher.is_some() || seen.cut_off) {
+        return short_of_headroom(&seen.need_voucher.unwrap_or(Value::Null)).into_response();
     }
     if let Some(problem) = seen.payment_error {
         let detail = problem["detail"].as_str().unwrap_or("the payment failed").to_owned();
