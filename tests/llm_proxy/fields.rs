@@ -147,3 +147,34 @@ fn fields_the_clients_output_cap_is_the_price_cap() {
     request["max_tokens"] = json!(30);
     assert_eq!(quote_of(&catalog, &request).max_output, Some(30));
 }
+
+#[test]
+fn fields_the_meter_gets_the_cap_and_the_models_hidden_output_allowance() {
+    use tollgate::meter::MakeMeter;
+
+    use crate::proxy::payment::PromptMeter;
+    let config = config(
+        "[upstreams.a]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [[models]]\nid = \"reasoner\"\nhidden_output_tokens = 40\n\
+         providers = [{ upstream = \"a\", input_per_1m = 1.0, output_per_1m = 4.0 }]\n\
+         [[models]]\nid = \"plain\"\nproviders = [{ upstream = \"a\", input_per_1m = 1.0, output_per_1m = 4.0 }]\n",
+    );
+    let catalog = Arc::new(Catalog::from_config(&config, false).unwrap());
+    let meter_of = |model: &str, cap: Option<u64>| {
+        let mut request = chat(model, "Hi");
+        if let Some(cap) = cap {
+            request["max_completion_tokens"] = json!(cap);
+        }
+        let chat = Arc::new(ChatRequest::parse(request.to_string().as_bytes()).unwrap());
+        let mut http = http::Request::post("/v1/chat/completions").body(()).unwrap();
+        http.extensions_mut().insert(chat);
+        let (head, ()) = http.into_parts();
+        let quote = quote_of(&catalog, &request);
+        format!("{:?}", PromptMeter { catalog: catalog.clone() }.make_meter(&head, &quote))
+    };
+    let reasoner = meter_of("reasoner", Some(100));
+    assert!(reasoner.contains("hidden: Some(40)") && reasoner.contains("max_output: Some(100)"), "{reasoner}");
+    // Models that stream all they bill pay nothing ahead of their content.
+    let plain = meter_of("plain", None);
+    assert!(plain.contains("hidden: Some(0)") && plain.contains("max_output: None"), "{plain}");
+}

@@ -232,6 +232,7 @@ pub async fn gather(response: Response, chat: &ChatRequest) -> Result<Response, 
 }
 
 #[cfg(test)]
+#[allow(unused_imports)] // the load run's bench builds this module without its tests
 mod tests {
     use super::*;
 
@@ -239,14 +240,14 @@ mod tests {
     fn tool_calls_refusals_and_usage_merge_into_one_chunk() {
         let mut merged = Merged::default();
         let mut buf = BytesMut::from(
-            &concat!(
+            concat!(
                 "data: {\"id\":\"c1\",\"model\":\"m\",\"created\":5,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",",
                 "\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_\",\"arguments\":\"{\\\"a\"}}]}}]}\r\n\r\n",
                 "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"time\",\"arguments\":\"\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"},",
                 "{\"index\":1,\"delta\":{\"refusal\":\"No.\"},\"finish_reason\":\"stop\"}]}\n\n",
                 "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\ndata: [DONE]\n\nda",
             )
-            .as_bytes()[..],
+            .as_bytes(),
         );
         drain_events(&mut buf, |_, data| merged.add(data));
         assert_eq!(&buf[..], b"da", "a cut event waits");
