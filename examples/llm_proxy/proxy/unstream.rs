@@ -109,7 +109,7 @@ impl Seen {
 /// The `chat.completion` object of the merged chunk, and its cost in dollars.
 fn completion(mut chunk: Value, model: &Model, catalog: &Catalog, cut_off: bool) -> (Value, String) {
     if let Some(choices) = chunk["choices"].as_array_mut() {
-        for choice in choices {
+        for choice in choices.iter_mut().filter(|c| c.is_object()) {
             if let Some(delta) = choice.as_object_mut().and_then(|c| c.remove("delta")) {
                 choice["message"] = delta;
             }
