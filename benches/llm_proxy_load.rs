@@ -92,6 +92,7 @@ fn main() {
         let request = json!({
             "model": "tollgate-sim",
             "messages": [{ "role": "user", "content": "Describe the load run in one paragraph." }],
+            "stream": true,
         });
         let router = proxy::Proxy::unpaid(&config, true, Some(Simulator::new(0.0))).unwrap();
         let unpaid = proxy::spawn(router, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();

@@ -17,10 +17,12 @@
 //! simulated model. The payee key and the HMAC secret come from the environment variables
 //! the file names.
 //!
-//! Endpoints: `GET /health`; `GET /v1/models` (prices per 1M input and output tokens, free);
-//! `POST /v1/chat/completions` (paid; always streamed, with `usage`). Errors are OpenAI's
-//! `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402 payment, 404 unknown model,
-//! 413 body over 1 MiB, 429 / 502 upstream, 500 internal.
+//! Endpoints: `GET /health`; `GET /v1/models` and `GET /v1/models/{id}` (prices per 1M
+//! input and output tokens, free); `POST /v1/chat/completions` (paid; streamed with `usage`
+//! when asked with `stream: true`, else one `chat.completion` object with `usage` and its
+//! cost). Errors are OpenAI's `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402
+//! payment, 404 unknown model or path, 405 method, 413 body over 1 MiB, 429 / 502 upstream,
+//! 500 internal.
 
 // Some items serve only the tests and the load run, which include these modules too.
 #[allow(dead_code)]

@@ -68,7 +68,7 @@ providers = [{{ upstream = "good", input_per_1m = 5.0, output_per_1m = 5.0 }},
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_table_fields_travel_upstream_with_stream_and_usage_forced() {
+async fn every_field_travels_upstream_with_stream_and_usage_forced() {
     let upstream = fake(Behaviour::Stream(vec!["ok"])).await;
     let extra = format!(
         r#"
@@ -89,23 +89,24 @@ providers = [{{ upstream = "u", model = "vendor/gpt-4o-mini", input_per_1m = 0.1
     });
     let mut request = chat("gpt-4o-mini", "What time is it?");
     request.as_object_mut().unwrap().extend(table.as_object().unwrap().clone());
-    let extras = json!({"stream": false, "stream_options": {"include_usage": false}, "logprobs": true, "user": "u-1", "seed": 7});
+    // Non-streamed requests get one JSON object (tests/llm_proxy/nonstream.rs); this one streams.
+    let extras =
+        json!({"stream": true, "stream_options": {"include_usage": false}, "logprobs": true, "user": "u-1", "seed": 7});
     request.as_object_mut().unwrap().extend(extras.as_object().unwrap().clone());
     let mut client = stack.client(2);
     stack.open(&mut client, &request, 100_000).await.unwrap();
     let (streamed, _) = stream_all(&mut client, &request).await;
-    assert_eq!((streamed.status, streamed.text.as_str()), (StatusCode::OK, "ok"), "stream: false still streams");
+    assert_eq!((streamed.status, streamed.text.as_str()), (StatusCode::OK, "ok"));
 
     let (headers, body) = upstream.requests.lock().unwrap()[0].clone();
     let key = std::env::var("CARGO_PKG_NAME").unwrap();
     assert_eq!(headers[header::AUTHORIZATION], format!("Bearer {key}").as_str());
     assert_eq!(headers[header::ACCEPT], "text/event-stream");
-    let mut expected = table.as_object().unwrap().clone();
+    let mut expected = request.as_object().unwrap().clone();
     expected.insert("model".into(), json!("vendor/gpt-4o-mini"));
-    expected.insert("messages".into(), request["messages"].clone());
     expected.insert("stream".into(), json!(true));
     expected.insert("stream_options".into(), json!({"include_usage": true}));
-    assert_eq!(body, Value::Object(expected), "exactly the table's fields, stream and usage forced");
+    assert_eq!(body, Value::Object(expected), "every field (issue 8), model mapped, stream and usage forced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,13 @@ mod demo;
 mod proxy;
 
 mod errors;
+mod fields;
 mod flows;
+mod nonstream;
 mod openai;
 mod prepay;
 mod support;
+mod surface;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;

@@ -170,7 +170,13 @@ impl PayingClient {
     pub async fn stream(&mut self, body: &Value, mut on: impl FnMut(&Event) -> Flow) -> Result<Streamed, String> {
         let (session, challenge) = self.paying()?;
         let auth = session.voucher(&challenge, session.cumulative()).map_err(|e| e.to_string())?;
-        let response = self.post(Some(body), Some(auth)).await?;
+        // A client that wants the stream asks for it (without `stream: true` the proxy
+        // answers one `chat.completion` object).
+        let mut body = body.clone();
+        if let Some(object) = body.as_object_mut() {
+            object.insert("stream".into(), Value::Bool(true));
+        }
+        let response = self.post(Some(&body), Some(auth)).await?;
         let mut out = Streamed { status: response.status(), ..Streamed::default() };
         if response.status() != StatusCode::OK {
             let (_, bytes) = collect(response).await?;

@@ -10,6 +10,13 @@
 //! 3. the `PaymentLayer` (402; session management on bodiless POSTs; metering);
 //! 4. the handler, which streams the upstream's answer (429 / 502 when none serves; the
 //!    layer charges nothing for a non-2xx answer).
+//!
+//! A request without `stream: true` is still streamed from the upstream: the handler reads
+//! it to its end and merges it into one metered chunk ([`completion`]), and `parse_chat`,
+//! outside the layer, turns the metered stream into one `chat.completion` ([`unstream`]).
+//!
+//! `GET /v1/models/{id}` describes one model; unknown paths answer `404` and known paths
+//! with another method `405`, both as OpenAI `error` objects.
 
 use std::any::Any;
 use std::future::Future;
@@ -20,7 +27,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,8 +38,12 @@ use serde_json::json;
 use super::catalog::Catalog;
 use super::chat::ChatRequest;
 use super::errors::{ApiError, json_response, payment_errors};
-use super::payment::Layer;
+use super::payment::{ChatPricing, PromptMeter};
 use super::upstream::Upstreams;
+use super::{completion, unstream};
+use tollgate::PaymentLayer;
+use tollgate::method::PaymentMethod;
+use tollgate::store::MemoryStore;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -45,8 +56,12 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The app. `layer: None` serves completions unpaid (the load run's baseline).
-pub fn router(state: AppState, layer: Option<Layer>) -> Router {
+/// The app. `layer: None` serves completions unpaid (the load run's baseline). Any
+/// payment method does (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
+pub fn router<M: PaymentMethod + 'static>(
+    state: AppState,
+    layer: Option<PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter>>,
+) -> Router {
     let chat = post(chat_completions);
     let chat = match layer {
         Some(layer) => chat.route_layer(layer),
@@ -56,14 +71,26 @@ pub fn router(state: AppState, layer: Option<Layer>) -> Router {
     Router::new()
         .route("/health", get(|| async { json_response(StatusCode::OK, &json!({ "status": "ok" })) }))
         .route("/v1/models", get(models))
+        .route("/v1/models/{*id}", get(model))
         .route("/v1/chat/completions", chat)
         .fallback(|request: Request| async move { ApiError::unknown_path(request.uri().path()).into_response() })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ApiError::method_not_allowed(request.method(), request.uri().path()).into_response()
+        })
         .layer(map_response(payment_errors))
         .with_state(state)
 }
 
 async fn models(State(state): State<AppState>) -> Response {
     json_response(StatusCode::OK, &state.catalog.list())
+}
+
+/// `GET /v1/models/{id}` (ids may hold a `/`, as `openai/gpt-4o` does).
+async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.catalog.get(&id) {
+        Some(model) => json_response(StatusCode::OK, &state.catalog.describe(model)),
+        None => ApiError::unknown_model(&id).into_response(),
+    }
 }
 
 /// Reads and checks a chat request before anyone is asked to pay for it.
@@ -88,6 +115,17 @@ async fn parse_chat(State(state): State<AppState>, request: Request, next: Next)
         if state.catalog.get(&chat.model).is_none() {
             return ApiError::unknown_model(&chat.model).into_response();
         }
+        // A client that did not ask for a stream gets one `chat.completion` object, made
+        // here, outside the payment layer, of the metered stream.
+        if !chat.stream {
+            let model = state.catalog.get(&chat.model).cloned();
+            head.extensions.insert(Arc::new(chat));
+            let response = next.run(Request::from_parts(head, Body::from(bytes))).await;
+            return match model {
+                Some(model) => unstream::answer(response, &model, &state.catalog).await,
+                None => response,
+            };
+        }
         head.extensions.insert(Arc::new(chat));
     }
     next.run(Request::from_parts(head, Body::from(bytes))).await
@@ -101,7 +139,10 @@ async fn chat_completions(State(state): State<AppState>, request: Request) -> Re
     let Some(model) = state.catalog.get(&chat.model).cloned() else {
         return ApiError::unknown_model(&chat.model).into_response();
     };
-    let answer = CatchPanic(Box::pin(async move { state.upstreams.complete(&model, &chat).await }));
+    let answer = CatchPanic(Box::pin(async move {
+        let response = state.upstreams.complete(&model, &chat).await?;
+        if chat.stream { Ok(response) } else { completion::gather(response, &chat).await }
+    }));
     match answer.await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),

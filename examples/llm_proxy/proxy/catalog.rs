@@ -80,6 +80,9 @@ pub struct Model {
     pub price: Price,
     /// Its providers, cheapest first; empty for the simulated model.
     pub providers: Vec<Arc<Provider>>,
+    /// The hidden-output allowance of its meter (`hidden_output_tokens`; 0 for the
+    /// simulated model, which hides nothing).
+    pub hidden_output: u64,
 }
 
 impl Model {
@@ -97,17 +100,29 @@ impl Model {
         healthy
     }
 
-    /// What a request for this model is quoted: the per-token price, and upfront the bound
-    /// of its prompt tokens (`prompt_tokens`, see
-    /// [`prompt_token_bound`](super::chat::prompt_token_bound)).
+    /// What a request for this model is quoted: the per-token price, upfront the bound of
+    /// its prompt tokens (`prompt_tokens`, see
+    /// [`prompt_token_bound`](super::chat::prompt_token_bound)), and the client's output
+    /// cap (`max_completion_tokens` / `max_tokens` times `n`) as
+    /// [`Quote::max_output`]: the meter never counts hidden output past it.
     ///
     /// The upfront is paid before the upstream is called: the proxy buys the prompt the
     /// moment it forwards it. A client whose channel cannot cover it (mppx opens with one
     /// unit) is asked for it in band: the payment layer answers with an event stream that
     /// starts with a `payment-need-voucher` and calls the upstream only once the voucher
     /// has landed (see `PaymentLayer::upfront_in_stream`).
-    pub fn quote(&self, prompt_tokens: u64) -> Quote {
-        Quote::new(self.price.clone()).upfront(Usage { input: prompt_tokens, output: 0 })
+    ///
+    /// A **non-streamed** request (`stream` absent or false) cannot be asked for more once
+    /// its answer is under way (its client reads one JSON object, not events), so its
+    /// upfront also holds the whole output cap when it names one: the client's cap is the
+    /// price cap, checked before the upstream is called.
+    pub fn quote(&self, prompt_tokens: u64, cap: Option<u64>, stream: bool) -> Quote {
+        let output = if stream { 0 } else { cap.unwrap_or(0) };
+        let quote = Quote::new(self.price.clone()).upfront(Usage { input: prompt_tokens, output });
+        match cap {
+            Some(cap) => quote.max_output(cap),
+            None => quote,
+        }
     }
 }
 
@@ -144,14 +159,15 @@ impl Catalog {
             providers.sort_by_key(|p| (p.input_cost + p.output_cost, p.input_cost));
             let Some(cheapest) = providers.first() else { continue };
             let price = token_price(cheapest.input_cost, cheapest.output_cost, fee_bps);
-            models.push(Model { id: model.id.clone(), owned_by: model.owned_by.clone(), price, providers });
+            let (id, owned_by, hidden_output) = (model.id.clone(), model.owned_by.clone(), model.hidden_output_tokens);
+            models.push(Model { id, owned_by, price, providers, hidden_output });
         }
         if models.is_empty() {
             let sim = &config.simulated;
             let price =
                 token_price(base_units(sim.input_per_1m, decimals)?, base_units(sim.output_per_1m, decimals)?, fee_bps);
             let owned_by = "tollgate (SIMULATED: no upstream configured)".to_owned();
-            models.push(Model { id: sim.model.clone(), owned_by, price, providers: Vec::new() });
+            models.push(Model { id: sim.model.clone(), owned_by, price, providers: Vec::new(), hidden_output: 0 });
         }
         let models: Vec<Arc<Model>> = models.into_iter().map(Arc::new).collect();
         let by_id = models.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
@@ -186,28 +202,27 @@ impl Catalog {
         units as f64 / 10f64.powi(self.decimals as i32)
     }
 
-    /// The `GET /v1/models` body.
+    /// The `GET /v1/models` body: every model sold, with its price.
     pub fn list(&self) -> Value {
-        let data: Vec<Value> = self
-            .models
-            .iter()
-            .map(|m| {
-                json!({
-                    "id": m.id,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": m.owned_by,
-                    "pricing": {
-                        "input_per_1m": self.dollars(m.price.input.amount().get()),
-                        "output_per_1m": self.dollars(m.price.output.amount().get()),
-                        "currency": "USD",
-                        "asset": self.currency,
-                        "decimals": self.decimals,
-                    },
-                })
-            })
-            .collect();
+        let data: Vec<Value> = self.models.iter().map(|m| self.describe(m)).collect();
         json!({ "object": "list", "data": data })
+    }
+
+    /// The `GET /v1/models/{id}` body: OpenAI's model object with the price to clients.
+    pub fn describe(&self, m: &Model) -> Value {
+        json!({
+            "id": m.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": m.owned_by,
+            "pricing": {
+                "input_per_1m": self.dollars(m.price.input.amount().get()),
+                "output_per_1m": self.dollars(m.price.output.amount().get()),
+                "currency": "USD",
+                "asset": self.currency,
+                "decimals": self.decimals,
+            },
+        })
     }
 }
 

@@ -1,21 +1,28 @@
 //! `POST /v1/chat/completions` requests: validation, the prompt-token bound, and the
 //! body sent upstream.
 //!
-//! Only the fields of paypertoken's table travel upstream (`model`, `messages`,
-//! `temperature`, `max_tokens`, `top_p`, `frequency_penalty`, `presence_penalty`, `stop`,
-//! `tools`, `tool_choice`, `n`); anything else is dropped. `stream` is always on, with
-//! `stream_options.include_usage`, so the metering body sees every token and the final
-//! `usage`.
+//! The client's JSON object travels upstream as it came, every field of it (documented
+//! ones such as `max_completion_tokens`, `response_format`, `seed`, `user`, `logprobs`,
+//! `parallel_tool_calls`, `reasoning_effort`, and any the API adds later): the proxy only
+//! checks the fields it reads and overrides what it must. `model` becomes the provider's id
+//! for it; `stream` is always on, with `stream_options.include_usage` (the client's other
+//! `stream_options` kept), so the metering body sees every token and the final `usage`.
+//! Whether the client asked for a stream is kept in [`ChatRequest::stream`]: a client that
+//! did not gets one `chat.completion` object (see [`completion`](super::completion)).
+//!
+//! The output cap (`max_completion_tokens`, else the older `max_tokens`) is the price cap:
+//! see [`Model::quote`](super::catalog::Model::quote).
 
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::errors::ApiError;
 
-/// Fields passed through besides `model` and `messages`.
-const PASSED: [&str; 9] = [
+/// Fields checked before they pass (the others pass unchecked: the upstream judges them).
+const CHECKED: [&str; 12] = [
     "temperature",
     "max_tokens",
+    "max_completion_tokens",
     "top_p",
     "frequency_penalty",
     "presence_penalty",
@@ -23,6 +30,8 @@ const PASSED: [&str; 9] = [
     "tools",
     "tool_choice",
     "n",
+    "stream",
+    "stream_options",
 ];
 
 /// Roles a message may have.
@@ -45,9 +54,11 @@ pub struct ChatRequest {
     pub prompt_tokens: u64,
     /// Completions asked for.
     pub n: u64,
-    /// The output cap, if any.
+    /// The output cap per choice, if any: `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
-    /// `messages` and the passed-through fields, checked.
+    /// Whether the client asked for a stream (`stream: true`).
+    pub stream: bool,
+    /// The client's object without `model` and `stream`, its known fields checked.
     fields: Map<String, Value>,
 }
 
@@ -67,18 +78,19 @@ impl ChatRequest {
         let messages =
             object.remove("messages").ok_or_else(|| ApiError::invalid_param("messages", "`messages` is required."))?;
         check_messages(&messages)?;
-        let mut fields = Map::new();
-        for name in PASSED {
-            if let Some(value) = object.remove(name).filter(|v| !v.is_null()) {
-                check_field(name, &value)?;
-                fields.insert(name.to_owned(), value);
+        // A null is as good as absent (the SDKs send some), and must not reach the checks.
+        object.retain(|_, value| !value.is_null());
+        for name in CHECKED {
+            if let Some(value) = object.get(name) {
+                check_field(name, value)?;
             }
         }
-        let prompt_tokens = prompt_token_bound(&messages, fields.get("tools"));
-        fields.insert("messages".into(), messages);
-        let n = fields.get("n").and_then(Value::as_u64).unwrap_or(1);
-        let max_tokens = fields.get("max_tokens").and_then(Value::as_u64);
-        Ok(ChatRequest { model, prompt_tokens, n, max_tokens, fields })
+        let stream = object.remove("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+        let prompt_tokens = prompt_token_bound(&messages, object.get("tools"));
+        object.insert("messages".into(), messages);
+        let n = object.get("n").and_then(Value::as_u64).unwrap_or(1);
+        let max_tokens = ["max_completion_tokens", "max_tokens"].iter().find_map(|k| object.get(*k)?.as_u64());
+        Ok(ChatRequest { model, prompt_tokens, n, max_tokens, stream, fields: object })
     }
 
     /// The messages.
@@ -86,13 +98,24 @@ impl ChatRequest {
         self.fields["messages"].as_array().map_or(&[], Vec::as_slice)
     }
 
-    /// The body for an upstream that calls the model `upstream_model`.
+    /// The output cap of the whole response: the per-choice cap times the choices.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.max_tokens.map(|cap| cap.saturating_mul(self.n))
+    }
+
+    /// The body for an upstream that calls the model `upstream_model`: the client's
+    /// object with `model`, `stream` and `stream_options.include_usage` overridden.
     pub fn upstream_body(&self, upstream_model: &str) -> Bytes {
         let mut body = Map::with_capacity(self.fields.len() + 3);
         body.insert("model".into(), Value::String(upstream_model.to_owned()));
         body.extend(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
         body.insert("stream".into(), Value::Bool(true));
-        body.insert("stream_options".into(), json!({ "include_usage": true }));
+        let mut options = match body.remove("stream_options") {
+            Some(Value::Object(options)) => options,
+            _ => Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        body.insert("stream_options".into(), Value::Object(options));
         Bytes::from(Value::Object(body).to_string())
     }
 }
@@ -121,7 +144,9 @@ fn check_field(name: &'static str, value: &Value) -> Result<(), ApiError> {
         "temperature" => number_in(0.0, 2.0),
         "top_p" => number_in(0.0, 1.0),
         "frequency_penalty" | "presence_penalty" => number_in(-2.0, 2.0),
-        "max_tokens" => value.as_u64().is_some_and(|n| n > 0),
+        "max_tokens" | "max_completion_tokens" => value.as_u64().is_some_and(|n| n > 0),
+        "stream" => value.is_boolean(),
+        "stream_options" => value.is_object(),
         "n" => value.as_u64().is_some_and(|n| (1..=16).contains(&n)),
         "stop" => match value {
             Value::String(_) => true,

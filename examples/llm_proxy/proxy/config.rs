@@ -115,6 +115,12 @@ pub struct ModelConfig {
     pub owned_by: String,
     /// Where it can be bought; the cheapest healthy one is used.
     pub providers: Vec<ProviderConfig>,
+    /// Output tokens the model may bill without streaming them (hidden reasoning: set it
+    /// to the reasoning budget of o-series-like models). Paid before the first content goes
+    /// out, never past the request's cap. 0 (the default) suits models that stream all
+    /// they bill; a hidden token is then paid for when the final `usage` shows it.
+    #[serde(default)]
+    pub hidden_output_tokens: u64,
 }
 
 /// `[[models.providers]]`: one upstream selling a model, and its price.

@@ -6,6 +6,7 @@
 //! | 400 | `invalid_request_error` | invalid JSON, schema failure, an upstream's 400 |
 //! | 402 | `payment_error` / `budget_exceeded` | no or bad credential, channel short of funds |
 //! | 404 | `invalid_request_error` | unknown model or path |
+//! | 405 | `invalid_request_error` | a known path with another method (`GET /v1/chat/completions`) |
 //! | 413 | `invalid_request_error` | body over the limit (1 MiB) |
 //! | 429 | `upstream_error` | every provider rate-limited the request |
 //! | 500 | `server_error` | a bug in the proxy |
@@ -63,6 +64,25 @@ impl ApiError {
     /// 404: no such path.
     pub fn unknown_path(path: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("Unknown path {path}."))
+    }
+
+    /// 405: the path exists, not with this method.
+    pub fn method_not_allowed(method: &http::Method, path: &str) -> Self {
+        ApiError {
+            code: Some("method_not_allowed"),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                format!("{method} is not allowed on {path}."),
+            )
+        }
+    }
+
+    /// A payment refusal answered in the proxy's own words (a non-streamed completion its
+    /// channel cannot cover): `kind` is `budget_exceeded` or `payment_error`.
+    pub fn payment(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        let code = if kind == "budget_exceeded" { "insufficient_balance" } else { "payment_failed" };
+        ApiError { code: Some(code), ..ApiError::new(status, kind, message) }
     }
 
     /// 413: the body is over `limit` bytes.

@@ -5,11 +5,13 @@
 pub mod app;
 pub mod catalog;
 pub mod chat;
+pub mod completion;
 pub mod config;
 pub mod errors;
 pub mod payment;
 pub mod simulated;
 pub mod sse;
+pub mod unstream;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -55,7 +57,7 @@ impl Proxy {
     /// The same app without the payment layer (the load run's baseline).
     pub fn unpaid(config: &Config, simulated: bool, simulator: Option<Simulator>) -> Result<Router, String> {
         let catalog = Arc::new(Catalog::from_config(config, simulated)?);
-        Ok(app::router(state(config, catalog, simulator), None))
+        Ok(app::router::<payment::PricedSession>(state(config, catalog, simulator), None))
     }
 }
 

@@ -70,8 +70,8 @@ pub fn configure<M>(
     catalog: Arc<Catalog>,
 ) -> PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter> {
     layer
-        .pricing(ChatPricing { catalog })
-        .meter(PromptMeter)
+        .pricing(ChatPricing { catalog: catalog.clone() })
+        .meter(PromptMeter { catalog })
         .voucher_window(settings.voucher_window)
         .pause_deadline(settings.pause_deadline)
         .keep_alive(settings.keep_alive)
@@ -133,9 +133,11 @@ impl Pricing for ChatPricing {
     fn quote(&self, head: &request::Parts, _: Option<&Bytes>) -> Result<Option<Quote>, PaymentError> {
         if let Some(chat) = head.extensions.get::<Arc<ChatRequest>>() {
             // The parser answered unknown models with 404 already; this is not for sale.
-            return Ok(self.catalog.get(&chat.model).map(|model| model.quote(chat.prompt_tokens)));
+            let quote =
+                |model: &Arc<super::catalog::Model>| model.quote(chat.prompt_tokens, chat.output_cap(), chat.stream);
+            return Ok(self.catalog.get(&chat.model).map(quote));
         }
-        Ok(Some(self.catalog.by_unit_price(echoed_amount(head)).quote(0)))
+        Ok(Some(self.catalog.by_unit_price(echoed_amount(head)).quote(0, None, true)))
     }
 }
 
@@ -147,16 +149,27 @@ fn echoed_amount(head: &request::Parts) -> Option<Amount> {
 }
 
 /// An [`OpenAiTokenMeter`] per request, starting from the request's prompt bound (the
-/// quote's upfront, paid before the upstream is called).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PromptMeter;
+/// quote's upfront, paid before the upstream is called), capped at the client's output cap
+/// (the quote's `max_output`), with its model's hidden-output allowance (0 unless the
+/// model is configured with `hidden_output_tokens`).
+#[derive(Clone, Debug)]
+pub struct PromptMeter {
+    /// The models.
+    pub catalog: Arc<Catalog>,
+}
 
 impl MakeMeter for PromptMeter {
     type Meter = OpenAiTokenMeter;
 
-    fn make_meter(&self, request: &request::Parts, _quote: &Quote) -> OpenAiTokenMeter {
-        let prompt = request.extensions.get::<Arc<ChatRequest>>().map_or(0, |chat| chat.prompt_tokens);
-        OpenAiTokenMeter::with_prompt_estimate(prompt)
+    fn make_meter(&self, request: &request::Parts, quote: &Quote) -> OpenAiTokenMeter {
+        let chat = request.extensions.get::<Arc<ChatRequest>>();
+        let prompt = chat.map_or(0, |chat| chat.prompt_tokens);
+        let hidden = chat.and_then(|chat| self.catalog.get(&chat.model)).map_or(0, |model| model.hidden_output);
+        let meter = OpenAiTokenMeter::with_prompt_estimate(prompt).hidden_output(hidden);
+        match quote.max_output {
+            Some(cap) => meter.max_output(cap),
+            None => meter,
+        }
     }
 }
 
