@@ -19,3 +19,4 @@ mod support;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;
+mod validate;

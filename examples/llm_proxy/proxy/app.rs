@@ -57,6 +57,7 @@ pub fn router(state: AppState, layer: Option<Layer>) -> Router {
         .route("/health", get(|| async { json_response(StatusCode::OK, &json!({ "status": "ok" })) }))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", chat)
+        .merge(super::discovery::routes(&state.catalog))
         .fallback(|request: Request| async move { ApiError::unknown_path(request.uri().path()).into_response() })
         .layer(map_response(payment_errors))
         .with_state(state)

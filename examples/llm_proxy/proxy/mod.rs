@@ -6,6 +6,7 @@ pub mod app;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+pub mod discovery;
 pub mod errors;
 pub mod payment;
 pub mod simulated;
