@@ -15,6 +15,7 @@ mod errors;
 mod flows;
 mod openai;
 mod prepay;
+mod recipe;
 mod support;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
