@@ -41,6 +41,19 @@ async fn scenario_08_the_stay_recipe_gets_the_402_and_its_client_pays_as_printed
         assert!(answer.to_ascii_lowercase().contains("www-authenticate: payment "), "{answer}");
     }
 
+    // The v2 clients are printed only when the proxy offers v2 sessions; then they pay too.
+    if let Some(v2) = block(&recipe, "# the openai SDK paying through mppx: the Tempo guide's client") {
+        let (ok, out) = sh(&v2).await;
+        assert!(ok && out.contains("simulated model"), "the printed snippet failed:\n{v2}\n{out}");
+    }
+    if let Some(cli) = block(&recipe, "# the mppx CLI") {
+        let home = std::env::temp_dir().join(format!("tollgate-recipe-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let (ok, out) = sh(&format!("HOME={} {cli}", home.display())).await;
+        let _ = std::fs::remove_dir_all(&home);
+        assert!(ok && out.contains("simulated model"), "the printed CLI command failed:\n{cli}\n{out}");
+    }
+
     // The proxy offers v1 sessions: the v1 client's command pays a streamed completion and
     // closes (the test client exits 0 only once the close is on chain).
     let v1 = block(&recipe, "# the openai SDK paying through mppx's v1 client").expect("the v1 client's command");
