@@ -8,7 +8,7 @@ use crate::demo::stack::{Options, Stack};
 use crate::support::*;
 
 /// The command block under the comment line starting with `heading` (up to the next blank line).
-fn block<'a>(recipe: &'a str, heading: &str) -> Option<String> {
+fn block(recipe: &str, heading: &str) -> Option<String> {
     let start = recipe.find(heading)?;
     let rest = &recipe[start..];
     let body = rest.split_once('\n')?.1;
