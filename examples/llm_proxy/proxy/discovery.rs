@@ -9,8 +9,6 @@
 //!
 //! Both are built once, when the router is: the catalog does not change while serving.
 
-use std::sync::Arc;
-
 use alloy::primitives::Address;
 use axum::Router;
 use axum::response::{IntoResponse, Response};
@@ -22,22 +20,16 @@ use serde_json::{Value, json};
 use super::catalog::{Catalog, Model};
 use super::payment::{describe, dollars};
 
-/// The two documents, rendered.
-#[derive(Clone, Debug)]
-struct Documents {
-    openapi: Bytes,
-    llms: Bytes,
-}
-
 /// `GET /openapi.json`, `GET /llms.txt` and `GET /` for `catalog`.
 pub fn routes<S: Clone + Send + Sync + 'static>(catalog: &Catalog) -> Router<S> {
-    let docs =
-        Arc::new(Documents { openapi: Bytes::from(openapi(catalog).to_string()), llms: Bytes::from(llms(catalog)) });
-    let (json_docs, text_docs, home_docs) = (docs.clone(), docs.clone(), docs);
+    // Rendered once; `Bytes` clones share the buffer.
+    let openapi = Bytes::from(openapi(catalog).to_string());
+    let llms = Bytes::from(llms(catalog));
+    let home = llms.clone();
     Router::new()
-        .route("/openapi.json", get(move || async move { body("application/json", json_docs.openapi.clone()) }))
-        .route("/llms.txt", get(move || async move { body("text/plain; charset=utf-8", text_docs.llms.clone()) }))
-        .route("/", get(move || async move { body("text/plain; charset=utf-8", home_docs.llms.clone()) }))
+        .route("/openapi.json", get(move || async move { body("application/json", openapi) }))
+        .route("/llms.txt", get(move || async move { body("text/plain; charset=utf-8", llms) }))
+        .route("/", get(move || async move { body("text/plain; charset=utf-8", home) }))
 }
 
 fn body(content_type: &'static str, bytes: Bytes) -> Response {
