@@ -5,6 +5,7 @@
 //! cargo run --features full --example llm_proxy -- demo                 # the whole flow, locally
 //! cargo run --features full --example llm_proxy -- demo --stay          # ...then keep serving
 //! cargo run --features full --example llm_proxy -- serve [--config <file>]
+//! cargo run --features full --example llm_proxy -- serve --chain local   # ...on a local chain it starts
 //! ```
 //!
 //! `demo` starts anvil in Tempo mode, installs the v1 escrow, starts the proxy with the
@@ -15,7 +16,9 @@
 //! `serve` reads `examples/llm_proxy.toml` (or `--config`): upstream providers, models and
 //! prices, the fee, and the chain. With no upstream usable (no API key set) it serves the
 //! simulated model. The payee key and the HMAC secret come from the environment variables
-//! the file names.
+//! the file names. With `--chain local` it first starts anvil in Tempo mode on the port of
+//! `[payment] rpc_url` (8545) with the escrow installed, as the demo does, and is paid there
+//! by dev account 1 (no key to set); it prints how to point a client at it.
 //!
 //! Endpoints: `GET /health`; `GET /v1/models` and `GET /v1/models/{id}` (prices per 1M
 //! input and output tokens, free); `POST /v1/chat/completions` (paid; streamed with `usage`
@@ -27,6 +30,7 @@
 // Some items serve only the tests and the load run, which include these modules too.
 #[allow(dead_code)]
 mod demo;
+mod local;
 #[allow(dead_code)]
 mod proxy;
 
@@ -39,7 +43,7 @@ use proxy::config::{Config, base_units};
 use proxy::payment::PaymentSettings;
 use tollgate::method::tempo::SettlementPolicy;
 
-const USAGE: &str = "usage: llm_proxy <demo [--stay] | serve> [--config <file>]";
+const USAGE: &str = "usage: llm_proxy <demo [--stay] | serve [--chain local]> [--config <file>]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -57,7 +61,12 @@ async fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo::run(&config, args.iter().any(|a| a == "--stay")).await.map(|_| ()),
-        Some("serve") => serve(&config).await,
+        Some("serve") => match option(&args, "--chain") {
+            None if args.iter().any(|a| a == "--chain") => Err(USAGE.to_owned()),
+            None => serve(&config).await,
+            Some("local") => local::serve(&config).await,
+            Some(other) => Err(format!("--chain {other}: only `local` is known\n{USAGE}")),
+        },
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -66,13 +75,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The value after `name` in `args`.
+fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("llm_proxy: {message}");
     ExitCode::FAILURE
 }
 
 async fn serve(config: &Config) -> Result<(), String> {
-    let settings = PaymentSettings::from_config(config)?;
+    serve_with(config, PaymentSettings::from_config(config)?).await
+}
+
+/// Serves `config`'s proxy, paid as `settings` says, until Ctrl-C.
+async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), String> {
     let proxy = Proxy::build(config, &settings, false, None)?;
     if proxy.catalog.is_simulated() {
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");

@@ -17,8 +17,10 @@ mod flows;
 mod nonstream;
 mod openai;
 mod prepay;
+mod recipe;
 mod support;
 mod surface;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;
+mod validate;

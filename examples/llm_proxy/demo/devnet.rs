@@ -36,7 +36,18 @@ pub struct Devnet {
 impl Devnet {
     /// Starts anvil in Tempo mode and installs the escrow.
     pub async fn start(chain_id: u64) -> Result<Devnet, String> {
-        let anvil = Anvil::at(anvil_bin()?)
+        Devnet::start_on(chain_id, None).await
+    }
+
+    /// [`Devnet::start`] with anvil on `port` (`None`: any free one), as `serve --chain local`
+    /// runs it: on the port of the configuration's `rpc_url`.
+    pub async fn start_on(chain_id: u64, port: Option<u16>) -> Result<Devnet, String> {
+        let anvil = Anvil::at(anvil_bin()?);
+        let anvil = match port {
+            Some(port) => anvil.port(port),
+            None => anvil,
+        };
+        let anvil = anvil
             .chain_id(chain_id)
             .args(["--network", "tempo"])
             .try_spawn()

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod devnet;
+pub mod recipe;
 pub mod stack;
 
 use std::time::{Instant, SystemTime};
@@ -209,6 +210,8 @@ pub async fn run(config: &Config, stay: bool) -> Result<Outcome, String> {
             server.url(""),
             devnet.rpc_url()
         );
+        let target = recipe::Target { proxy: server.url(""), devnet, model: &model.id, first_payer: 3 };
+        println!("\n{}", recipe::render(&target).await);
         let _ = tokio::signal::ctrl_c().await;
     }
     Ok(Outcome {

@@ -73,6 +73,7 @@ pub fn router<M: PaymentMethod + 'static>(
         .route("/v1/models", get(models))
         .route("/v1/models/{*id}", get(model))
         .route("/v1/chat/completions", chat)
+        .merge(super::discovery::routes(&state.catalog))
         .fallback(|request: Request| async move { ApiError::unknown_path(request.uri().path()).into_response() })
         .method_not_allowed_fallback(|request: Request| async move {
             ApiError::method_not_allowed(request.method(), request.uri().path()).into_response()

@@ -197,6 +197,16 @@ impl Catalog {
         self.models.iter().all(|m| m.is_simulated())
     }
 
+    /// The token paid in, as configured.
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+
+    /// The token's decimals.
+    pub fn decimals(&self) -> u32 {
+        self.decimals
+    }
+
     /// Base units as dollars.
     pub fn dollars(&self, units: u128) -> f64 {
         units as f64 / 10f64.powi(self.decimals as i32)

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod chat;
 pub mod completion;
 pub mod config;
+pub mod discovery;
 pub mod errors;
 pub mod payment;
 pub mod simulated;
