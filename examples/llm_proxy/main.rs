@@ -76,13 +76,16 @@ async fn serve(config: &Config) -> Result<(), String> {
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
     }
     let p = &config.payment;
-    let settler = (p.settle_every_secs > 0).then(|| {
-        let policy = SettlementPolicy {
-            every: Duration::from_secs(p.settle_every_secs),
-            min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
-        };
-        proxy.layer.method().inner.clone().spawn_settlement((**proxy.layer.store()).clone(), policy)
-    });
+    let policy = SettlementPolicy {
+        every: Duration::from_secs(p.settle_every_secs.max(1)),
+        min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
+    };
+    let settlers: Vec<_> = (p.settle_every_secs > 0)
+        .then(|| proxy.layer.method().sessions())
+        .into_iter()
+        .flatten()
+        .map(|session| session.clone().spawn_settlement((**proxy.layer.store()).clone(), policy))
+        .collect();
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
@@ -92,8 +95,6 @@ async fn serve(config: &Config) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
-    if let Some(settler) = settler {
-        settler.abort();
-    }
+    settlers.iter().for_each(|settler| settler.abort());
     served.map_err(|e| e.to_string())
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod devnet;
+pub mod reserve;
 pub mod stack;
 
 use std::time::{Instant, SystemTime};

@@ -15,7 +15,7 @@ use tollgate::store::{ChannelId, ChannelState, ChannelStore};
 use super::client::PayingClient;
 use super::devnet::{Devnet, ESCROW};
 use crate::proxy::config::{Config, base_units};
-use crate::proxy::payment::PaymentSettings;
+use crate::proxy::payment::{PaymentSettings, Sessions};
 use crate::proxy::simulated::Simulator;
 use crate::proxy::{Proxy, Running, spawn};
 
@@ -80,6 +80,10 @@ impl Stack {
             pause_deadline: options.pause_deadline,
             keep_alive: options.keep_alive,
             decimals,
+            sessions: Sessions {
+                before_broadcast: Some(std::sync::Arc::new(devnet.stand_in_opens())),
+                ..Sessions::default()
+            },
         };
         let proxy = Proxy::build(config, &settings, options.simulated, options.simulator)?;
         let server =

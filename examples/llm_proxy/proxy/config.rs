@@ -91,6 +91,10 @@ pub struct PaymentConfig {
     /// The least worth a settlement transaction, in dollars.
     #[serde(default)]
     pub settle_min: f64,
+    /// The session protocols offered, one challenge each: `"v2"` (the TIP-1034 channel
+    /// reserve: mppx's `tempo()` client and CLI) and `"v1"` (the escrow: `sessionLegacy`).
+    #[serde(default = "default_session_protocols")]
+    pub session_protocols: Vec<String>,
 }
 
 /// `[upstreams.<name>]`: an OpenAI-compatible API.
@@ -226,6 +230,9 @@ fn default_window() -> u64 {
 }
 fn default_pause_deadline() -> u64 {
     60
+}
+fn default_session_protocols() -> Vec<String> {
+    vec!["v2".into(), "v1".into()]
 }
 fn default_owner() -> String {
     "tollgate".into()
