@@ -76,16 +76,22 @@ async fn serve(config: &Config) -> Result<(), String> {
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
     }
     let p = &config.payment;
-    let policy = SettlementPolicy {
-        every: Duration::from_secs(p.settle_every_secs.max(1)),
+    // v2 settles on its own schedule too (every 30 s when settle_every_secs is 0): its idle
+    // close is how a plain-fetch client's channel gets captured and refunded.
+    let policy = |every: u64| SettlementPolicy {
+        every: Duration::from_secs(every),
         min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
     };
-    let settlers: Vec<_> = (p.settle_every_secs > 0)
-        .then(|| proxy.layer.method().sessions())
-        .into_iter()
-        .flatten()
-        .map(|session| session.clone().spawn_settlement((**proxy.layer.store()).clone(), policy))
-        .collect();
+    let method = proxy.layer.method();
+    let store = (**proxy.layer.store()).clone();
+    let mut settlers = Vec::new();
+    if let Some(v2) = &method.v2 {
+        let every = if p.settle_every_secs > 0 { p.settle_every_secs } else { 30 };
+        settlers.push(v2.clone().spawn_settlement(store.clone(), policy(every)));
+    }
+    if let (Some(v1), true) = (&method.v1, p.settle_every_secs > 0) {
+        settlers.push(v1.clone().spawn_settlement(store, policy(p.settle_every_secs)));
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();

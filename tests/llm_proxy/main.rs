@@ -13,6 +13,7 @@ mod proxy;
 
 mod errors;
 mod flows;
+mod guide;
 mod openai;
 mod prepay;
 mod support;

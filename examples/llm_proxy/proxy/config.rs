@@ -95,6 +95,10 @@ pub struct PaymentConfig {
     /// reserve: mppx's `tempo()` client and CLI) and `"v1"` (the escrow: `sessionLegacy`).
     #[serde(default = "default_session_protocols")]
     pub session_protocols: Vec<String>,
+    /// v2: close a channel idle this long, capturing exactly what was delivered (mppx's
+    /// plain `fetch` never closes its channel).
+    #[serde(default = "default_close_idle")]
+    pub close_idle_secs: u64,
 }
 
 /// `[upstreams.<name>]`: an OpenAI-compatible API.
@@ -230,6 +234,9 @@ fn default_window() -> u64 {
 }
 fn default_pause_deadline() -> u64 {
     60
+}
+fn default_close_idle() -> u64 {
+    300
 }
 fn default_session_protocols() -> Vec<String> {
     vec!["v2".into(), "v1".into()]

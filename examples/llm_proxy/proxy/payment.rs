@@ -72,18 +72,22 @@ pub struct Sessions {
     /// Run before every broadcast, serialized with it. Only a dev chain sets it (the demo's
     /// v2 reserve stand-in must be told each open's expiring-nonce hash); never in `serve`.
     pub before_broadcast: Option<Arc<dyn BeforeBroadcast>>,
+    /// v2: a settlement pass closes a channel idle this long, capturing exactly what was
+    /// delivered. mppx's plain `fetch` never closes its channel, so without this its
+    /// deposit stays locked and its windowed vouchers stay uncaptured.
+    pub close_idle_after: Option<Duration>,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { v1: true, v2: true, before_broadcast: None }
+        Sessions { v1: true, v2: true, before_broadcast: None, close_idle_after: Some(Duration::from_secs(300)) }
     }
 }
 
 impl Sessions {
     /// The protocols named in `[payment] session_protocols` (`"v1"`, `"v2"`).
     pub fn named(names: &[String]) -> Result<Sessions, String> {
-        let mut sessions = Sessions { v1: false, v2: false, before_broadcast: None };
+        let mut sessions = Sessions { v1: false, v2: false, ..Sessions::default() };
         for name in names {
             match name.as_str() {
                 "v1" => sessions.v1 = true,
@@ -152,7 +156,24 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
     };
     let method = PricedSession {
         v1: settings.sessions.v1.then(|| session(SessionConfig::v1(chain_id, settings.escrow, currency, payee))),
-        v2: settings.sessions.v2.then(|| session(SessionConfig::v2(chain_id, currency, payee))),
+        v2: settings.sessions.v2.then(|| {
+            let mut v2 = TempoSession::new(
+                SessionConfig::v2(chain_id, currency, payee)
+                    .suggested_deposit(settings.suggested_deposit)
+                    // v2 captures exactly what was delivered, so a voucher ahead costs the
+                    // payer nothing (refunded at close). mppx's plain client signs
+                    // `accepted + amount` on each new request, and `accepted` can sit far
+                    // above what was charged once a stream's one-token-per-byte bound is
+                    // lowered to the upstream's usage: the default bound (two windows)
+                    // would refuse its second request.
+                    .max_voucher_ahead(Amount::new(u128::MAX)),
+                chain.clone(),
+            );
+            if let Some(after) = settings.sessions.close_idle_after {
+                v2 = v2.close_idle_after(after);
+            }
+            Arc::new(v2)
+        }),
         decimals: settings.decimals,
     };
     let layer = PaymentLayer::try_new(method, MemoryStore::new(), settings.realm.clone(), &settings.secret)
@@ -315,7 +336,10 @@ impl PaymentSettings {
             pause_deadline: Duration::from_secs(p.pause_deadline_secs),
             keep_alive: Duration::from_secs(15),
             decimals: p.decimals,
-            sessions: Sessions::named(&p.session_protocols)?,
+            sessions: Sessions {
+                close_idle_after: Some(Duration::from_secs(p.close_idle_secs)),
+                ..Sessions::named(&p.session_protocols)?
+            },
         })
     }
 }
