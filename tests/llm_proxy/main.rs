@@ -20,3 +20,4 @@ mod support;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;
+mod v1_plain;

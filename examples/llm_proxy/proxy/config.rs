@@ -99,6 +99,10 @@ pub struct PaymentConfig {
     /// plain `fetch` never closes its channel).
     #[serde(default = "default_close_idle")]
     pub close_idle_secs: u64,
+    /// How long a stream that has delivered nothing waits for the voucher covering its
+    /// prompt before it ends with a `payment-error` event (at most the pause deadline).
+    #[serde(default = "default_first_voucher_deadline")]
+    pub first_voucher_deadline_secs: u64,
 }
 
 /// `[upstreams.<name>]`: an OpenAI-compatible API.
@@ -234,6 +238,9 @@ fn default_window() -> u64 {
 }
 fn default_pause_deadline() -> u64 {
     60
+}
+fn default_first_voucher_deadline() -> u64 {
+    10
 }
 fn default_close_idle() -> u64 {
     300

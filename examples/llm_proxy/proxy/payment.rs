@@ -76,11 +76,22 @@ pub struct Sessions {
     /// delivered. mppx's plain `fetch` never closes its channel, so without this its
     /// deposit stays locked and its windowed vouchers stay uncaptured.
     pub close_idle_after: Option<Duration>,
+    /// How long a stream that has delivered nothing waits for the voucher covering its
+    /// prompt (at most the pause deadline). mppx's v1 plain client (`sessionLegacy` with
+    /// `fetch`) never answers in-band asks: its stream ends with a `payment-error` event
+    /// this soon, charged nothing, instead of an empty stream held for the pause deadline.
+    pub first_voucher_deadline: Duration,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { v1: true, v2: true, before_broadcast: None, close_idle_after: Some(Duration::from_secs(300)) }
+        Sessions {
+            v1: true,
+            v2: true,
+            before_broadcast: None,
+            close_idle_after: Some(Duration::from_secs(300)),
+            first_voucher_deadline: Duration::from_secs(10),
+        }
     }
 }
 
@@ -194,6 +205,7 @@ pub fn configure<M>(
         .meter(PromptMeter)
         .voucher_window(settings.voucher_window)
         .pause_deadline(settings.pause_deadline)
+        .first_voucher_deadline(settings.sessions.first_voucher_deadline.min(settings.pause_deadline))
         .keep_alive(settings.keep_alive)
         .upfront_in_stream()
 }
@@ -338,6 +350,7 @@ impl PaymentSettings {
             decimals: p.decimals,
             sessions: Sessions {
                 close_idle_after: Some(Duration::from_secs(p.close_idle_secs)),
+                first_voucher_deadline: Duration::from_secs(p.first_voucher_deadline_secs),
                 ..Sessions::named(&p.session_protocols)?
             },
         })
