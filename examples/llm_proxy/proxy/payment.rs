@@ -126,8 +126,11 @@ pub trait BeforeBroadcast: fmt::Debug + Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct ProxyChain {
     inner: RpcChain,
-    before: Option<(Arc<dyn BeforeBroadcast>, Arc<tokio::sync::Mutex<()>>)>,
+    before: Option<(Arc<dyn BeforeBroadcast>, Serial)>,
 }
+
+/// Serializes a [`BeforeBroadcast`] step with its broadcast.
+type Serial = Arc<tokio::sync::Mutex<()>>;
 
 impl TempoChain for ProxyChain {
     async fn channel(&self, escrow: Address, id: B256) -> Result<OnChainChannel, ChainError> {
