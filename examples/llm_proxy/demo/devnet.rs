@@ -28,6 +28,9 @@ alloy::sol! {
 /// A running chain; anvil is killed when this drops.
 #[derive(Debug)]
 pub struct Devnet {
+    /// DEV-ONLY: the gas-raising JSON-RPC front clients are pointed at (see
+    /// [`super::rpc_front`]); dropped before anvil.
+    front: crate::proxy::Running,
     anvil: AnvilInstance,
     provider: DynProvider,
     /// Its chain id.
@@ -45,7 +48,8 @@ impl Devnet {
         let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
         // Tempo mode starts the clock at 1; mine a block now so `validAfter` checks pass.
         let _: String = provider.raw_request("evm_mine".into(), (unix_now(),)).await.map_err(|e| e.to_string())?;
-        let devnet = Devnet { anvil, provider, chain_id };
+        let front = super::rpc_front::start(anvil.endpoint()).await.map_err(|e| e.to_string())?;
+        let devnet = Devnet { front, anvil, provider, chain_id };
         devnet.install_escrow().await?;
         super::reserve::install(&devnet.provider).await?;
         for n in 0..devnet.anvil.addresses().len() {
@@ -63,6 +67,12 @@ impl Devnet {
     /// The JSON-RPC URL.
     pub fn rpc_url(&self) -> String {
         self.anvil.endpoint()
+    }
+
+    /// DEV-ONLY: the JSON-RPC URL to give clients that estimate gas with the chain (the
+    /// mppx CLI): anvil's, behind a front that raises its too-low Tempo estimates.
+    pub fn client_rpc_url(&self) -> String {
+        self.front.url("")
     }
 
     /// The `n`th dev account (each holds pathUSD in Tempo mode).

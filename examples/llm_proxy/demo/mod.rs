@@ -4,6 +4,7 @@
 pub mod client;
 pub mod devnet;
 pub mod reserve;
+pub mod rpc_front;
 pub mod stack;
 
 use std::time::{Instant, SystemTime};
