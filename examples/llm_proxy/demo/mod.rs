@@ -211,6 +211,16 @@ pub async fn run(config: &Config, stay: bool) -> Result<Outcome, String> {
             server.url(""),
             devnet.rpc_url()
         );
+        if devnet.chain_id == 1337 {
+            // The mppx CLI knows Tempo's chain ids only; 1337 is its localnet.
+            println!(
+                "pay it with the mppx CLI (a v2 session; dev account 5 pays):\n  MPPX_PRIVATE_KEY={} npx mppx \\\n    --rpc-url {} \\\n    {}/v1/chat/completions -J '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":true}}'",
+                devnet.key_hex(5),
+                devnet.client_rpc_url(),
+                server.url(""),
+                model.id,
+            );
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
     Ok(Outcome {

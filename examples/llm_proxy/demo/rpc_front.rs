@@ -95,10 +95,9 @@ fn raise_one(request: &Value, answer: &mut Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn only_a_short_fill_is_raised() {
+        use super::{Bytes, Value, raise_gas};
         let request = br#"{"jsonrpc":"2.0","id":1,"method":"eth_fillTransaction","params":[]}"#;
         let short = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{"tx":{"gas":"0x1255c"}}}"#);
         let raised: Value = serde_json::from_slice(&raise_gas(request, short)).unwrap();

@@ -252,7 +252,8 @@ fn default_owner() -> String {
     "tollgate".into()
 }
 fn default_demo_chain() -> u64 {
-    4242
+    // Tempo's localnet id: the mppx CLI accepts only the chain ids of `viem/tempo/chains`.
+    1337
 }
 fn default_demo_window() -> u64 {
     16
