@@ -7,7 +7,8 @@
 //! cargo run --features full --example llm_proxy -- serve [--config <file>]
 //! ```
 //!
-//! `demo` starts anvil in Tempo mode, installs the v1 escrow, starts the proxy with the
+//! `demo` starts anvil in Tempo mode (chain id 1337, Tempo's localnet), installs the v1
+//! escrow and, DEV-ONLY, the v2 channel reserve stand-in, starts the proxy with the
 //! built-in simulated model, and pays for one streamed completion with tollgate's own
 //! client, printing the 402 and its price, the channel open, each token with the running
 //! cost, each voucher, the receipt, the close, and the on-chain balances.
