@@ -37,6 +37,7 @@ impl Settings {
                 window_units: 256,
                 first_window_units: 16,
                 pause_deadline: Duration::from_secs(60),
+                first_voucher_deadline: None,
                 keep_alive: Duration::from_secs(15),
                 max_event_bytes: 1 << 20,
             },

@@ -175,6 +175,20 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
         self
     }
 
+    /// How long a stream that asks for its upfront in the stream
+    /// ([`upfront_in_stream`](Self::upfront_in_stream)), having delivered nothing yet, waits
+    /// for that first voucher (default: the [pause deadline](Self::pause_deadline)).
+    ///
+    /// A client that answers in-band `payment-need-voucher` events does so at once (mppx's
+    /// v2 fetch, the session managers' `.sse()`); one that cannot (mppx's v1 `sessionLegacy`
+    /// with a plain fetch) never will. A few seconds here ends such a stream quickly with a
+    /// `payment-error` event saying why, instead of an empty stream held open for the
+    /// whole pause deadline. Nothing is charged either way.
+    pub fn first_voucher_deadline(mut self, deadline: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).policy.first_voucher_deadline = Some(deadline);
+        self
+    }
+
     /// How often a paused SSE stream sends a keep-alive comment (default 15 s).
     pub fn keep_alive(mut self, every: Duration) -> Self {
         Arc::make_mut(&mut self.settings).policy.keep_alive = every;

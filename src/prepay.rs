@@ -115,7 +115,7 @@ where
             pending: None,
             call: Some(call),
             out: VecDeque::new(),
-            deadline: Box::pin(tokio::time::sleep_until(crate::clock::after(policy.pause_deadline))),
+            deadline: Box::pin(tokio::time::sleep_until(crate::clock::after(policy.first_deadline()))),
             keep_alive: Box::pin(tokio::time::sleep(policy.keep_alive)),
             policy,
             asked: None,
@@ -246,7 +246,12 @@ where
                         continue;
                     }
                     if self.deadline.as_mut().poll(cx).is_ready() {
-                        let detail = "no voucher covered the upfront cost before the deadline";
+                        let detail = format!(
+                            "no voucher covered the upfront cost within {} s of the payment-need-voucher \
+                             event: this client does not answer in-band voucher requests (use one that \
+                             does, e.g. mppx's tempo() fetch or a session manager's .sse()); nothing was charged",
+                            self.policy.first_deadline().as_secs_f64()
+                        );
                         self.fail(PaymentError::new(PaymentErrorKind::InsufficientBalance, detail));
                         continue;
                     }

@@ -291,6 +291,42 @@ mod upfront_in_stream {
         assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO));
     }
 
+    /// Issue 8: a client that cannot answer in-band asks (mppx's v1 plain fetch) learns why
+    /// at the first-voucher deadline, not after the whole pause deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_delivered_nothing_ends_at_the_first_voucher_deadline() {
+        let (store, calls) = (MemoryStore::new(), Calls::default());
+        let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
+            .upfront(Usage { input: 0, output: 100 });
+        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+            .pricing(quote)
+            .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
+            .voucher_window(10)
+            .pause_deadline(Duration::from_secs(30))
+            .first_voucher_deadline(Duration::from_secs(3))
+            .keep_alive(Duration::from_secs(5))
+            .upfront_in_stream();
+        let inner = calls.clone();
+        let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+            move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
+                inner.hit();
+                async move { Ok::<_, Infallible>(Response::new(Full::from("data: 1\n\n"))) }
+            },
+        ));
+        let started = tokio::time::Instant::now();
+        let (_, response) = open_one_unit(svc, "0xa9").await;
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let waited = started.elapsed();
+        assert!(text.starts_with("event: payment-need-voucher\n"), "{text}");
+        assert!(!text.contains(": keep-alive"), "ended before the first keep-alive (5 s): {text}");
+        assert!(text.contains("event: payment-error\ndata: {"), "{text}");
+        assert!(text.contains("within 3 s of the payment-need-voucher event"), "says why: {text}");
+        assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(30), "{waited:?} (paused clock)");
+        assert_eq!(calls.count(), 0);
+        let state = store.load(&ChannelId::new("0xa9")).await.unwrap().unwrap();
+        assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO), "nothing charged, nothing held");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_inner_service_that_fails_after_the_voucher_is_charged_nothing() {
         let (store, calls) = (MemoryStore::new(), Calls::default());

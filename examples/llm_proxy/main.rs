@@ -8,7 +8,8 @@
 //! cargo run --features full --example llm_proxy -- serve --chain local   # ...on a local chain it starts
 //! ```
 //!
-//! `demo` starts anvil in Tempo mode, installs the v1 escrow, starts the proxy with the
+//! `demo` starts anvil in Tempo mode (chain id 1337, Tempo's localnet), installs the v1
+//! escrow and, DEV-ONLY, the v2 channel reserve stand-in, starts the proxy with the
 //! built-in simulated model, and pays for one streamed completion with tollgate's own
 //! client, printing the 402 and its price, the channel open, each token with the running
 //! cost, each voucher, the receipt, the close, and the on-chain balances.
@@ -96,13 +97,22 @@ async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), St
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
     }
     let p = &config.payment;
-    let settler = (p.settle_every_secs > 0).then(|| {
-        let policy = SettlementPolicy {
-            every: Duration::from_secs(p.settle_every_secs),
-            min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
-        };
-        proxy.layer.method().inner.clone().spawn_settlement((**proxy.layer.store()).clone(), policy)
-    });
+    // v2 settles on its own schedule too (every 30 s when settle_every_secs is 0): its idle
+    // close is how a plain-fetch client's channel gets captured and refunded.
+    let policy = |every: u64| SettlementPolicy {
+        every: Duration::from_secs(every),
+        min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
+    };
+    let method = proxy.layer.method();
+    let store = (**proxy.layer.store()).clone();
+    let mut settlers = Vec::new();
+    if let Some(v2) = &method.v2 {
+        let every = if p.settle_every_secs > 0 { p.settle_every_secs } else { 30 };
+        settlers.push(v2.clone().spawn_settlement(store.clone(), policy(every)));
+    }
+    if let (Some(v1), true) = (&method.v1, p.settle_every_secs > 0) {
+        settlers.push(v1.clone().spawn_settlement(store, policy(p.settle_every_secs)));
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
@@ -112,8 +122,6 @@ async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), St
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
-    if let Some(settler) = settler {
-        settler.abort();
-    }
+    settlers.iter().for_each(|settler| settler.abort());
     served.map_err(|e| e.to_string())
 }

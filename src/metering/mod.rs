@@ -41,10 +41,20 @@ pub(crate) struct StreamPolicy {
     pub(crate) first_window_units: u64,
     /// How long a paused stream waits for a voucher before it ends.
     pub(crate) pause_deadline: Duration,
+    /// How long a stream that has delivered nothing yet waits for its first voucher (the
+    /// upfront asked for in the stream); `None`: the pause deadline.
+    pub(crate) first_voucher_deadline: Option<Duration>,
     /// How often a paused stream sends a keep-alive comment.
     pub(crate) keep_alive: Duration,
     /// The longest SSE event the upstream may send, in bytes.
     pub(crate) max_event_bytes: usize,
+}
+
+impl StreamPolicy {
+    /// How long a stream waits for the voucher that covers its upfront.
+    pub(crate) fn first_deadline(&self) -> Duration {
+        self.first_voucher_deadline.unwrap_or(self.pause_deadline)
+    }
 }
 
 enum Step {

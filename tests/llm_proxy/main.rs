@@ -14,6 +14,7 @@ mod proxy;
 mod errors;
 mod fields;
 mod flows;
+mod guide;
 mod nonstream;
 mod openai;
 mod prepay;
@@ -23,4 +24,5 @@ mod surface;
 #[allow(unused_imports)]
 #[path = "../support/mod.rs"]
 mod test_support;
+mod v1_plain;
 mod validate;

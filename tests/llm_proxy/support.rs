@@ -89,6 +89,7 @@ pub fn settings() -> PaymentSettings {
         pause_deadline: Duration::from_secs(5),
         keep_alive: Duration::from_secs(15),
         decimals: 6,
+        sessions: crate::proxy::payment::Sessions::default(),
     }
 }
 

@@ -135,7 +135,11 @@ impl PayingClient {
         if response.status() == StatusCode::PAYMENT_REQUIRED {
             let challenges =
                 Challenge::parse_all(headers.get_all(header::WWW_AUTHENTICATE)).map_err(|e| e.to_string())?;
-            self.challenge = challenges.into_iter().find(|c| c.method == "tempo" && c.intent == "session");
+            // tollgate's `SessionClient` pays v1 channels: take the v1 challenge.
+            self.challenge = challenges.into_iter().find(|c| {
+                let protocol = c.decode_request().ok().map(|r| r["methodDetails"]["sessionProtocol"].clone());
+                c.method == "tempo" && c.intent == "session" && protocol.as_ref().and_then(|p| p.as_str()) != Some("v2")
+            });
         }
         let (status, bytes) = collect(response).await?;
         Ok((status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))

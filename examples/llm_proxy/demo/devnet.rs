@@ -1,5 +1,6 @@
 //! A local Tempo chain for the demo: `anvil --network tempo` on 127.0.0.1 with the v1
-//! escrow placed by `anvil_setCode`, plus balance and nonce reads.
+//! escrow placed by `anvil_setCode` and, DEV-ONLY, the v2 channel reserve stand-in
+//! (see [`super::reserve`]), plus balance and nonce reads.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +28,9 @@ alloy::sol! {
 /// A running chain; anvil is killed when this drops.
 #[derive(Debug)]
 pub struct Devnet {
+    /// DEV-ONLY: the gas-raising JSON-RPC front clients are pointed at (see
+    /// [`super::rpc_front`]); dropped before anvil.
+    front: crate::proxy::Running,
     anvil: AnvilInstance,
     provider: DynProvider,
     /// Its chain id.
@@ -55,14 +59,31 @@ impl Devnet {
         let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
         // Tempo mode starts the clock at 1; mine a block now so `validAfter` checks pass.
         let _: String = provider.raw_request("evm_mine".into(), (unix_now(),)).await.map_err(|e| e.to_string())?;
-        let devnet = Devnet { anvil, provider, chain_id };
+        let front = super::rpc_front::start(anvil.endpoint()).await.map_err(|e| e.to_string())?;
+        let devnet = Devnet { front, anvil, provider, chain_id };
         devnet.install_escrow().await?;
+        super::reserve::install(&devnet.provider).await?;
+        for n in 0..devnet.anvil.addresses().len() {
+            super::reserve::approve_for(&devnet.provider, devnet.signer(n).address()).await?;
+        }
         Ok(devnet)
+    }
+
+    /// DEV-ONLY: the step the proxy runs before each broadcast so the v2 reserve stand-in
+    /// learns each open's expiring-nonce hash (sent from dev account 0).
+    pub fn stand_in_opens(&self) -> super::reserve::StandInOpens {
+        super::reserve::StandInOpens { provider: self.provider.clone(), from: self.signer(0).address() }
     }
 
     /// The JSON-RPC URL.
     pub fn rpc_url(&self) -> String {
         self.anvil.endpoint()
+    }
+
+    /// DEV-ONLY: the JSON-RPC URL to give clients that estimate gas with the chain (the
+    /// mppx CLI): anvil's, behind a front that raises its too-low Tempo estimates.
+    pub fn client_rpc_url(&self) -> String {
+        self.front.url("")
     }
 
     /// The `n`th dev account (each holds pathUSD in Tempo mode).

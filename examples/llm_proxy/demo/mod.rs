@@ -4,6 +4,8 @@
 pub mod client;
 pub mod devnet;
 pub mod recipe;
+pub mod reserve;
+pub mod rpc_front;
 pub mod stack;
 
 use std::time::{Instant, SystemTime};

@@ -55,7 +55,8 @@ async fn offered(proxy: &str, request: &Value) -> Vec<String> {
 /// The recipe, as printed.
 pub async fn render(target: &Target<'_>) -> String {
     let Target { proxy, devnet, model, first_payer } = target;
-    let rpc = devnet.rpc_url();
+    // Clients go through the dev chain's gas-raising front (anvil under-estimates Tempo batches).
+    let rpc = devnet.client_rpc_url();
     let chain = devnet.chain_id;
     let request = json!({ "model": model, "messages": [{ "role": "user", "content": "Hello!" }] });
     let protocols = offered(proxy, &request).await;

@@ -8,14 +8,14 @@ use alloy::primitives::{B256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use tollgate::Amount;
-use tollgate::method::tempo::PATH_USD;
+use tollgate::method::tempo::{PATH_USD, SettlementReport};
 use tollgate::scheme::Receipt;
 use tollgate::store::{ChannelId, ChannelState, ChannelStore};
 
 use super::client::PayingClient;
 use super::devnet::{Devnet, ESCROW};
 use crate::proxy::config::{Config, base_units};
-use crate::proxy::payment::PaymentSettings;
+use crate::proxy::payment::{PaymentSettings, Sessions};
 use crate::proxy::simulated::Simulator;
 use crate::proxy::{Proxy, Running, spawn};
 
@@ -80,6 +80,12 @@ impl Stack {
             pause_deadline: options.pause_deadline,
             keep_alive: options.keep_alive,
             decimals,
+            sessions: Sessions {
+                before_broadcast: Some(std::sync::Arc::new(devnet.stand_in_opens())),
+                // No settlement loop runs here; `close_idle_v2` is the explicit pass.
+                close_idle_after: Some(Duration::ZERO),
+                ..Sessions::default()
+            },
         };
         let proxy = Proxy::build(config, &settings, options.simulated, options.simulator)?;
         let server =
@@ -101,6 +107,14 @@ impl Stack {
         let salt = keccak256(format!("{:?}{}{deposit}", std::time::SystemTime::now(), std::process::id()));
         let tx = self.devnet.tx_params(client.address()).await?;
         client.open(deposit, salt, tx).await
+    }
+
+    /// Closes every v2 channel with nothing in flight, capturing exactly what was delivered
+    /// (what the proxy's settlement loop does to an idle channel). Returns the close
+    /// pass's report.
+    pub async fn close_idle_v2(&self) -> SettlementReport {
+        let Some(v2) = &self.proxy.layer.method().v2 else { return SettlementReport::default() };
+        v2.settle_all(&**self.proxy.layer.store(), 0).await
     }
 
     /// The store's view of `channel`.

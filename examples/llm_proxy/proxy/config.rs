@@ -91,6 +91,18 @@ pub struct PaymentConfig {
     /// The least worth a settlement transaction, in dollars.
     #[serde(default)]
     pub settle_min: f64,
+    /// The session protocols offered, one challenge each: `"v2"` (the TIP-1034 channel
+    /// reserve: mppx's `tempo()` client and CLI) and `"v1"` (the escrow: `sessionLegacy`).
+    #[serde(default = "default_session_protocols")]
+    pub session_protocols: Vec<String>,
+    /// v2: close a channel idle this long, capturing exactly what was delivered (mppx's
+    /// plain `fetch` never closes its channel).
+    #[serde(default = "default_close_idle")]
+    pub close_idle_secs: u64,
+    /// How long a stream that has delivered nothing waits for the voucher covering its
+    /// prompt before it ends with a `payment-error` event (at most the pause deadline).
+    #[serde(default = "default_first_voucher_deadline")]
+    pub first_voucher_deadline_secs: u64,
 }
 
 /// `[upstreams.<name>]`: an OpenAI-compatible API.
@@ -233,11 +245,21 @@ fn default_window() -> u64 {
 fn default_pause_deadline() -> u64 {
     60
 }
+fn default_first_voucher_deadline() -> u64 {
+    10
+}
+fn default_close_idle() -> u64 {
+    300
+}
+fn default_session_protocols() -> Vec<String> {
+    vec!["v2".into(), "v1".into()]
+}
 fn default_owner() -> String {
     "tollgate".into()
 }
 fn default_demo_chain() -> u64 {
-    4242
+    // Tempo's localnet id: the mppx CLI accepts only the chain ids of `viem/tempo/chains`.
+    1337
 }
 fn default_demo_window() -> u64 {
     16

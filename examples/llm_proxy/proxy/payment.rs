@@ -1,15 +1,25 @@
 //! The payment side: `PaymentLayer` with the Tempo session method, priced per token by the
 //! request's `model`, metered with `OpenAiTokenMeter`.
+//!
+//! Both session protocols are offered on the same route, one challenge each (v2 first):
+//! v2 (TIP-1034 channel reserve) is what mppx's `tempo()` client, its plain `fetch` and the
+//! `mppx` CLI pay; v1 (the escrow contract) is what `sessionLegacy` and tollgate's own
+//! `SessionClient` pay. A client takes the challenge it can handle. `[payment]
+//! session_protocols` narrows the list.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use bytes::Bytes;
 use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
-use tollgate::method::tempo::{RpcChain, SessionConfig, TempoSession};
+use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
+use tollgate::method::tempo::{RpcChain, SessionConfig, TempoChain, TempoSession};
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::scheme::Credential;
 use tollgate::store::{ChannelStore, MemoryStore};
@@ -48,14 +58,138 @@ pub struct PaymentSettings {
     pub keep_alive: Duration,
     /// The token's decimals (for the challenge description).
     pub decimals: u32,
+    /// Which session protocols are offered, and a dev chain's broadcast step.
+    pub sessions: Sessions,
+}
+
+/// Which session protocols the proxy offers.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    /// v1: the escrow contract (`escrow`).
+    pub v1: bool,
+    /// v2: the TIP-1034 channel reserve.
+    pub v2: bool,
+    /// Run before every broadcast, serialized with it. Only a dev chain sets it (the demo's
+    /// v2 reserve stand-in must be told each open's expiring-nonce hash); never in `serve`.
+    pub before_broadcast: Option<Arc<dyn BeforeBroadcast>>,
+    /// v2: a settlement pass closes a channel idle this long, capturing exactly what was
+    /// delivered. mppx's plain `fetch` never closes its channel, so without this its
+    /// deposit stays locked and its windowed vouchers stay uncaptured.
+    pub close_idle_after: Option<Duration>,
+    /// How long a stream that has delivered nothing waits for the voucher covering its
+    /// prompt (at most the pause deadline). mppx's v1 plain client (`sessionLegacy` with
+    /// `fetch`) never answers in-band asks: its stream ends with a `payment-error` event
+    /// this soon, charged nothing, instead of an empty stream held for the pause deadline.
+    pub first_voucher_deadline: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            v1: true,
+            v2: true,
+            before_broadcast: None,
+            close_idle_after: Some(Duration::from_secs(300)),
+            first_voucher_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Sessions {
+    /// The protocols named in `[payment] session_protocols` (`"v1"`, `"v2"`).
+    pub fn named(names: &[String]) -> Result<Sessions, String> {
+        let mut sessions = Sessions { v1: false, v2: false, ..Sessions::default() };
+        for name in names {
+            match name.as_str() {
+                "v1" => sessions.v1 = true,
+                "v2" => sessions.v2 = true,
+                other => return Err(format!("session_protocols: unknown protocol {other:?} (v1 or v2)")),
+            }
+        }
+        if !(sessions.v1 || sessions.v2) {
+            return Err("session_protocols: name at least one of v1, v2".into());
+        }
+        Ok(sessions)
+    }
+}
+
+/// A future a [`BeforeBroadcast`] returns.
+pub type BroadcastStep<'a> = Pin<Box<dyn Future<Output = Result<(), ChainError>> + Send + 'a>>;
+
+/// A step run before a raw transaction is broadcast (see [`Sessions::before_broadcast`]).
+pub trait BeforeBroadcast: fmt::Debug + Send + Sync + 'static {
+    /// Prepares the chain for `raw`.
+    fn before<'a>(&'a self, raw: &'a Bytes) -> BroadcastStep<'a>;
+}
+
+/// The proxy's chain: JSON-RPC, with a dev chain's [`BeforeBroadcast`] step if any.
+#[derive(Clone, Debug)]
+pub struct ProxyChain {
+    inner: RpcChain,
+    before: Option<(Arc<dyn BeforeBroadcast>, Serial)>,
+}
+
+/// Serializes a [`BeforeBroadcast`] step with its broadcast.
+type Serial = Arc<tokio::sync::Mutex<()>>;
+
+impl TempoChain for ProxyChain {
+    async fn channel(&self, escrow: Address, id: B256) -> Result<OnChainChannel, ChainError> {
+        self.inner.channel(escrow, id).await
+    }
+
+    async fn broadcast(&self, raw: alloy::primitives::Bytes) -> Result<Mined, ChainError> {
+        let Some((step, lock)) = &self.before else { return self.inner.broadcast(raw).await };
+        // The step and the broadcast run as one, so two opens cannot interleave.
+        let _serial = lock.lock().await;
+        let bytes = Bytes::copy_from_slice(&raw);
+        step.before(&bytes).await?;
+        self.inner.broadcast(raw).await
+    }
+
+    async fn receipt(&self, hash: B256) -> Result<Option<Mined>, ChainError> {
+        self.inner.receipt(hash).await
+    }
+
+    async fn send(&self, to: Address, input: alloy::primitives::Bytes) -> Result<Mined, ChainError> {
+        self.inner.send(to, input).await
+    }
+
+    async fn reserve_state(&self, reserve: Address, id: B256) -> Result<ReserveState, ChainError> {
+        self.inner.reserve_state(reserve, id).await
+    }
 }
 
 /// The payment layer and its store.
 pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer, String> {
-    let chain = RpcChain::new(&settings.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
-    let config = SessionConfig::v1(settings.chain_id, settings.escrow, settings.currency, settings.payee.address())
-        .suggested_deposit(settings.suggested_deposit);
-    let method = PricedSession { inner: Arc::new(TempoSession::new(config, chain)), decimals: settings.decimals };
+    let inner = RpcChain::new(&settings.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
+    let before = settings.sessions.before_broadcast.clone().map(|step| (step, Arc::default()));
+    let chain = ProxyChain { inner, before };
+    let (chain_id, currency, payee) = (settings.chain_id, settings.currency, settings.payee.address());
+    let session = |config: SessionConfig| {
+        Arc::new(TempoSession::new(config.suggested_deposit(settings.suggested_deposit), chain.clone()))
+    };
+    let method = PricedSession {
+        v1: settings.sessions.v1.then(|| session(SessionConfig::v1(chain_id, settings.escrow, currency, payee))),
+        v2: settings.sessions.v2.then(|| {
+            let mut v2 = TempoSession::new(
+                SessionConfig::v2(chain_id, currency, payee)
+                    .suggested_deposit(settings.suggested_deposit)
+                    // v2 captures exactly what was delivered, so a voucher ahead costs the
+                    // payer nothing (refunded at close). mppx's plain client signs
+                    // `accepted + amount` on each new request, and `accepted` can sit far
+                    // above what was charged once a stream's one-token-per-byte bound is
+                    // lowered to the upstream's usage: the default bound (two windows)
+                    // would refuse its second request.
+                    .max_voucher_ahead(Amount::new(u128::MAX)),
+                chain.clone(),
+            );
+            if let Some(after) = settings.sessions.close_idle_after {
+                v2 = v2.close_idle_after(after);
+            }
+            Arc::new(v2)
+        }),
+        decimals: settings.decimals,
+    };
     let layer = PaymentLayer::try_new(method, MemoryStore::new(), settings.realm.clone(), &settings.secret)
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
@@ -74,33 +208,61 @@ pub fn configure<M>(
         .meter(PromptMeter { catalog })
         .voucher_window(settings.voucher_window)
         .pause_deadline(settings.pause_deadline)
+        .first_voucher_deadline(settings.sessions.first_voucher_deadline.min(settings.pause_deadline))
         .keep_alive(settings.keep_alive)
         .upfront_in_stream()
 }
 
-/// The Tempo session method, with the exact per-million prices in each challenge's
-/// `description` (the `amount` is the per-token output price rounded up to a base unit).
+/// The Tempo session methods (v2 and v1, one challenge each, v2 first), with the exact
+/// per-million prices in each challenge's `description` (the `amount` is the per-token
+/// output price rounded up to a base unit).
 #[derive(Debug)]
 pub struct PricedSession {
-    /// The session method itself (shared with the settlement task, which needs its vouchers).
-    pub inner: Arc<TempoSession<RpcChain>>,
+    /// The v1 session (escrow contract), if offered.
+    pub v1: Option<Arc<TempoSession<ProxyChain>>>,
+    /// The v2 session (TIP-1034 channel reserve), if offered.
+    pub v2: Option<Arc<TempoSession<ProxyChain>>>,
     decimals: u32,
+}
+
+impl PricedSession {
+    /// The sessions offered (each settles its own channels).
+    pub fn sessions(&self) -> impl Iterator<Item = &Arc<TempoSession<ProxyChain>>> {
+        self.v2.iter().chain(self.v1.iter())
+    }
+
+    /// The session an echoed (or offered) challenge `request` belongs to: its
+    /// `methodDetails.sessionProtocol`.
+    fn session_of(&self, request: &serde_json::Value) -> Option<&Arc<TempoSession<ProxyChain>>> {
+        match request["methodDetails"]["sessionProtocol"].as_str() {
+            Some("v2") => self.v2.as_ref(),
+            _ => self.v1.as_ref(),
+        }
+    }
 }
 
 impl PaymentMethod for PricedSession {
     fn offers(&self, quote: &Quote) -> Vec<Offer> {
         let description = describe(&quote.price, self.decimals);
-        let mut offers = self.inner.offers(quote);
+        let mut offers: Vec<Offer> = self.sessions().flat_map(|session| session.offers(quote)).collect();
         offers.iter_mut().for_each(|offer| offer.description = Some(description.clone()));
         offers
     }
 
     fn pins(&self, echoed: &serde_json::Value, offered: &serde_json::Value) -> bool {
-        self.inner.pins(echoed, offered)
+        self.session_of(offered).is_some_and(|session| session.pins(echoed, offered))
     }
 
     async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-        self.inner.verify(verify, store).await
+        // The layer checked that the echoed request is one this route offers now, so its
+        // protocol picks the session.
+        match self.session_of(verify.request) {
+            Some(session) => session.verify(verify, store).await,
+            None => Err(PaymentError::new(
+                tollgate::PaymentErrorKind::InvalidChallenge,
+                "this session protocol is not offered",
+            )),
+        }
     }
 }
 
@@ -202,6 +364,11 @@ impl PaymentSettings {
             pause_deadline: Duration::from_secs(p.pause_deadline_secs),
             keep_alive: Duration::from_secs(15),
             decimals: p.decimals,
+            sessions: Sessions {
+                close_idle_after: Some(Duration::from_secs(p.close_idle_secs)),
+                first_voucher_deadline: Duration::from_secs(p.first_voucher_deadline_secs),
+                ..Sessions::named(&p.session_protocols)?
+            },
         })
     }
 }
