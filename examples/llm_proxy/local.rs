@@ -14,7 +14,7 @@ use crate::demo::devnet::{Devnet, ESCROW};
 use crate::demo::recipe::{self, Target};
 use crate::proxy::catalog::Catalog;
 use crate::proxy::config::{Config, base_units};
-use crate::proxy::payment::PaymentSettings;
+use crate::proxy::payment::{PaymentSettings, Sessions};
 
 /// anvil's port when `rpc_url` names none.
 const DEFAULT_PORT: u16 = 8545;
@@ -67,6 +67,14 @@ fn settings(config: &Config, devnet: &Devnet) -> Result<PaymentSettings, String>
         pause_deadline: Duration::from_secs(p.pause_deadline_secs),
         keep_alive: Duration::from_secs(15),
         decimals: p.decimals,
+        sessions: Sessions {
+            // DEV-ONLY: the local chain's v2 reserve is the demo's stand-in, which must be
+            // told each open's expiring-nonce hash.
+            before_broadcast: Some(std::sync::Arc::new(devnet.stand_in_opens())),
+            close_idle_after: Some(Duration::from_secs(p.close_idle_secs)),
+            first_voucher_deadline: Duration::from_secs(p.first_voucher_deadline_secs),
+            ..Sessions::named(&p.session_protocols)?
+        },
     })
 }
 
