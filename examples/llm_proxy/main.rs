@@ -35,6 +35,7 @@ use std::time::Duration;
 use proxy::Proxy;
 use proxy::config::{Config, base_units};
 use proxy::payment::PaymentSettings;
+use proxy::server;
 use tollgate::method::tempo::SettlementPolicy;
 
 const USAGE: &str = "usage: llm_proxy <demo [--stay] | serve> [--config <file>]";
@@ -76,24 +77,21 @@ async fn serve(config: &Config) -> Result<(), String> {
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
     }
     let p = &config.payment;
-    let settler = (p.settle_every_secs > 0).then(|| {
-        let policy = SettlementPolicy {
-            every: Duration::from_secs(p.settle_every_secs),
-            min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
-        };
-        proxy.layer.method().inner.clone().spawn_settlement((**proxy.layer.store()).clone(), policy)
+    let policy = (p.settle_every_secs > 0).then(|| SettlementPolicy {
+        every: Duration::from_secs(p.settle_every_secs),
+        min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
     });
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
     eprintln!("llm_proxy listening on http://{addr}, selling {}", models.join(", "));
-    let served = axum::serve(listener, proxy.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-    if let Some(settler) = settler {
-        settler.abort();
-    }
-    served.map_err(|e| e.to_string())
+    let limits = &config.server.limits;
+    let shutdown = async {
+        server::shutdown_signal().await;
+        eprintln!(
+            "llm_proxy: shutting down: no new connections, streams get {}s to finish",
+            limits.shutdown_grace_secs
+        );
+    };
+    server::run(&proxy, listener, limits, policy, shutdown).await
 }

@@ -13,6 +13,7 @@ mod proxy;
 
 mod errors;
 mod flows;
+mod hardening;
 mod openai;
 mod prepay;
 mod support;

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod config;
 pub mod errors;
 pub mod payment;
+pub mod server;
 pub mod simulated;
 pub mod sse;
 pub mod upstream;
