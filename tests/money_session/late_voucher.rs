@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::json;
 use tollgate::Amount;
 use tollgate::client::SessionClient;
+use tollgate::store::ChannelStore;
 
 use crate::money_support::*;
 
@@ -71,4 +72,41 @@ async fn issue8_06_a_late_voucher_signed_by_someone_else_is_still_refused() {
                          "signature": format!("0x{}", "11".repeat(65))});
     assert_ne!(f.post(raw_credential(&c, payload, None)).await.status(), StatusCode::NO_CONTENT);
     assert_eq!(f.state(channel).await.accepted, Amount::new(3 * PRICE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue8_06_a_new_requests_upfront_voucher_is_accepted_when_earlier_asks_left_the_channel_ahead() {
+    // A stream asked far ahead of delivery and was paid; it ended. mppx's next request pays
+    // one more unit up front (accepted + 1 unit), past `spent + reserved + ahead`: accepted,
+    // since vouchers stay at most `ahead` apart (the capture-loss bound).
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 1_000_000).await;
+    let id = store_id(client.channel_id().unwrap());
+    let far = 100 * PRICE;
+    f.store.ask(&id, Amount::new(far), std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f.post(client.voucher(&c, far).unwrap()).await.status(), StatusCode::NO_CONTENT);
+    tokio::time::advance(std::time::Duration::from_secs(6)).await;
+    let next = f.post(client.voucher(&c, far + PRICE).unwrap()).await;
+    assert_eq!(next.status(), StatusCode::NO_CONTENT, "{}", problem_type(next).await);
+    assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(far + PRICE));
+    // A jump past the bound from the accepted amount is still refused.
+    let jump = f.post(client.voucher(&c, far + 30 * PRICE).unwrap()).await;
+    assert_eq!(jump.status(), StatusCode::PAYMENT_REQUIRED);
+}
+
+#[tokio::test]
+async fn issue8_06_a_voucher_answering_a_live_ask_is_not_refused_as_too_small() {
+    // Two concurrent streams ask for amounts less than a unit apart; the payer answers both.
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 1_000_000).await;
+    let id = store_id(client.channel_id().unwrap());
+    assert_eq!(f.post(client.voucher(&c, 5 * PRICE).unwrap()).await.status(), StatusCode::NO_CONTENT);
+    f.store.ask(&id, Amount::new(5 * PRICE + 5), std::time::Duration::from_secs(5)).await.unwrap();
+    let answer = f.post(client.voucher(&c, 5 * PRICE + 5).unwrap()).await;
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{}", problem_type(answer).await);
+    // Unasked, a raise below one unit is still refused.
+    let small = f.post(client.voucher(&c, 5 * PRICE + 10).unwrap()).await;
+    assert_eq!(problem_type(small).await, "session/delta-too-small");
 }

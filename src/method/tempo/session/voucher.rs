@@ -75,8 +75,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 "voucher is not above what is settled",
             ));
         }
+        // A voucher answering a live ask is never too small (concurrent streams can ask for
+        // amounts less than a unit apart).
         let min = self.min_delta()?;
-        if voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
+        if voucher.cumulative_amount > stored.asked && voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
             return Err(PaymentError::new(
                 PaymentErrorKind::DeltaTooSmall,
                 format!("vouchers must add at least {min}"),
@@ -84,8 +86,17 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         // A voucher may run `ahead` of delivery on its own, and up to what a live stream
         // asked for (an upfront or a hidden-output allowance can be larger than a window).
+        // It may also rise by `ahead` over the accepted amount: a new request's upfront unit
+        // when an earlier stream's asks left the channel ahead of delivery (mppx pays one on
+        // every request). Vouchers then stay at most `ahead` apart, so the one settled (the
+        // highest at or below delivery) still misses at most `ahead`.
         let ahead = self.max_ahead()?;
-        let limit = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
+        let limit = stored
+            .spent
+            .saturating_add(stored.reserved)
+            .saturating_add(ahead)
+            .max(stored.asked)
+            .max(stored.accepted.saturating_add(ahead));
         if voucher.cumulative_amount > limit {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
