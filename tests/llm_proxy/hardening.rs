@@ -64,7 +64,7 @@ tokens_per_second = 0
         .args(["-c", script])
         .arg(&binary)
         .arg(&config)
-        .env("LLM_PROXY_TEST_PAYEE", format!("{}", alloy::hex::encode_prefixed(PrivateKeySigner::random().to_bytes())))
+        .env("LLM_PROXY_TEST_PAYEE", alloy::hex::encode_prefixed(PrivateKeySigner::random().to_bytes()))
         .env("LLM_PROXY_TEST_SECRET", "llm-proxy-test-secret-of-32-bytes!!")
         .stderr(Stdio::piped())
         .spawn()
