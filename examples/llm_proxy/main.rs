@@ -17,6 +17,12 @@
 //! simulated model. The payee key and the HMAC secret come from the environment variables
 //! the file names.
 //!
+//! `serve` is hardened for the open internet (`[server.limits]`, see `proxy/server.rs`):
+//! header and body read timeouts, a cap on connections and on connections that have not sent
+//! a request yet (the oldest is evicted), and a graceful shutdown on SIGTERM or Ctrl-C: no new
+//! streams, streams in flight get `shutdown_grace_secs` to finish (their vouchers still come
+//! in), then one final settlement pass captures what was delivered.
+//!
 //! Endpoints: `GET /health`; `GET /v1/models` (prices per 1M input and output tokens, free);
 //! `POST /v1/chat/completions` (paid; always streamed, with `usage`). Errors are OpenAI's
 //! `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402 payment, 404 unknown model,

@@ -204,3 +204,48 @@ async fn issue8_05_sigterm_mid_stream_ends_it_cleanly_commits_releases_and_settl
     assert!(settled <= expected, "never more than delivered");
     assert!(settled > 0, "the final pass settled what was delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_05_silent_headers_and_silent_bodies_are_cut_by_the_read_timeouts() {
+    let (_unused, proxy) = offline(&config("")).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = Limits { header_read_timeout_secs: 1, body_read_timeout_secs: 1, ..Limits::default() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        server::serve(listener, proxy.router, &limits, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // Half a request line, then silence: the connection is closed, unanswered.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /hea").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), half.read_to_end(&mut answer)).await;
+    assert!(read.expect("closed by the header read timeout").is_ok());
+    // Headers promising a body that never comes: answered with an error, not held forever.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"mo",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut answer)).await;
+    assert!(read.expect("the body read timeout ends the request").is_ok());
+    let status = String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned();
+    eprintln!("a silent body got: {status:?}");
+    assert!(!status.starts_with("HTTP/1.1 2"), "{status}");
+    // A kept-alive connection idle past the header timeout is closed too.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: proxy\r\n\r\n").await.unwrap();
+    let mut first = [0u8; 12];
+    kept.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), kept.read_to_end(&mut rest)).await;
+    assert!(read.expect("an idle kept-alive connection is closed").is_ok());
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), served).await.expect("the server stops").unwrap();
+}

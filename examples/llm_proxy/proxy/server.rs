@@ -33,7 +33,7 @@ pub struct Limits {
     /// A client has this long to send a request's headers, and a kept-alive connection this
     /// long to start its next request; then the connection is closed.
     pub header_read_timeout_secs: u64,
-    /// A request body that stays silent this long fails (408).
+    /// A request body that stays silent this long fails the request (the app answers 400).
     pub body_read_timeout_secs: u64,
     /// Open connections at most (keep it under the process's file limit). At the cap, a
     /// new connection evicts the oldest one that has not yet sent a request; when every
