@@ -8,6 +8,8 @@ mod money_support;
 
 #[path = "money_session/close.rs"]
 mod close;
+#[path = "money_session/late_voucher.rs"]
+mod late_voucher;
 #[path = "money_session/settle.rs"]
 mod settle;
 

@@ -21,6 +21,12 @@
 //! `[payment] rpc_url` (8545) with the escrow installed, as the demo does, and is paid there
 //! by dev account 1 (no key to set); it prints how to point a client at it.
 //!
+//! `serve` is hardened for the open internet (`[server.limits]`, see `proxy/server.rs`):
+//! header and body read timeouts, a cap on connections and on connections that have not sent
+//! a request yet (the oldest is evicted), and a graceful shutdown on SIGTERM or Ctrl-C: no new
+//! streams, streams in flight get `shutdown_grace_secs` to finish (their vouchers still come
+//! in), then one final settlement pass captures what was delivered.
+//!
 //! Endpoints: `GET /health`; `GET /v1/models` and `GET /v1/models/{id}` (prices per 1M
 //! input and output tokens, free); `POST /v1/chat/completions` (paid; streamed with `usage`
 //! when asked with `stream: true`, else one `chat.completion` object with `usage` and its
@@ -42,7 +48,8 @@ use std::time::Duration;
 use proxy::Proxy;
 use proxy::config::{Config, base_units};
 use proxy::payment::PaymentSettings;
-use tollgate::method::tempo::SettlementPolicy;
+use proxy::server;
+use tollgate::method::tempo::{SessionProtocol, SettlementPolicy};
 
 const USAGE: &str = "usage: llm_proxy <demo [--stay] | serve [--chain local]> [--config <file>]";
 
@@ -99,29 +106,25 @@ async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), St
     let p = &config.payment;
     // v2 settles on its own schedule too (every 30 s when settle_every_secs is 0): its idle
     // close is how a plain-fetch client's channel gets captured and refunded.
-    let policy = |every: u64| SettlementPolicy {
+    let settle = |every: u64| SettlementPolicy {
         every: Duration::from_secs(every),
         min_amount: base_units(p.settle_min, p.decimals).unwrap_or(0),
     };
-    let method = proxy.layer.method();
-    let store = (**proxy.layer.store()).clone();
-    let mut settlers = Vec::new();
-    if let Some(v2) = &method.v2 {
-        let every = if p.settle_every_secs > 0 { p.settle_every_secs } else { 30 };
-        settlers.push(v2.clone().spawn_settlement(store.clone(), policy(every)));
-    }
-    if let (Some(v1), true) = (&method.v1, p.settle_every_secs > 0) {
-        settlers.push(v1.clone().spawn_settlement(store, policy(p.settle_every_secs)));
-    }
+    let policy = |protocol| match protocol {
+        SessionProtocol::V2 => Some(settle(if p.settle_every_secs > 0 { p.settle_every_secs } else { 30 })),
+        _ => (p.settle_every_secs > 0).then(|| settle(p.settle_every_secs)),
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
     eprintln!("llm_proxy listening on http://{addr}, selling {}", models.join(", "));
-    let served = axum::serve(listener, proxy.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-    settlers.iter().for_each(|settler| settler.abort());
-    served.map_err(|e| e.to_string())
+    let limits = &config.server.limits;
+    let shutdown = async {
+        server::shutdown_signal().await;
+        eprintln!(
+            "llm_proxy: shutting down: no new connections, streams get {}s to finish",
+            limits.shutdown_grace_secs
+        );
+    };
+    server::run(&proxy, listener, limits, policy, shutdown).await
 }

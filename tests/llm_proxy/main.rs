@@ -11,10 +11,12 @@ mod demo;
 #[path = "../../examples/llm_proxy/proxy/mod.rs"]
 mod proxy;
 
+mod concurrency;
 mod errors;
 mod fields;
 mod flows;
 mod guide;
+mod hardening;
 mod nonstream;
 mod openai;
 mod prepay;

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// How long a failed provider is passed over (tried only when every other one failed too).
     #[serde(default = "default_cooldown")]
     pub provider_cooldown_secs: u64,
+    /// `[server.limits]`: timeouts and connection caps.
+    #[serde(default)]
+    pub limits: super::server::Limits,
 }
 
 /// `[payment]`.

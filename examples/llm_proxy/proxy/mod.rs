@@ -10,6 +10,7 @@ pub mod config;
 pub mod discovery;
 pub mod errors;
 pub mod payment;
+pub mod server;
 pub mod simulated;
 pub mod sse;
 pub mod unstream;

@@ -36,7 +36,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 signature: open.signature,
                 descriptor: open.descriptor,
             };
-            return self.voucher(voucher).await;
+            return self.retried_open(voucher).await;
         }
         match self.config().protocol {
             SessionProtocol::V1 => self.open_v1(open).await,

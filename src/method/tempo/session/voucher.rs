@@ -17,6 +17,16 @@ use crate::store::ChannelStore;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn voucher(&self, voucher: VoucherPayload) -> Result<Verified, PaymentError> {
+        self.check_voucher(voucher, Late::Idempotent).await
+    }
+
+    /// An open naming a known channel: its voucher must be at or above what was accepted
+    /// (an open is not raced by a concurrent stream; a stale one proves nothing current).
+    pub(super) async fn retried_open(&self, voucher: VoucherPayload) -> Result<Verified, PaymentError> {
+        self.check_voucher(voucher, Late::Refused).await
+    }
+
+    async fn check_voucher(&self, voucher: VoucherPayload, late: Late) -> Result<Verified, PaymentError> {
         let descriptor = match voucher.descriptor {
             Some(descriptor) => {
                 self.check_descriptor(&descriptor, voucher.channel_id)?;
@@ -46,24 +56,29 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if let (Some(descriptor), SessionProtocol::V2) = (descriptor, self.config().protocol) {
             self.session.book.remember(voucher.channel_id, descriptor);
         }
+        let below = voucher.cumulative_amount < stored.accepted;
+        if late == Late::Refused && below {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                "voucher is below the accepted amount",
+            ));
+        }
+        if voucher.cumulative_amount <= stored.accepted && !stored.accepted.is_zero() {
+            // A retry, or a concurrent stream's older voucher arriving after a higher one:
+            // idempotent, answered with the current state, changing nothing (a 402 here
+            // would kill that client's stream for a voucher it signed honestly).
+            return Ok(self.outcome(voucher.channel_id, &stored, None, &channel));
+        }
         if cumulative <= channel.settled {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
                 "voucher is not above what is settled",
             ));
         }
-        if voucher.cumulative_amount < stored.accepted {
-            return Err(PaymentError::new(
-                PaymentErrorKind::VerificationFailed,
-                "voucher is below the accepted amount",
-            ));
-        }
-        if voucher.cumulative_amount == stored.accepted {
-            // An idempotent retry: answer with the current state, change nothing.
-            return Ok(self.outcome(voucher.channel_id, &stored, None, &channel));
-        }
+        // A voucher answering a live ask is never too small (concurrent streams can ask for
+        // amounts less than a unit apart).
         let min = self.min_delta()?;
-        if voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
+        if voucher.cumulative_amount > stored.asked && voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
             return Err(PaymentError::new(
                 PaymentErrorKind::DeltaTooSmall,
                 format!("vouchers must add at least {min}"),
@@ -71,8 +86,17 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         // A voucher may run `ahead` of delivery on its own, and up to what a live stream
         // asked for (an upfront or a hidden-output allowance can be larger than a window).
+        // It may also rise by `ahead` over the accepted amount: a new request's upfront unit
+        // when an earlier stream's asks left the channel ahead of delivery (mppx pays one on
+        // every request). Vouchers then stay at most `ahead` apart, so the one settled (the
+        // highest at or below delivery) still misses at most `ahead`.
         let ahead = self.max_ahead()?;
-        let limit = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
+        let limit = stored
+            .spent
+            .saturating_add(stored.reserved)
+            .saturating_add(ahead)
+            .max(stored.asked)
+            .max(stored.accepted.saturating_add(ahead));
         if voucher.cumulative_amount > limit {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
@@ -106,6 +130,15 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         let units = unit.get().saturating_mul(4);
         Ok(self.verify.window.saturating_add(self.verify.window).saturating_add(Amount::new(units)))
     }
+}
+
+/// What a validly signed voucher below the accepted amount gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Late {
+    /// The current receipt, nothing changed.
+    Idempotent,
+    /// A 402.
+    Refused,
 }
 
 pub(super) fn hex_bytes(text: &str) -> Result<Bytes, PaymentError> {
