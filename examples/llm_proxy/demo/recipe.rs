@@ -82,7 +82,7 @@ pub async fn render(target: &Target<'_>) -> String {
              import {{ createClient }} from 'viem'\n\
              import {{ privateKeyToAccount }} from 'viem/accounts'\n\
              import {{ tempoLocalnet }} from 'viem/tempo/chains'\n\
-             import {{ gasBumpingHttp }} from './tests/js/lib/local_chain.mjs' // anvil under-estimates Tempo batch gas\n\n\
+             import {{ gasBumpingHttp }} from './tests/js/lib/local_chain.mjs' // anvil under-estimates Tempo batch gas\n\
              const rpc = '{rpc}'\n\
              const chain = {{ ...tempoLocalnet, id: {chain}, rpcUrls: {{ default: {{ http: [rpc] }} }} }}\n\
              Mppx.create({{ methods: [tempo({{\n  \
