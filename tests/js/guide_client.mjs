@@ -46,6 +46,7 @@ const cfg = {
   maxDeposit: env('MAX_DEPOSIT', '1'),
   streamed: Number(env('STREAMED', '3')),
   nonStreamed: Number(env('NON_STREAMED', '0')),
+  maxTokens: Number(env('MAX_TOKENS', '512')),
   timeoutMs: Number(env('TIMEOUT_MS', '120000')),
 };
 
@@ -72,7 +73,8 @@ Mppx.create({
 const request = (stream) => ({
   model: cfg.model,
   messages: [{ role: 'user', content: cfg.prompt }],
-  ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+  // A non-streamed answer cannot ask for vouchers in band: its cap is its price, paid up front.
+  ...(stream ? { stream: true, stream_options: { include_usage: true } } : { max_tokens: cfg.maxTokens }),
 });
 
 // A streamed completion through the plain fetch, read as the SSE it is.

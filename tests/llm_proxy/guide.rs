@@ -16,6 +16,9 @@ use crate::support::*;
 
 const PROMPT: &str = "How does a guide's client pay for tokens?";
 const STREAMED: usize = 3;
+/// Non-streamed completions after the streams, on the same channel (the SDK's `create`
+/// without `stream`, naming `max_tokens`: the price cap it pays up front).
+const NON_STREAMED: usize = 2;
 
 /// Runs a node script against `stack` with dev account `payer`; returns its JSON lines.
 pub async fn run_node(stack: &Stack, script: &str, payer: usize, env: &[(&str, &str)]) -> Vec<Value> {
@@ -55,13 +58,15 @@ async fn the_guides_client_streams_on_one_v2_channel_and_the_payee_gains_the_pri
     let payee = stack.payee.address();
     let payee_before = stack.devnet.balance(payee).await.unwrap();
 
-    let streamed = STREAMED.to_string();
-    let lines = run_node(&stack, "guide_client.mjs", 2, &[("PROMPT", PROMPT), ("STREAMED", &streamed)]).await;
+    let (streamed, non_streamed) = (STREAMED.to_string(), NON_STREAMED.to_string());
+    let env = [("PROMPT", PROMPT), ("STREAMED", &streamed), ("NON_STREAMED", &non_streamed)];
+    let lines = run_node(&stack, "guide_client.mjs", 2, &env).await;
 
     let expected =
         simulated::completion(&ChatRequest::parse(chat("tollgate-sim", PROMPT).to_string().as_bytes()).unwrap());
     let completions: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "completion").collect();
-    assert_eq!(completions.len(), STREAMED, "{lines:?}");
+    assert_eq!(completions.len(), STREAMED + NON_STREAMED, "{lines:?}");
+    assert_eq!(completions.iter().filter(|c| c["stream"] == false).count(), NON_STREAMED, "{lines:?}");
     assert!(completions.iter().any(|c| c["via"] == "fetch") && completions.iter().any(|c| c["via"] == "openai"));
     let mut priced = 0;
     for completion in &completions {

@@ -245,7 +245,13 @@ impl PaymentMethod for PricedSession {
     fn offers(&self, quote: &Quote) -> Vec<Offer> {
         let description = describe(&quote.price, self.decimals);
         let mut offers: Vec<Offer> = self.sessions().flat_map(|session| session.offers(quote)).collect();
-        offers.iter_mut().for_each(|offer| offer.description = Some(description.clone()));
+        let whole = whole_request(quote);
+        for offer in &mut offers {
+            offer.description = Some(description.clone());
+            if let Some(amount) = whole {
+                offer.request["amount"] = serde_json::Value::String(amount.to_string());
+            }
+        }
         offers
     }
 
@@ -264,6 +270,16 @@ impl PaymentMethod for PricedSession {
             )),
         }
     }
+}
+
+/// What a non-streamed request costs at most (its prompt bound and its whole output cap),
+/// as the challenge's `amount`; `None` for streams, which ask for vouchers as they go.
+///
+/// A JSON answer cannot pause for a voucher, and mppx's plain clients (v1 and v2) answer a
+/// 402 by signing a voucher `amount` above their last one: with the whole request as the
+/// amount, that voucher covers it, and the retry is served.
+fn whole_request(quote: &Quote) -> Option<Amount> {
+    (quote.upfront.output > 0).then(|| quote.price.cost(quote.upfront)).flatten()
 }
 
 /// `"$0.165 per 1M input tokens, $0.66 per 1M output tokens"`.
