@@ -169,7 +169,10 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
         Arc::new(TempoSession::new(config.suggested_deposit(settings.suggested_deposit), chain.clone()))
     };
     let method = PricedSession {
-        v1: settings.sessions.v1.then(|| session(SessionConfig::v1(chain_id, settings.escrow, currency, payee))),
+        v1: settings.sessions.v1.then(|| {
+            let ahead = v1_run_ahead(&catalog, settings.voucher_window);
+            session(SessionConfig::v1(chain_id, settings.escrow, currency, payee).max_voucher_ahead(ahead))
+        }),
         v2: settings.sessions.v2.then(|| {
             let mut v2 = TempoSession::new(
                 SessionConfig::v2(chain_id, currency, payee)
@@ -270,6 +273,18 @@ impl PaymentMethod for PricedSession {
             )),
         }
     }
+}
+
+/// How far a v1 voucher may run ahead: two voucher windows and four tokens at the cheapest
+/// output price sold. Set for the whole channel, not per route (the default follows the
+/// price of the request the voucher comes with, so a voucher posted with a dear model's
+/// challenge could run far ahead and be spent on a cheap one). The v1 escrow pays out a
+/// voucher exactly, so this bounds what a v1 close can leave uncaptured; longer asks (a
+/// prompt paid up front) are recorded in the store and allowed while they are live.
+fn v1_run_ahead(catalog: &Catalog, window: u64) -> Amount {
+    let tokens = window.saturating_mul(2).saturating_add(4);
+    let cheapest = catalog.models().iter().filter_map(|model| model.price.output.cost(tokens)).min();
+    cheapest.unwrap_or(Amount::ZERO)
 }
 
 /// What a non-streamed request costs at most (its prompt bound and its whole output cap),
