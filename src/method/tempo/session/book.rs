@@ -13,7 +13,7 @@ use crate::method::tempo::{ChannelDescriptor, SessionConfig, SessionProtocol};
 
 /// The most vouchers kept per channel. Beyond it the book thins the run above delivery
 /// (see [`VoucherBook::record`]); an honest stream keeps a handful.
-const MAX_VOUCHERS: usize = 256;
+pub(super) const MAX_VOUCHERS: usize = 256;
 
 /// Accepted vouchers per channel, so a settlement can pick one that never captures more
 /// than was delivered; and v2 channel descriptors, which the reserve needs on every call.
@@ -52,6 +52,12 @@ impl VoucherBook {
         if book.len() > MAX_VOUCHERS {
             thin(book);
         }
+    }
+
+    /// How many vouchers are kept above `spent` (what a payer has signed ahead of delivery).
+    pub(crate) fn ahead_of(&self, channel: B256, spent: u128) -> usize {
+        let vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
+        vouchers.get(&channel).map_or(0, |book| book.range((Bound::Excluded(spent), Bound::Unbounded)).count())
     }
 
     /// The highest voucher at or below `limit` and above `settled`.

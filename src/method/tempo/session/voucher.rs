@@ -89,14 +89,17 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         // It may also rise by `ahead` over the accepted amount: a new request's upfront unit
         // when an earlier stream's asks left the channel ahead of delivery (mppx pays one on
         // every request). Vouchers then stay at most `ahead` apart, so the one settled (the
-        // highest at or below delivery) still misses at most `ahead`.
+        // highest at or below delivery) still misses at most `ahead` — as long as the book
+        // keeps them all: a payer walking a ladder of such vouchers far ahead of delivery is
+        // stopped before the book would have to thin it (which would widen the gaps).
         let ahead = self.max_ahead()?;
-        let limit = stored
-            .spent
-            .saturating_add(stored.reserved)
-            .saturating_add(ahead)
-            .max(stored.asked)
-            .max(stored.accepted.saturating_add(ahead));
+        let on_its_own = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
+        let ladder = self.session.book.ahead_of(voucher.channel_id, stored.spent.get());
+        let limit = if ladder + 1 < super::book::MAX_VOUCHERS {
+            on_its_own.max(stored.accepted.saturating_add(ahead))
+        } else {
+            on_its_own
+        };
         if voucher.cumulative_amount > limit {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
