@@ -94,7 +94,9 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         // stopped before the book would have to thin it (which would widen the gaps).
         let ahead = self.max_ahead()?;
         let on_its_own = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
-        let ladder = self.session.book.ahead_of(voucher.channel_id, stored.spent.get());
+        // Vouchers within what live streams hold are theirs; the ladder is what lies beyond.
+        let held = stored.spent.saturating_add(stored.reserved).get();
+        let ladder = self.session.book.ahead_of(voucher.channel_id, held);
         let limit = if ladder + 1 < super::book::MAX_VOUCHERS {
             on_its_own.max(stored.accepted.saturating_add(ahead))
         } else {
