@@ -20,7 +20,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tollgate::method::is_management_request;
 use tollgate::method::tempo::{SessionProtocol, SettlementPolicy};
+use tollgate::scheme::Credential;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -204,9 +206,13 @@ pub async fn serve(listener: TcpListener, router: Router, limits: &Limits, shutd
                 }
                 let router = router.clone();
                 async move {
-                    if draining && !is_payment_management(&request) {
-                        return Ok(shutting_down());
-                    }
+                    let request = match draining {
+                        true => match is_payment_management(request) {
+                            (true, request) => request,
+                            (false, _) => return Ok(shutting_down()),
+                        },
+                        false => request,
+                    };
                     router.oneshot(request).await
                 }
             })
@@ -240,17 +246,16 @@ pub async fn serve(listener: TcpListener, router: Router, limits: &Limits, shutd
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-/// A bodiless POST with a `Payment` credential: a voucher or a close.
-fn is_payment_management(request: &http::Request<Incoming>) -> bool {
-    let paid = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 8 && v[..8].eq_ignore_ascii_case("payment "));
-    request.method() == http::Method::POST
-        && paid
-        && !request.headers().contains_key(http::header::TRANSFER_ENCODING)
-        && request.headers().get(http::header::CONTENT_LENGTH).is_none_or(|len| len.as_bytes() == b"0")
+/// A session management request (a voucher, a top-up or a close: a bodiless POST, by the
+/// library's own rule) that carries a `Payment` credential. While the server drains only
+/// these get through, so streams in flight still receive their vouchers.
+fn is_payment_management(request: http::Request<Incoming>) -> (bool, http::Request<Incoming>) {
+    let (mut parts, body) = request.into_parts();
+    if http_body::Body::is_end_stream(&body) {
+        parts.extensions.insert(tollgate::method::EmptyBody);
+    }
+    let management = Credential::is_present(&parts.headers) && is_management_request(&parts);
+    (management, http::Request::from_parts(parts, body))
 }
 
 /// What a new request gets while the server drains.
