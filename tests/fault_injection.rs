@@ -32,7 +32,11 @@ use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-common::store_suite!(FaultyStore::new(MemoryStore::new()));
+common::store_suite!(
+    make: FaultyStore::new(MemoryStore::new()),
+    short_lease: FaultyStore::new(MemoryStore::new().with_lease(common::store_suite::SHORT_LEASE)),
+    twin: |store: &FaultyStore<MemoryStore>| std::future::ready(store.clone()),
+);
 
 const CHANNEL: &str = "0xfa17";
 const PRICE: u128 = 10;

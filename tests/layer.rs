@@ -483,6 +483,55 @@ impl ChannelStore for ReserveFails {
     ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
         self.0.changed(id, seen).await
     }
+    fn lease(&self) -> std::time::Duration {
+        self.0.lease()
+    }
+    async fn renew(
+        &self,
+        r: &tollgate::store::Reservation,
+        delivered: tollgate::Amount,
+        units: u64,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.0.renew(r, delivered, units).await
+    }
+    async fn keep(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        key: tollgate::Amount,
+        value: bytes::Bytes,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.0.keep(id, shelf, key, value).await
+    }
+    async fn kept(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+    ) -> Result<Vec<(tollgate::Amount, bytes::Bytes)>, tollgate::store::StoreError> {
+        self.0.kept(id, shelf).await
+    }
+    async fn discard(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        keys: Option<&[tollgate::Amount]>,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.0.discard(id, shelf, keys).await
+    }
+    async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, tollgate::store::StoreError> {
+        self.0.shelved(shelf).await
+    }
+    async fn lock(
+        &self,
+        name: &str,
+        holder: tollgate::store::LockHolder,
+        ttl: std::time::Duration,
+    ) -> Result<bool, tollgate::store::StoreError> {
+        self.0.lock(name, holder, ttl).await
+    }
+    async fn unlock(&self, name: &str, holder: tollgate::store::LockHolder) -> Result<(), tollgate::store::StoreError> {
+        self.0.unlock(name, holder).await
+    }
 }
 
 #[tokio::test]

@@ -1,16 +1,20 @@
 //! [`MemoryStore`]: a [`ChannelStore`] kept in this process's memory.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{AskId, ChannelId, ChannelState, ChannelStore, Reservation, ReservationId, StoreError, StoreErrorKind};
+use super::{
+    AskId, ChannelId, ChannelState, ChannelStore, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError,
+    StoreErrorKind,
+};
 use crate::amount::Amount;
 
 /// A [`ChannelStore`] in this process's memory.
@@ -26,12 +30,24 @@ use crate::amount::Amount;
 /// waiting.
 ///
 /// Channels are kept until the store is dropped (the trait has no delete yet), so memory
-/// grows with the number of channels seen. Clones share the same state.
+/// grows with the number of channels seen. Clones share the same state; a clone is how
+/// tests stand in for a second instance on one shared store.
+///
+/// Leases lapse on tokio's clock (so paused-time tests can run them out).
 ///
 /// See the [crate docs](crate) for an example.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
+    shelves: Arc<Mutex<HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>>>,
+    locks: Arc<Mutex<HashMap<String, (LockHolder, Instant)>>>,
+    lease: Duration,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore { channels: Arc::default(), shelves: Arc::default(), locks: Arc::default(), lease: DEFAULT_LEASE }
+    }
 }
 
 /// Process-wide rather than per store, so a reservation handed to the wrong store is never
@@ -39,6 +55,7 @@ pub struct MemoryStore {
 static NEXT_RESERVATION: AtomicU64 = AtomicU64::new(1);
 
 struct Channel {
+    lease: Duration,
     ledger: Mutex<Ledger>,
     /// Mirrors `ledger.state.version` for [`ChannelStore::changed`] waiters.
     version: watch::Sender<u64>,
@@ -70,11 +87,46 @@ struct Held {
     amount: Amount,
     committed: Amount,
     units: u64,
+    /// The last renewal's provisional figures, which count only if the lease lapses.
+    delivered: Amount,
+    delivered_units: u64,
+    until: Instant,
 }
 
 impl Held {
-    fn new(amount: Amount) -> Self {
-        Held { amount, committed: Amount::ZERO, units: 0 }
+    fn new(amount: Amount, lease: Duration) -> Self {
+        Held {
+            amount,
+            committed: Amount::ZERO,
+            units: 0,
+            delivered: Amount::ZERO,
+            delivered_units: 0,
+            until: crate::clock::after(lease),
+        }
+    }
+}
+
+impl Ledger {
+    /// Releases every lapsed lease with the larger of its committed and renewed usage. Each
+    /// one is reclaimed whole or not at all (an overflow leaves it held, never half-done).
+    fn reclaim(&mut self) {
+        let now = Instant::now();
+        if self.reservations.values().all(|held| held.until > now) {
+            return;
+        }
+        let lapsed: Vec<ReservationId> =
+            self.reservations.iter().filter(|(_, held)| held.until <= now).map(|(id, _)| *id).collect();
+        for id in lapsed {
+            let Some(&held) = self.reservations.get(&id) else { continue };
+            let (mut state, mut held) = (self.state.clone(), held);
+            let (used, units) = (held.committed.max(held.delivered), held.units.max(held.delivered_units));
+            let reclaimed = commit(&mut state, &mut held, used, units)
+                .and_then(|()| Ok(state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?));
+            if reclaimed.is_ok() {
+                self.state = state;
+                self.reservations.remove(&id);
+            }
+        }
     }
 }
 
@@ -82,6 +134,17 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how long a reservation lives without renewal (default
+    /// [`DEFAULT_LEASE`](super::DEFAULT_LEASE)); applies to channels opened from now on.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    fn shelves(&self) -> Result<MutexGuard<'_, HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>>, StoreError> {
+        self.shelves.lock().map_err(|_| poisoned())
     }
 
     fn lookup(&self, id: &ChannelId) -> Result<Option<Arc<Channel>>, StoreError> {
@@ -102,10 +165,11 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl Channel {
-    fn new(accepted: Amount, deposit: Amount) -> Self {
+    fn new(accepted: Amount, deposit: Amount, lease: Duration) -> Self {
         // Version 1, so `changed(id, 0)` ("never seen it") resolves at once.
         let state = ChannelState { accepted, deposit, version: 1, ..ChannelState::default() };
         Channel {
+            lease,
             version: watch::Sender::new(state.version),
             ledger: Mutex::new(Ledger { state, reservations: HashMap::new(), asks: HashMap::new() }),
         }
@@ -116,8 +180,9 @@ impl Channel {
         self.ledger.lock().map_err(|_| poisoned())
     }
 
+    /// The state, after reclaiming lapsed leases (which wakes waiters like any change).
     fn snapshot(&self) -> Result<ChannelState, StoreError> {
-        Ok(self.lock()?.view())
+        Ok(self.update(|_| Ok(()))?.1)
     }
 
     /// Runs `f` under the channel's lock. `f` checks everything before it writes, so an
@@ -127,7 +192,19 @@ impl Channel {
         let mut ledger = self.lock()?;
         let before = ledger.state.clone();
         let version = before.version.checked_add(1).ok_or_else(invalid)?;
-        let out = f(&mut ledger)?;
+        // Lapsed leases go first, whatever the step: a dead holder's hold never blocks it.
+        ledger.reclaim();
+        let out = match f(&mut ledger) {
+            Ok(out) => out,
+            Err(error) => {
+                // The step failed but the reclaim stands: announce it if it changed anything.
+                if ledger.state != before {
+                    ledger.state.version = version;
+                    self.version.send_replace(version);
+                }
+                return Err(error);
+            }
+        };
         if ledger.state != before {
             ledger.state.version = version;
             // Still under the lock, so waiters see versions in order.
@@ -203,7 +280,7 @@ impl ChannelStore for MemoryStore {
                 let mut channels = self.channels.write().map_err(|_| poisoned())?;
                 // Another open may have won the race since the read lock was dropped.
                 let entry = channels.entry(id.clone());
-                Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit))))
+                Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit, self.lease))))
             }
         };
         channel.snapshot()
@@ -220,7 +297,7 @@ impl ChannelStore for MemoryStore {
         // Checked again under the write lock: another create may have won since the read.
         match channels.entry(id.clone()) {
             Entry::Occupied(_) => Err(exists()),
-            Entry::Vacant(slot) => slot.insert(Arc::new(Channel::new(accepted, deposit))).snapshot(),
+            Entry::Vacant(slot) => slot.insert(Arc::new(Channel::new(accepted, deposit, self.lease))).snapshot(),
         }
     }
 
@@ -253,7 +330,7 @@ impl ChannelStore for MemoryStore {
         let (amount, _) = channel.update(|ledger| {
             let amount = grant(&ledger.state, min, max)?;
             ledger.state.reserved = add(ledger.state.reserved, amount)?;
-            ledger.reservations.insert(rid, Held::new(amount));
+            ledger.reservations.insert(rid, Held::new(amount, channel.lease));
             Ok(amount)
         })?;
         Ok(Reservation { channel: id.clone(), id: rid, amount })
@@ -267,6 +344,7 @@ impl ChannelStore for MemoryStore {
             let amount = add(held.amount, grant)?;
             ledger.state.reserved = add(ledger.state.reserved, grant)?;
             held.amount = amount;
+            held.until = crate::clock::after(channel.lease);
             Ok(amount)
         })?;
         Ok(Reservation { amount, ..reservation.clone() })
@@ -278,6 +356,7 @@ impl ChannelStore for MemoryStore {
             let slot = ledger.reservations.get_mut(&reservation.id).ok_or_else(not_found)?;
             let (mut state, mut held) = (ledger.state.clone(), *slot);
             commit(&mut state, &mut held, used, units)?;
+            held.until = crate::clock::after(channel.lease);
             (ledger.state, *slot) = (state, held);
             Ok(())
         })?;
@@ -339,6 +418,79 @@ impl ChannelStore for MemoryStore {
         let mut ledger = channel.lock()?;
         ledger.asks.remove(&asker);
         Ok(ledger.view())
+    }
+
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    async fn renew(&self, reservation: &Reservation, delivered: Amount, units: u64) -> Result<(), StoreError> {
+        let channel = self.channel(&reservation.channel)?;
+        channel.update(|ledger| {
+            let held = ledger.reservations.get_mut(&reservation.id).ok_or_else(not_found)?;
+            if delivered > held.amount {
+                return Err(invalid());
+            }
+            held.delivered = held.delivered.max(delivered);
+            held.delivered_units = held.delivered_units.max(units);
+            held.until = crate::clock::after(channel.lease);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {
+        self.shelves()?.entry((shelf.to_owned(), id.clone())).or_default().insert(key, value);
+        Ok(())
+    }
+
+    async fn kept(&self, id: &ChannelId, shelf: &str) -> Result<Vec<(Amount, Bytes)>, StoreError> {
+        let shelves = self.shelves()?;
+        let kept = shelves.get(&(shelf.to_owned(), id.clone()));
+        Ok(kept.map(|k| k.iter().map(|(key, value)| (*key, value.clone())).collect()).unwrap_or_default())
+    }
+
+    async fn discard(&self, id: &ChannelId, shelf: &str, keys: Option<&[Amount]>) -> Result<(), StoreError> {
+        let mut shelves = self.shelves()?;
+        let slot = (shelf.to_owned(), id.clone());
+        match keys {
+            None => drop(shelves.remove(&slot)),
+            Some(keys) => {
+                if let Some(kept) = shelves.get_mut(&slot) {
+                    keys.iter().for_each(|key| drop(kept.remove(key)));
+                    if kept.is_empty() {
+                        shelves.remove(&slot);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, StoreError> {
+        let shelves = self.shelves()?;
+        Ok(shelves.keys().filter(|(name, _)| name == shelf).map(|(_, id)| id.clone()).collect())
+    }
+
+    async fn lock(&self, name: &str, holder: LockHolder, ttl: Duration) -> Result<bool, StoreError> {
+        let mut locks = self.locks.lock().map_err(|_| poisoned())?;
+        let now = Instant::now();
+        locks.retain(|_, (_, until)| now < *until);
+        match locks.get(name) {
+            Some((other, _)) if *other != holder => Ok(false),
+            _ => {
+                locks.insert(name.to_owned(), (holder, crate::clock::after(ttl)));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn unlock(&self, name: &str, holder: LockHolder) -> Result<(), StoreError> {
+        let mut locks = self.locks.lock().map_err(|_| poisoned())?;
+        if locks.get(name).is_some_and(|(other, _)| *other == holder) {
+            locks.remove(name);
+        }
+        Ok(())
     }
 
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {

@@ -26,13 +26,36 @@
 //!
 //! `available = accepted − spent − reserved`, and a store keeps `available ≥ 0` at all times.
 //!
+//! # Leases
+//!
+//! A reservation is a *lease*: it lapses [`lease`](ChannelStore::lease) after it was last
+//! taken, grown or renewed. A streaming holder [renews](ChannelStore::renew) it as it goes,
+//! with what it has delivered so far (a provisional figure, folded into its window growth).
+//! When a holder dies (a crashed or killed instance), its lease is reclaimed at the next
+//! step on the channel: the larger of its committed and its last renewed usage is spent, the
+//! rest is free again. So the seller loses at most what was delivered since the last
+//! renewal, and the payer never pays for more than was delivered.
+//!
+//! # What settlement needs
+//!
+//! A payment method keeps its own per-channel data in the store too, so a restart or
+//! another instance finds it: [`keep`](ChannelStore::keep) puts a value on a named *shelf*
+//! (accepted vouchers keyed by amount, a channel descriptor), [`kept`](ChannelStore::kept)
+//! reads a shelf back, [`shelved`](ChannelStore::shelved) lists the channels with something
+//! on a shelf. [`lock`](ChannelStore::lock) gives one holder at a time a named job (one
+//! settler per channel across instances).
+//!
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
 mod memory;
 mod types;
 
 pub use memory::MemoryStore;
-pub use types::{AskId, ChannelId, ChannelState, Reservation, ReservationId, StoreError, StoreErrorKind};
+pub use types::{
+    AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
+};
+
+use bytes::Bytes;
 
 use std::fmt;
 use std::future::Future;
@@ -80,7 +103,8 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
 
-    /// Reserves `min(available, max)` if that is at least `min`.
+    /// Reserves `min(available, max)` if that is at least `min`, for one
+    /// [lease](ChannelStore::lease).
     fn reserve(
         &self,
         id: &ChannelId,
@@ -89,7 +113,8 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
 
     /// Grows `reservation` by `min(available, max)` if that is at least `min`, returning the
-    /// grown reservation. An unknown (released) reservation is [`StoreErrorKind::NotFound`].
+    /// grown reservation, and restarts its lease. An unknown (released or reclaimed)
+    /// reservation is [`StoreErrorKind::NotFound`].
     fn extend(
         &self,
         reservation: &Reservation,
@@ -99,7 +124,7 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
 
     /// Records that `reservation` has delivered `used` in total (`units` units in total).
     /// Lower or equal totals than already committed change nothing; a total above the
-    /// reservation is [`StoreErrorKind::Invalid`].
+    /// reservation is [`StoreErrorKind::Invalid`]. Restarts the lease.
     fn commit(
         &self,
         reservation: &Reservation,
@@ -144,6 +169,69 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
 
     /// Resolves with the channel's state once its `version` is greater than `seen`.
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// How long a reservation lives unless its holder extends, commits or renews it (see
+    /// [Leases](self#leases)). A holder renews well within it (a third is the rule).
+    fn lease(&self) -> Duration {
+        DEFAULT_LEASE
+    }
+
+    /// Renews `reservation`'s lease and records that it has delivered `delivered` so far
+    /// (`units` units): a provisional figure that counts only if the holder dies (the lease
+    /// is then reclaimed with the larger of it and what was committed). Lower figures than
+    /// an earlier renewal change nothing but the lease; a figure above the reservation is
+    /// [`StoreErrorKind::Invalid`]. A released or reclaimed reservation is
+    /// [`StoreErrorKind::NotFound`]: its holder must stop delivering. Renewing does not
+    /// bump `version`.
+    fn renew(
+        &self,
+        reservation: &Reservation,
+        delivered: Amount,
+        units: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Puts `value` on `shelf` for channel `id` under `key`, replacing what was there. A
+    /// shelf is method data settlement needs (accepted vouchers, a descriptor); the caller
+    /// bounds how much it keeps per channel. Needs no channel state: a shelf may be written
+    /// before the channel is opened. Write before the content or the 204 is released.
+    fn keep(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        key: Amount,
+        value: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What `shelf` holds for `id`, by ascending key (empty when nothing).
+    fn kept(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+    ) -> impl Future<Output = Result<Vec<(Amount, Bytes)>, StoreError>> + Send;
+
+    /// Removes `keys` from `id`'s `shelf` (all of them when `keys` is `None`). Unknown keys
+    /// change nothing.
+    fn discard(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        keys: Option<&[Amount]>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The channels that have something on `shelf`.
+    fn shelved(&self, shelf: &str) -> impl Future<Output = Result<Vec<ChannelId>, StoreError>> + Send;
+
+    /// Takes the job `name` for `holder` for `ttl`, or renews it if `holder` has it already.
+    /// `false` when another holder has it and its time has not run out.
+    fn lock(
+        &self,
+        name: &str,
+        holder: LockHolder,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives up the job `name` if `holder` has it; otherwise changes nothing.
+    fn unlock(&self, name: &str, holder: LockHolder) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
@@ -227,5 +315,54 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).changed(id, seen)
+    }
+    fn lease(&self) -> Duration {
+        (**self).lease()
+    }
+    fn renew(
+        &self,
+        r: &Reservation,
+        delivered: Amount,
+        units: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).renew(r, delivered, units)
+    }
+    fn keep(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        key: Amount,
+        value: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).keep(id, shelf, key, value)
+    }
+    fn kept(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+    ) -> impl Future<Output = Result<Vec<(Amount, Bytes)>, StoreError>> + Send {
+        (**self).kept(id, shelf)
+    }
+    fn discard(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        keys: Option<&[Amount]>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).discard(id, shelf, keys)
+    }
+    fn shelved(&self, shelf: &str) -> impl Future<Output = Result<Vec<ChannelId>, StoreError>> + Send {
+        (**self).shelved(shelf)
+    }
+    fn lock(
+        &self,
+        name: &str,
+        holder: LockHolder,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).lock(name, holder, ttl)
+    }
+    fn unlock(&self, name: &str, holder: LockHolder) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).unlock(name, holder)
     }
 }

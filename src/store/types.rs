@@ -91,6 +91,29 @@ impl Default for AskId {
     }
 }
 
+/// Who holds a [`lock`](super::ChannelStore::lock): one per process and job, unique across
+/// instances sharing a store with overwhelming probability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockHolder(pub u64);
+
+impl LockHolder {
+    /// A fresh holder id.
+    pub fn new() -> Self {
+        LockHolder(AskId::new().0)
+    }
+}
+
+impl Default for LockHolder {
+    fn default() -> Self {
+        LockHolder::new()
+    }
+}
+
+/// How long a reservation lives without renewal unless a store is told otherwise: long
+/// enough for a holder that renews every few seconds, short enough that a crashed
+/// instance's holds come back within a minute.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The store-assigned id of one reservation, unique per store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReservationId(pub u64);

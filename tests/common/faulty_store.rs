@@ -30,10 +30,13 @@ pub enum Op {
     Finalize,
     Ask,
     Changed,
+    Renew,
+    Shelf,
+    Lock,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 14] = [
         Op::Open,
         Op::Create,
         Op::Load,
@@ -45,6 +48,9 @@ impl Op {
         Op::Finalize,
         Op::Ask,
         Op::Changed,
+        Op::Renew,
+        Op::Shelf,
+        Op::Lock,
     ];
 }
 
@@ -243,5 +249,58 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
     }
     fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Changed, move || self.inner.changed(id, seen))
+    }
+    fn lease(&self) -> std::time::Duration {
+        self.inner.lease()
+    }
+    fn renew(
+        &self,
+        r: &Reservation,
+        delivered: Amount,
+        units: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Renew, move || self.inner.renew(r, delivered, units))
+    }
+    fn keep(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        key: Amount,
+        value: bytes::Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Shelf, move || self.inner.keep(id, shelf, key, value))
+    }
+    fn kept(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+    ) -> impl Future<Output = Result<Vec<(Amount, bytes::Bytes)>, StoreError>> + Send {
+        self.run(Op::Shelf, move || self.inner.kept(id, shelf))
+    }
+    fn discard(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        keys: Option<&[Amount]>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Shelf, move || self.inner.discard(id, shelf, keys))
+    }
+    fn shelved(&self, shelf: &str) -> impl Future<Output = Result<Vec<ChannelId>, StoreError>> + Send {
+        self.run(Op::Shelf, move || self.inner.shelved(shelf))
+    }
+    fn lock(
+        &self,
+        name: &str,
+        holder: tollgate::store::LockHolder,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.run(Op::Lock, move || self.inner.lock(name, holder, ttl))
+    }
+    fn unlock(
+        &self,
+        name: &str,
+        holder: tollgate::store::LockHolder,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.run(Op::Lock, move || self.inner.unlock(name, holder))
     }
 }

@@ -6,16 +6,24 @@
 //!
 //! ```ignore
 //! mod common;
-//! common::store_suite!(MemoryStore::new());
-//! // The expression runs inside each async test, so it may await:
-//! common::store_suite!(RedisStore::connect(&url()).await.unwrap());
+//! common::store_suite!(
+//!     // A fresh store; the expressions run inside each async test, so they may await.
+//!     make: MemoryStore::new(),
+//!     // A store whose leases lapse after `common::SHORT_LEASE`, for the lease tests.
+//!     short_lease: MemoryStore::new().with_lease(common::SHORT_LEASE),
+//!     // A second handle on the same store, as a second instance would hold.
+//!     twin: |store: &MemoryStore| std::future::ready(store.clone()),
+//! );
 //! ```
 #![allow(dead_code)] // test binaries without a store use none of this
 
 mod races;
+mod shared;
 
 #[allow(unused_imports)] // used through `store_suite!` only
 pub use races::*;
+#[allow(unused_imports)]
+pub use shared::*;
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +41,17 @@ use StoreErrorKind::{Exists, Finalized, Insufficient, Invalid, NotFound};
 /// `$make` (an expression evaluated inside the async test, so it may `.await`). Invoke it
 /// at the root of a test crate that declares `mod common;`.
 macro_rules! store_suite {
-    ($make:expr) => {
+    (make: $make:expr, short_lease: $short:expr, twin: $twin:expr $(,)?) => {
+        $crate::common::store_suite!(@leases $short;
+            a_dead_holders_lease_is_reclaimed_with_its_renewed_usage,
+            a_lapsed_lease_keeps_the_larger_of_committed_and_renewed,
+            renewing_keeps_a_lease_alive,
+        );
+        $crate::common::store_suite!(@twins $make, $short, $twin;
+            two_instances_racing_never_overspend,
+            a_change_on_one_instance_wakes_the_other;
+            a_lease_of_a_dead_instance_is_reclaimed_by_the_other,
+        );
         $crate::common::store_suite!(@tests $make;
             current_thread:
                 open_creates_a_channel,
@@ -57,6 +75,9 @@ macro_rules! store_suite {
                 asks_are_kept_highest_first_until_they_lapse,
                 a_withdrawn_ask_no_longer_counts,
                 asking_is_no_payment_and_wakes_no_one,
+                renew_checks_its_figure_and_wakes_no_one,
+                shelves_keep_replace_list_and_discard,
+                a_lock_has_one_holder_until_it_lapses_or_is_given_up,
                 changed_does_not_miss_an_earlier_change;
             multi_thread:
                 racing_opens_agree,
@@ -70,6 +91,28 @@ macro_rules! store_suite {
                 a_panicked_holders_reservation_is_released_once,
                 an_aborted_holders_reservation_is_released_once,
         );
+    };
+    (@leases $short:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                $crate::common::store_suite::$test($short).await;
+            }
+        )*
+    };
+    (@twins $make:expr, $short:expr, $twin:expr; $($race:ident),* ; $($lease:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $race() {
+                $crate::common::store_suite::$race($make, $twin).await;
+            }
+        )*
+        $(
+            #[tokio::test]
+            async fn $lease() {
+                $crate::common::store_suite::$lease($short, $twin).await;
+            }
+        )*
     };
     (@tests $make:expr; current_thread: $($test:ident),* ; multi_thread: $($race:ident),* $(,)?) => {
         $(
@@ -87,6 +130,9 @@ macro_rules! store_suite {
     };
 }
 pub(crate) use store_suite;
+
+/// The lease of the stores the lease tests run on: short, so they do not wait long.
+pub const SHORT_LEASE: Duration = Duration::from_millis(600);
 
 /// How long a test waits for something that should happen before it calls it a hang.
 pub const WAIT: Duration = Duration::from_secs(10);

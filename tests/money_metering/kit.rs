@@ -199,6 +199,55 @@ impl ChannelStore for SlowStore {
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
         self.inner.changed(id, seen).await
     }
+    fn lease(&self) -> std::time::Duration {
+        self.inner.lease()
+    }
+    async fn renew(
+        &self,
+        r: &tollgate::store::Reservation,
+        delivered: tollgate::Amount,
+        units: u64,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.inner.renew(r, delivered, units).await
+    }
+    async fn keep(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        key: tollgate::Amount,
+        value: bytes::Bytes,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.inner.keep(id, shelf, key, value).await
+    }
+    async fn kept(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+    ) -> Result<Vec<(tollgate::Amount, bytes::Bytes)>, tollgate::store::StoreError> {
+        self.inner.kept(id, shelf).await
+    }
+    async fn discard(
+        &self,
+        id: &ChannelId,
+        shelf: &str,
+        keys: Option<&[tollgate::Amount]>,
+    ) -> Result<(), tollgate::store::StoreError> {
+        self.inner.discard(id, shelf, keys).await
+    }
+    async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, tollgate::store::StoreError> {
+        self.inner.shelved(shelf).await
+    }
+    async fn lock(
+        &self,
+        name: &str,
+        holder: tollgate::store::LockHolder,
+        ttl: std::time::Duration,
+    ) -> Result<bool, tollgate::store::StoreError> {
+        self.inner.lock(name, holder, ttl).await
+    }
+    async fn unlock(&self, name: &str, holder: tollgate::store::LockHolder) -> Result<(), tollgate::store::StoreError> {
+        self.inner.unlock(name, holder).await
+    }
 }
 
 /// [`TestMethod`] whose grants record their settlement.
