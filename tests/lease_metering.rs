@@ -300,3 +300,59 @@ async fn an_upfront_asked_for_in_the_stream_keeps_its_hold_while_the_inner_servi
     let state = state(store.inner(), "0xf2").await;
     assert_eq!((state.spent, state.reserved), (a(50 + 2 * PRICE), a(0)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_stream_whose_lease_is_reclaimed_ends_before_its_deadline() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let (svc, slot) = serve(layer(&store, 2).keep_alive(LEASE / 4), "text/event-stream");
+    slot.lock().unwrap().push(FramesBody::new((0..8).map(|i| events(i, i + 1))));
+    let c = challenge(svc.clone()).await;
+    let response = svc.clone().oneshot(paid_get(&c, open_payload("0xa3", 40, 10_000))).await.unwrap();
+    let mut body = response.into_body();
+    let (text, _) = read_until(&mut body, |t| t.contains("payment-need-voucher")).await;
+    assert_eq!(data_events(&text), 4);
+    // The watchdog's next three renewals fail (the store is unreachable for a lease), so
+    // the lease lapses and a step on the channel reclaims it.
+    let renewed = store.count(Op::Renew);
+    for n in 1..=3 {
+        store.fail_nth(Op::Renew, renewed + n);
+    }
+    let reclaim = async {
+        tokio::time::sleep(LEASE + LEASE / 2).await;
+        state(store.inner(), "0xa3").await
+    };
+    // The client keeps reading (keep-alives) all along; the pause deadline is ten leases.
+    let read = tokio::time::timeout(3 * LEASE, read_until(&mut body, |_| false));
+    let (reclaimed, read) = tokio::join!(reclaim, read);
+    assert_eq!(reclaimed.reserved, a(0), "reclaimed");
+    let (rest, error) = read.expect("the stream ends once the watchdog learns the lease is gone");
+    assert!(error.is_none());
+    assert_eq!(data_events(&rest), 0, "{rest}");
+    let state = state(store.inner(), "0xa3").await;
+    assert_eq!((state.spent, state.reserved), (a(40), a(0)), "the renewals before the outage reported all 4 events");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_fails_in_the_backend_is_tried_again_at_the_next_tick() {
+    let store = FaultyStore::new(MemoryStore::new());
+    // The second timed renewal fails; the third (a third of a lease later) still comes
+    // before the lease lapses.
+    store.fail_nth(Op::Renew, 2);
+    let (svc, slot) = serve(layer(&store, 256), "text/event-stream");
+    let (tx, inner) = channel_body();
+    slot.lock().unwrap().push(inner);
+    let c = challenge(svc.clone()).await;
+    let response = svc.clone().oneshot(paid_get(&c, open_payload("0xb2", 1_000, 10_000))).await.unwrap();
+    let mut body = response.into_body();
+    let reader = tokio::spawn(async move { read_until(&mut body, |_| false).await });
+    tx.send(Ok(Bytes::from(events(0, 2)))).unwrap();
+    tokio::time::sleep(2 * LEASE).await;
+    tx.send(Ok(Bytes::from(events(2, 4)))).unwrap();
+    drop(tx);
+    let (text, error) = reader.await.unwrap();
+    assert!(error.is_none());
+    assert_eq!(data_events(&text), 4, "{text}");
+    let state = state(store.inner(), "0xb2").await;
+    assert_eq!((state.spent, state.reserved), (a(40), a(0)));
+    assert!(store.count(Op::Renew) >= 5, "renewals went on after the failure");
+}
