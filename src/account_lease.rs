@@ -53,9 +53,17 @@ pub(crate) struct Keeper {
     renewed: Delivered,
     /// Created on first use, on the account's runtime (none: no timed renewals).
     timer: Option<Pin<Box<Sleep>>>,
-    /// A renewal under way: the figure it reports, when it was sent, the call.
-    renewing: Option<(Delivered, Instant, BoxFuture<Result<(), StoreError>>)>,
+    renewing: Option<Box<Renewing>>,
     lost: bool,
+}
+
+/// A renewal under way.
+struct Renewing {
+    /// The figure it reports.
+    delivered: Delivered,
+    /// When it was sent: the store restarts the lease no earlier.
+    sent: Instant,
+    call: BoxFuture<Result<(), StoreError>>,
 }
 
 impl Keeper {
@@ -119,12 +127,12 @@ impl Keeper {
             if self.lost {
                 return Poll::Ready(Err(LeaseLost));
             }
-            if let Some((figure, sent, call)) = &mut self.renewing {
-                let outcome = match call.as_mut().poll(cx) {
+            if let Some(renewing) = &mut self.renewing {
+                let outcome = match renewing.call.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(outcome) => outcome,
                 };
-                let (figure, sent) = (*figure, *sent);
+                let (figure, sent) = (renewing.delivered, renewing.sent);
                 self.renewing = None;
                 match outcome {
                     Ok(()) => self.restarted(sent, Some(figure)),
@@ -143,7 +151,7 @@ impl Keeper {
                 return Poll::Ready(Ok(()));
             }
             let Some(renew) = renew.take() else { return Poll::Ready(Ok(())) };
-            self.renewing = Some((delivered, Instant::now(), renew(delivered)));
+            self.renewing = Some(Box::new(Renewing { delivered, sent: Instant::now(), call: renew(delivered) }));
         }
     }
 
