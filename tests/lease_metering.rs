@@ -356,3 +356,51 @@ async fn a_renewal_that_fails_in_the_backend_is_tried_again_at_the_next_tick() {
     assert_eq!((state.spent, state.reserved), (a(40), a(0)));
     assert!(store.count(Op::Renew) >= 5, "renewals went on after the failure");
 }
+
+/// Estimates two units an event as it streams, and settles on one an event at the end (a
+/// provider's final count below the running estimate).
+#[derive(Default)]
+struct Reconciling(u64);
+
+impl Meter for Reconciling {
+    fn on_response(&mut self, _: &http::response::Parts) -> Usage {
+        Usage::output(0)
+    }
+    fn on_data(&mut self, _: &[u8]) -> Usage {
+        Usage::output(2 * self.0)
+    }
+    fn on_event(&mut self, _: &[u8]) -> Usage {
+        self.0 += 1;
+        Usage::output(2 * self.0)
+    }
+    fn on_end(&mut self) -> Usage {
+        Usage::output(self.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_count_at_release_wins_over_higher_renewed_estimates() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+        .pricing(per_event())
+        .meter(|_: &http::request::Parts, _: &Quote| Reconciling::default())
+        .voucher_window(256);
+    let (svc, slot) = serve(layer, "text/event-stream");
+    let (tx, inner) = channel_body();
+    slot.lock().unwrap().push(inner);
+    let c = challenge(svc.clone()).await;
+    let response = svc.clone().oneshot(paid_get(&c, open_payload("0xb3", 1_000, 10_000))).await.unwrap();
+    let mut body = response.into_body();
+    let reader = tokio::spawn(async move { read_until(&mut body, |_| false).await });
+    for i in 0..3 {
+        tx.send(Ok(Bytes::from(events(i, i + 1)))).unwrap();
+        tokio::time::sleep(LEASE / 2).await;
+    }
+    assert!(store.count(Op::Renew) >= 2, "timed renewals reported the running estimate");
+    drop(tx);
+    let (text, error) = reader.await.unwrap();
+    assert!(error.is_none());
+    assert_eq!(data_events(&text), 3);
+    let state = state(store.inner(), "0xb3").await;
+    assert_eq!((state.spent, state.reserved, state.units), (a(3 * PRICE), a(0), 3), "the release's figure");
+}
