@@ -48,9 +48,14 @@
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod types;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 pub use types::{
     AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
 };
