@@ -145,6 +145,21 @@ async fn a_schema_must_be_a_plain_identifier() {
     }
 }
 
+/// The suite's wake-up test passes through notifications only when the listener is up (a
+/// down listener polls); this shows it comes up.
+#[tokio::test]
+async fn the_listener_comes_up() {
+    let Some(store) = fresh_store().await else { return };
+    let listening = async {
+        while !format!("{store:?}").contains("listening: true") {
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(WAIT, listening).await.expect("the listener never came up");
+    let polling = store.clone().without_listener();
+    assert!(format!("{polling:?}").contains("listening: false"), "{polling:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_alone_wakes_a_waiter() {
     let Some(store) = fresh_store().await else { return };

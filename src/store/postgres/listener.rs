@@ -20,8 +20,9 @@ use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket};
 /// How long the listener waits before it reconnects.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// A connection with nothing to say for this long is probed, so a silently dead one is
-/// noticed (and waiters fall back to polling) within about a minute.
+/// A connection with nothing to say for this long is probed (every [`KEEPALIVE`] /
+/// 3, three times), so a silently dead one is noticed, and waiters fall back to polling,
+/// within about a minute.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The per-channel waiters of one store (shared by its clones) and whether their wake-ups
@@ -99,7 +100,7 @@ pub(super) struct Listener {
 impl Listener {
     /// Starts listening on notification channel `channel` with `config`.
     pub(super) fn spawn(mut config: Config, channel: String) -> Self {
-        config.keepalives(true).keepalives_idle(KEEPALIVE);
+        config.keepalives(true).keepalives_idle(KEEPALIVE).keepalives_interval(KEEPALIVE / 3).keepalives_retries(3);
         let waiters = Arc::new(Waiters::default());
         let task = tokio::spawn(listen(config, channel, waiters.clone())).abort_handle();
         Listener { waiters, task }
