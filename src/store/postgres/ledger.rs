@@ -202,11 +202,19 @@ mod tests {
 
     #[test]
     fn reclaim_spends_the_larger_figure_and_frees_the_rest() {
-        let mut state =
-            ChannelState { accepted: a(100), deposit: a(100), spent: a(10), reserved: a(60), ..Default::default() };
+        let mut state = ChannelState {
+            accepted: a(100),
+            deposit: a(100),
+            spent: a(15),
+            reserved: a(45),
+            units: 2,
+            ..Default::default()
+        };
         let reclaimed = reclaim(&mut state, &[(1, held(50, 10, 30)), (2, held(10, 5, 0))]);
         assert_eq!(reclaimed, vec![1, 2]);
-        assert_eq!((state.spent, state.reserved, state.units), (a(35), a(0), 4));
+        // 30 of the first (renewed above committed), 5 of the second (committed); each held
+        // had committed 1 unit and renewed 4.
+        assert_eq!((state.spent, state.reserved, state.units), (a(35), a(0), 8));
     }
 
     #[test]
