@@ -108,8 +108,9 @@ impl Ledger {
         Ok(())
     }
 
-    pub(super) fn finalize(&mut self) {
+    pub(super) fn finalize(&mut self) -> Result<(), StoreError> {
         self.state.finalized = true;
+        Ok(())
     }
 
     pub(super) fn ask(&mut self, asker: AskId, cumulative: Amount, ttl: Duration) -> Result<(), StoreError> {
@@ -120,8 +121,9 @@ impl Ledger {
         Ok(())
     }
 
-    pub(super) fn withdraw_ask(&mut self, asker: AskId) {
+    pub(super) fn withdraw_ask(&mut self, asker: AskId) -> Result<(), StoreError> {
         self.ask_change = AskChange::Withdrawn(asker);
+        Ok(())
     }
 }
 

@@ -240,7 +240,7 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| Ok(ledger.finalize())).await?.state)
+        Ok(self.step(id, Target::Channel, |ledger| ledger.finalize()).await?.state)
     }
 
     async fn ask(
@@ -254,7 +254,7 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn withdraw_ask(&self, id: &ChannelId, asker: AskId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| Ok(ledger.withdraw_ask(asker))).await?.state)
+        Ok(self.step(id, Target::Channel, |ledger| ledger.withdraw_ask(asker)).await?.state)
     }
 
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
