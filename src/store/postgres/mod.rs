@@ -52,6 +52,7 @@ const BACKSTOP: Duration = Duration::from_secs(30);
 /// through `statement_timeout`). An unreachable or stuck server therefore fails closed with
 /// [`StoreErrorKind::Backend`](super::StoreErrorKind::Backend) instead of hanging a request.
 /// TLS is not built in: reach the server over a trusted network or a local socket.
+/// Needs PostgreSQL 11 or newer.
 ///
 /// Clones share the pool and the listener.
 ///
