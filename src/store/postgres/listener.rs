@@ -155,3 +155,41 @@ fn pump(connection: &mut Connection<Socket, NoTlsStream>, waiters: &Waiters, cx:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use super::*;
+
+    fn entries(waiters: &Waiters) -> usize {
+        waiters.channels.lock().unwrap().len()
+    }
+
+    #[test]
+    fn an_entry_lives_as_long_as_its_waiters() {
+        let waiters = Arc::new(Waiters::default());
+        let (first, second) = (waiters.watch("a"), waiters.watch("a"));
+        let other = waiters.watch("b");
+        assert_eq!(entries(&waiters), 2);
+        drop(first);
+        assert_eq!(entries(&waiters), 2, "a waiter on `a` is left");
+        drop((second, other));
+        assert_eq!(entries(&waiters), 0);
+    }
+
+    #[test]
+    fn a_notification_wakes_its_channel_and_an_empty_one_wakes_all() {
+        let waiters = Arc::new(Waiters::default());
+        let (a, b) = (waiters.watch("a"), waiters.watch("b"));
+        let (mut on_a, mut on_b) = (pin!(a.notified()), pin!(b.notified()));
+        on_a.as_mut().enable();
+        on_b.as_mut().enable();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        waiters.wake("a");
+        assert!(on_a.as_mut().poll(&mut cx).is_ready());
+        assert!(on_b.as_mut().poll(&mut cx).is_pending(), "`b` was not notified");
+        waiters.wake("");
+        assert!(on_b.as_mut().poll(&mut cx).is_ready());
+    }
+}
