@@ -49,10 +49,14 @@ async fn fresh_store() -> Option<PostgresStore> {
     Some(PostgresStore::connect_in(&database_url(), &schema).await.expect("connect to a reachable server"))
 }
 
-/// A second instance on the same schema: a new pool and a new listener.
+/// A second instance on the same schema (and with the same lease): a new pool and a new
+/// listener.
 fn another_pool_on_same_schema(store: &PostgresStore) -> impl Future<Output = PostgresStore> + use<> {
-    let schema = store.schema().to_owned();
-    async move { PostgresStore::connect_in(&database_url(), &schema).await.expect("a second pool on the same schema") }
+    let (schema, lease) = (store.schema().to_owned(), store.lease());
+    async move {
+        let twin = PostgresStore::connect_in(&database_url(), &schema).await.expect("a second pool on the same schema");
+        twin.with_lease(lease)
+    }
 }
 
 /// A plain connection for looking behind the store's back.
