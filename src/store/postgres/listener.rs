@@ -64,9 +64,11 @@ impl Waiters {
     }
 
     fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Ordering::Release);
-        // Whatever was announced while nobody listened: every waiter looks again.
-        self.wake("");
+        if self.listening.swap(listening, Ordering::AcqRel) != listening {
+            // Up: whatever was announced while nobody listened, every waiter looks again.
+            // Down: every waiter starts polling now rather than at its next backstop.
+            self.wake("");
+        }
     }
 }
 
