@@ -50,11 +50,16 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod types;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 pub use types::{
     AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
 };
