@@ -151,10 +151,11 @@ async fn two_instances_open_on_a_vouchers_on_b_close_on_b_settles_once_exactly()
     let channel = client.channel_id().unwrap();
     // A voucher to B first: B never saw the open.
     pay_ahead(&b, &mut client, &c).await;
-    // The stream runs on A (its up-front voucher too); its need-vouchers land on B.
-    let delivered = stream_on(&a, &b, 15, &mut client, &c).await;
-    pay_ahead(&a, &mut client, &c).await;
+    // The stream runs on A, with its vouchers (the one at the delivery among them).
+    let delivered = stream_on(&a, &a, 15, &mut client, &c).await;
     assert_eq!(delivered, 15 * PRICE);
+    // The client's next voucher, ahead of delivery, and its close land on B.
+    pay_ahead(&b, &mut client, &c).await;
 
     let response = post_to(&b, client.close(&c, client.cumulative()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
