@@ -338,18 +338,19 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         self.session.book.descriptor(self.store, channel).await.map_err(store_error)
     }
 
-    /// The payload's descriptor (checked against the id), else the stored one.
+    /// The payload's descriptor (checked against the id), else (v2) the stored one.
     async fn descriptor(
         &self,
         channel: B256,
         claimed: Option<super::ChannelDescriptor>,
     ) -> Result<Option<super::ChannelDescriptor>, PaymentError> {
-        match claimed {
-            Some(descriptor) => {
+        match (claimed, self.config().protocol) {
+            (Some(descriptor), _) => {
                 self.check_descriptor(&descriptor, channel)?;
                 Ok(Some(descriptor))
             }
-            None => self.stored_descriptor(channel).await,
+            (None, super::SessionProtocol::V2) => self.stored_descriptor(channel).await,
+            (None, super::SessionProtocol::V1) => Ok(None),
         }
     }
 }
