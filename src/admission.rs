@@ -21,10 +21,11 @@ use http_body_util::{BodyExt, Limited};
 use crate::account::Account;
 use crate::amount::{Amount, Quote};
 use crate::config::Shared;
+use crate::context::PaymentContext;
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::MakeMeter;
 use crate::metering::StreamPolicy;
-use crate::method::{Offer, PaymentMethod, Renewal, Verified, Verify};
+use crate::method::{Methods, Offers, Renewal, Verified, Verify};
 use crate::prepay::Pending;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
@@ -53,18 +54,20 @@ pub(crate) struct Paid<Mt, St: ChannelStore> {
     pub(crate) policy: StreamPolicy,
 }
 
-/// Prices the request and lists the offers. `Ok(None)`: not for sale, pass it through.
+/// Prices the request and lists the offers of every method. `Ok(None)`: not for sale,
+/// pass it through.
 pub(crate) fn price<M, St, P, MM>(
     shared: &Shared<M, St, P, MM>,
     head: &request::Parts,
     body: Option<&Bytes>,
-) -> Result<Option<(Quote, Vec<Offer>)>, PaymentError>
+) -> Result<Option<(Quote, Offers)>, PaymentError>
 where
-    M: PaymentMethod,
+    M: Methods,
     P: Pricing,
 {
     let Some(quote) = shared.pricing.quote(head, body)? else { return Ok(None) };
-    let offers = shared.method.offers(&quote);
+    let mut offers = Offers::new();
+    shared.method.offers(&quote, &mut offers);
     Ok(Some((quote, offers)))
 }
 
@@ -74,7 +77,7 @@ pub(crate) async fn admit<M, St, P, MM, ReqB>(
     body: ReqB,
 ) -> Admission<ReqB, MM::Meter, St>
 where
-    M: PaymentMethod,
+    M: Methods,
     St: ChannelStore,
     P: Pricing,
     MM: MakeMeter,
@@ -121,22 +124,29 @@ where
         Ok(None) => return Admission::Serve { request: Request::from_parts(head, body), paid: None },
         Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
     };
-    let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, &offers, error));
+    let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
     let credential = match Credential::from_headers(&head.headers) {
         Ok(Some(credential)) => credential,
         Ok(None) => return refuse(PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.")),
         Err(error) => return refuse(error),
     };
-    let echoed = match check_challenge(&shared, &credential, &offers) {
-        Ok(echoed) => echoed,
+    let (echoed, issuer) = match check_challenge(&shared, &credential, &offers) {
+        Ok(checked) => checked,
         Err(error) => return refuse(error),
     };
     let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
     let verify = Verify::new(&credential, &echoed, &head, &quote).window(window);
-    let grant = match shared.method.verify(verify, &*shared.store).await {
+    let grant = match shared.method.verify(issuer, verify, &*shared.store).await {
         Ok(Verified::Serve(grant)) => grant,
         Ok(Verified::Respond(receipt)) => return Admission::Answer(respond::management(&receipt)),
         Err(error) => return refuse(error),
+    };
+    let context = PaymentContext {
+        method: credential.challenge.method.clone(),
+        intent: credential.challenge.intent.clone(),
+        payer: grant.payer_id().map(str::to_owned),
+        channel: grant.channel().clone(),
+        quote: quote.clone(),
     };
     let least = quote.minimum();
     let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
@@ -156,6 +166,7 @@ where
             let store = shared.store.clone();
             let policy = settings.policy;
             let pending = Pending { meter, quote, store, channel, receipt, on_settled, policy, least, window, state };
+            head.extensions.insert(context);
             return Admission::Prepay { request: Request::from_parts(head, body), pending: Box::new(pending) };
         }
         Err(error) => return refuse(reservation_error(error, least)),
@@ -164,6 +175,7 @@ where
     let (channel, renewal, receipt, on_settled) = grant.into_parts();
     let account = Account::new(shared.store.clone(), lease, on_settled);
     let paid = Paid { meter, quote, account, channel, renewal, receipt, policy: settings.policy };
+    head.extensions.insert(context);
     Admission::Serve { request: Request::from_parts(head, body), paid: Some(Box::new(paid)) }
 }
 
@@ -179,12 +191,13 @@ fn forged<M, St, P, MM>(shared: &Shared<M, St, P, MM>, head: &request::Parts) ->
     Ok(())
 }
 
-/// The method-agnostic checks of the echoed challenge; returns its decoded `request`.
-fn check_challenge<M: PaymentMethod, St, P, MM>(
+/// The method-agnostic checks of the echoed challenge; returns its decoded `request` and
+/// the position of the method whose offer it echoes (pinned by that method's own rule).
+fn check_challenge<M: Methods, St, P, MM>(
     shared: &Shared<M, St, P, MM>,
     credential: &Credential,
-    offers: &[Offer],
-) -> Result<serde_json::Value, PaymentError> {
+    offers: &Offers,
+) -> Result<(serde_json::Value, usize), PaymentError> {
     let challenge = &credential.challenge;
     let invalid = |detail: &'static str| PaymentError::new(PaymentErrorKind::InvalidChallenge, detail);
     if !shared.settings.signer.verify(challenge) {
@@ -194,16 +207,15 @@ fn check_challenge<M: PaymentMethod, St, P, MM>(
         return Err(invalid("challenge was issued for another realm"));
     }
     let echoed = challenge.decode_request()?;
-    let offered = offers.iter().any(|offer| {
-        offer.method == challenge.method.as_str()
+    let issuer = offers.iter().find_map(|(issuer, offer)| {
+        let same = offer.method == challenge.method.as_str()
             && offer.intent == challenge.intent.as_str()
-            && shared.method.pins(&echoed, &offer.request)
+            && shared.method.pins(issuer, &echoed, &offer.request);
+        same.then_some(issuer)
     });
-    if !offered {
-        return Err(invalid("challenge does not match what this route offers"));
-    }
+    let Some(issuer) = issuer else { return Err(invalid("challenge does not match what this route offers")) };
     check_expires(challenge.expires.as_deref(), SystemTime::now())?;
-    Ok(echoed)
+    Ok((echoed, issuer))
 }
 
 fn reservation_error(error: StoreError, least: Amount) -> PaymentError {

@@ -124,6 +124,7 @@ mod body;
 pub mod client;
 mod clock;
 mod config;
+mod context;
 mod error;
 mod future;
 mod layer;
@@ -140,6 +141,10 @@ pub mod store;
 
 pub use amount::{Amount, Price, Quote, Rate, Usage};
 pub use body::MeteredBody;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use context::MissingPaymentContext;
+pub use context::PaymentContext;
 pub use error::{BoxError, BudgetExhausted, ConfigError, MIN_SECRET_LEN, PaymentError, PaymentErrorKind};
 pub use future::ResponseFuture;
 pub use layer::PaymentLayer;

@@ -15,7 +15,7 @@ use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::future::ResponseFuture;
 use crate::layer::PaymentLayer;
 use crate::meter::MakeMeter;
-use crate::method::PaymentMethod;
+use crate::method::Methods;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
@@ -80,7 +80,7 @@ where
     S::Error: Into<BoxError>,
     ResB: Body<Data = bytes::Bytes>,
     ResB::Error: Into<BoxError>,
-    M: PaymentMethod,
+    M: Methods,
     St: ChannelStore,
     P: Pricing,
     MM: MakeMeter,
@@ -108,7 +108,7 @@ where
             let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
             return match admission::price(shared, &head, None) {
                 Ok(Some((_, offers))) => {
-                    ResponseFuture::answered(respond::refusal(&shared.settings, &head, &offers, error))
+                    ResponseFuture::answered(respond::refusal(&shared.settings, &head, offers.as_slice(), error))
                 }
                 Ok(None) => {
                     ResponseFuture::calling(inner.call(Request::from_parts(head, RequestBody::untouched(body))), None)

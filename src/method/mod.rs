@@ -11,11 +11,13 @@
 //! not issue for this route.
 
 mod grant;
+mod methods;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
 
 pub use grant::{Grant, Renewal, Settled};
+pub use methods::{Methods, Offers};
 
 use std::borrow::Cow;
 use std::future::Future;
