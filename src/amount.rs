@@ -243,6 +243,14 @@ impl Quote {
         self
     }
 
+    /// The most this request can cost: its upfront usage plus [`max_output`](Quote#structfield.max_output)
+    /// output units. `None` when the request does not cap its output (or the sum
+    /// overflows): such a request has no maximum a one-shot payment could cover.
+    pub fn maximum(&self) -> Option<Amount> {
+        let most = Usage { input: self.upfront.input, output: self.upfront.output.checked_add(self.max_output?)? };
+        self.price.cost(most)
+    }
+
     /// The least a client must have paid before the inner service runs: the upfront usage,
     /// or one output unit when there is none.
     pub fn minimum(&self) -> Amount {

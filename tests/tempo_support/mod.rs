@@ -25,6 +25,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// A server already spawned on `addr`, stopped when dropped.
+    pub fn new(addr: SocketAddr, task: JoinHandle<()>) -> Self {
+        Server { addr, task }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -83,6 +83,8 @@ use request::ChargeRequest;
 pub struct TempoCharge<C> {
     config: ChargeConfig,
     chain: C,
+    /// Charge the quote's maximum, not its minimum.
+    whole_request: bool,
 }
 
 impl<C: TempoChain> TempoCharge<C> {
@@ -90,7 +92,20 @@ impl<C: TempoChain> TempoCharge<C> {
     /// talking to the chain through `chain`.
     pub fn new(config: ChargeConfig, chain: C) -> Result<Self, ChargeConfigError> {
         config.validate()?;
-        Ok(TempoCharge { config, chain })
+        Ok(TempoCharge { config, chain, whole_request: false })
+    }
+
+    /// Charges a whole request at once, at its [maximum](crate::Quote::maximum): upfront plus
+    /// every output unit the request may produce. For metered routes (an LLM completion
+    /// priced per token) offered beside a session: a client that does not want a channel
+    /// pays the most the response can cost, settled at once, and the response is never cut
+    /// short. A request whose quote has no maximum (no `max_output`) is not offered a charge.
+    ///
+    /// By default a charge pays the quote's [minimum](crate::Quote::minimum), which is the
+    /// whole price of a route priced per request.
+    pub fn whole_request(mut self) -> Self {
+        self.whole_request = true;
+        self
     }
 
     /// The offer's configuration.
@@ -105,10 +120,13 @@ impl<C: TempoChain> TempoCharge<C> {
 }
 
 impl<C: TempoChain> PaymentMethod for TempoCharge<C> {
-    /// One `tempo`/`charge` offer for the quote's minimum, or none when that cannot be
-    /// sold (zero, or not above the splits).
+    /// One `tempo`/`charge` offer for the quote's minimum (its maximum with
+    /// [`whole_request`](TempoCharge::whole_request)), or none when that cannot be sold
+    /// (zero, no maximum, or not above the splits).
     fn offers(&self, quote: &Quote) -> Vec<Offer> {
-        let request = ChargeRequest::offer(&self.config, quote.minimum());
+        let amount = if self.whole_request { quote.maximum() } else { Some(quote.minimum()) };
+        let Some(amount) = amount else { return Vec::new() };
+        let request = ChargeRequest::offer(&self.config, amount);
         let offer = |request: ChargeRequest| Offer {
             method: "tempo".into(),
             intent: "charge".into(),
