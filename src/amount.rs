@@ -243,11 +243,13 @@ impl Quote {
         self
     }
 
-    /// The most this request can cost: its upfront usage plus [`max_output`](Quote#structfield.max_output)
-    /// output units. `None` when the request does not cap its output (or the sum
-    /// overflows): such a request has no maximum a one-shot payment could cover.
+    /// The most this request can cost: its upfront input and
+    /// [`max_output`](Quote#structfield.max_output) output units (or the upfront output, if
+    /// larger: the meter's count replaces the upfront, it does not add to it). `None` when
+    /// the request does not cap its output (or the cost overflows): such a request has no
+    /// maximum a one-shot payment could cover.
     pub fn maximum(&self) -> Option<Amount> {
-        let most = Usage { input: self.upfront.input, output: self.upfront.output.checked_add(self.max_output?)? };
+        let most = Usage { input: self.upfront.input, output: self.upfront.output.max(self.max_output?) };
         self.price.cost(most)
     }
 
@@ -262,6 +264,17 @@ impl Quote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quote_has_a_maximum_only_when_its_output_is_capped() {
+        let price = Price::tokens(Rate::per_unit(Amount::new(10)), Rate::per_unit(Amount::new(10)));
+        assert_eq!(Quote::new(price.clone()).maximum(), None);
+        assert_eq!(Quote::new(price.clone()).max_output(5).maximum(), Some(Amount::new(50)));
+        let prompt = Quote::new(price.clone()).upfront(Usage { input: 3, output: 0 }).max_output(5);
+        assert_eq!(prompt.maximum(), Some(Amount::new(80)));
+        let whole = Quote::new(price).upfront(Usage { input: 3, output: 5 }).max_output(5);
+        assert_eq!(whole.maximum(), Some(Amount::new(80)), "the upfront output is not counted twice");
+    }
 
     #[test]
     fn amounts_parse_strictly() {

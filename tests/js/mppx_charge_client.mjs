@@ -8,7 +8,7 @@
 // stdout: JSON lines {"kind":"response", status, receipt, body} per request, then {"kind":"done"}.
 // Exit 0 on success; 1 with "mppx_charge_client: FAILED: <reason>" on stderr.
 // Env (required): URL, RPC_URL, PRIVATE_KEY, CHAIN_ID. Optional: REQUESTS (default 1),
-// REQUEST_METHOD (default GET), TIMEOUT_MS (default 60000).
+// REQUEST_METHOD (default GET), REQUEST_BODY (sent as application/json), TIMEOUT_MS (default 60000).
 import { gasBumpingHttp, guardNetwork } from './lib/local_chain.mjs';
 import { Mppx, tempo } from 'mppx/client';
 import { Receipt } from 'mppx';
@@ -30,6 +30,7 @@ const cfg = {
   chainId: Number(env('CHAIN_ID')),
   requests: Number(env('REQUESTS', '1')),
   method: env('REQUEST_METHOD', 'GET'),
+  body: process.env.REQUEST_BODY,
   timeoutMs: Number(env('TIMEOUT_MS', '60000')),
 };
 setTimeout(() => fail(`timed out after ${cfg.timeoutMs} ms`), cfg.timeoutMs).unref();
@@ -43,11 +44,14 @@ Mppx.create({ methods: [tempo.charge({ account, getClient: () => client })] });
 
 try {
   for (let i = 0; i < cfg.requests; i++) {
-    const res = await fetch(cfg.url, { method: cfg.method });
+    const init = cfg.body
+      ? { method: cfg.method, body: cfg.body, headers: { 'content-type': 'application/json' } }
+      : { method: cfg.method };
+    const res = await fetch(cfg.url, init);
     const header = res.headers.get('payment-receipt');
     const receipt = header ? Receipt.deserialize(header) : null;
     const body = await res.text();
-    out({ kind: 'response', status: res.status, receipt, paid: res.headers.get('x-paid'), body });
+    out({ kind: 'response', status: res.status, receipt, paid: res.headers.get('x-paid'), paidWith: res.headers.get('x-paid-with'), body });
     if (res.status !== 200) fail(`request ${i} answered ${res.status}: ${body}`);
   }
   out({ kind: 'done' });

@@ -41,7 +41,7 @@ pub async fn run_node(stack: &Stack, script: &str, payer: usize, env: &[(&str, &
     stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn options() -> Options {
+pub fn options() -> Options {
     Options {
         simulated: true,
         simulator: None,

@@ -11,6 +11,7 @@ mod demo;
 #[path = "../../examples/llm_proxy/proxy/mod.rs"]
 mod proxy;
 
+mod charge;
 mod concurrency;
 mod errors;
 mod fields;

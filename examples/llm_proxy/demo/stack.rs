@@ -113,7 +113,7 @@ impl Stack {
     /// (what the proxy's settlement loop does to an idle channel). Returns the close
     /// pass's report.
     pub async fn close_idle_v2(&self) -> SettlementReport {
-        let Some(v2) = &self.proxy.layer.method().v2 else { return SettlementReport::default() };
+        let Some(v2) = &self.proxy.layer.method().0.v2 else { return SettlementReport::default() };
         v2.settle_all(&**self.proxy.layer.store(), 0).await
     }
 

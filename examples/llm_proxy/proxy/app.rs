@@ -41,9 +41,9 @@ use super::errors::{ApiError, json_response, payment_errors};
 use super::payment::{ChatPricing, PromptMeter};
 use super::upstream::Upstreams;
 use super::{completion, unstream};
-use tollgate::PaymentLayer;
-use tollgate::method::PaymentMethod;
+use tollgate::method::Methods;
 use tollgate::store::MemoryStore;
+use tollgate::{PaymentContext, PaymentLayer};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ pub struct AppState {
 
 /// The app. `layer: None` serves completions unpaid (the load run's baseline). Any
 /// payment method does (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
-pub fn router<M: PaymentMethod + 'static>(
+pub fn router<M: Methods>(
     state: AppState,
     layer: Option<PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter>>,
 ) -> Router {
@@ -133,6 +133,18 @@ async fn parse_chat(State(state): State<AppState>, request: Request, next: Next)
 }
 
 async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    // How this completion was paid (the payment layer put it there); absent when the app
+    // runs without payment (the load run's baseline).
+    let paid = request.extensions().get::<PaymentContext>().cloned();
+    if let Some(paid) = &paid {
+        eprintln!(
+            "completion paid with {}/{} by {} (channel {})",
+            paid.method,
+            paid.intent,
+            paid.payer.as_deref().unwrap_or("an unnamed payer"),
+            paid.channel
+        );
+    }
     let Some(chat) = request.extensions().get::<Arc<ChatRequest>>().cloned() else {
         return ApiError::invalid_request("The request body is empty: send a chat completion request as JSON.")
             .into_response();
@@ -145,7 +157,13 @@ async fn chat_completions(State(state): State<AppState>, request: Request) -> Re
         if chat.stream { Ok(response) } else { completion::gather(response, &chat).await }
     }));
     match answer.await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(mut response)) => {
+            // Tells the client which of its offers it paid with (session or charge).
+            if let Some(value) = paid.and_then(|p| format!("{}/{}", p.method, p.intent).parse().ok()) {
+                response.headers_mut().insert("x-paid-with", value);
+            }
+            response
+        }
         Ok(Err(error)) => error.into_response(),
         Err(_) => ApiError::internal("The proxy failed while serving this request.").into_response(),
     }

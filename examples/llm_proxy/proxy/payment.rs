@@ -1,7 +1,11 @@
 //! The payment side: `PaymentLayer` with the Tempo session method, priced per token by the
 //! request's `model`, metered with `OpenAiTokenMeter`.
 //!
-//! Both session protocols are offered on the same route, one challenge each (v2 first):
+//! Every method is offered on the same route, one challenge each: the two session protocols
+//! (v2 first), then a Tempo charge of the whole request at its maximum price (when the
+//! request caps its output), for clients that do not want a channel.
+//!
+//! The session protocols:
 //! v2 (TIP-1034 channel reserve) is what mppx's `tempo()` client, its plain `fetch` and the
 //! `mppx` CLI pay; v1 (the escrow contract) is what `sessionLegacy` and tollgate's own
 //! `SessionClient` pay. A client takes the challenge it can handle. `[payment]
@@ -19,7 +23,7 @@ use bytes::Bytes;
 use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
 use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
-use tollgate::method::tempo::{RpcChain, SessionConfig, TempoChain, TempoSession};
+use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::scheme::Credential;
 use tollgate::store::{ChannelStore, MemoryStore};
@@ -28,8 +32,9 @@ use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote};
 use super::catalog::{Catalog, PER};
 use super::chat::ChatRequest;
 
-/// The layer in front of `POST /v1/chat/completions`.
-pub type Layer = PaymentLayer<PricedSession, MemoryStore, ChatPricing, PromptMeter>;
+/// The layer in front of `POST /v1/chat/completions`: the sessions and a whole-request
+/// charge, all in one 402.
+pub type Layer = PaymentLayer<(PricedSession, TempoCharge<ProxyChain>), MemoryStore, ChatPricing, PromptMeter>;
 
 /// What the payment layer needs, resolved from the configuration (or the demo's chain).
 #[derive(Clone, Debug)]
@@ -193,7 +198,13 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
         }),
         decimals: settings.decimals,
     };
-    let layer = PaymentLayer::try_new(method, MemoryStore::new(), settings.realm.clone(), &settings.secret)
+    // A client that does not want a channel pays the whole request at its maximum (prompt
+    // bound and output cap), settled at once. A request without an output cap (a stream
+    // without `max_tokens`) has no maximum and is offered the sessions alone.
+    let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
+        .map_err(|e| e.to_string())?
+        .whole_request();
+    let layer = PaymentLayer::try_new((method, charge), MemoryStore::new(), settings.realm.clone(), &settings.secret)
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }

@@ -98,7 +98,7 @@ pub async fn run(
     policy: impl Fn(SessionProtocol) -> Option<SettlementPolicy>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let method = proxy.layer.method();
+    let method = &proxy.layer.method().0;
     let sessions: Vec<_> = [(SessionProtocol::V1, &method.v1), (SessionProtocol::V2, &method.v2)]
         .into_iter()
         .filter_map(|(protocol, session)| session.clone().map(|session| (protocol, session)))
