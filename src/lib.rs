@@ -66,6 +66,39 @@
 //! # }
 //! ```
 //!
+//! # Several methods, one route
+//!
+//! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to four
+//! ([`Methods`](method::Methods)): `PaymentLayer::new((session, charge), store, realm,
+//! secret)`. The `402` carries one challenge per offer of every method; a credential is
+//! dispatched to the method whose current offer its challenge echoes (method, intent, and
+//! that method's pinning rule), so a credential for one method never reaches another and a
+//! cheap offer's challenge never pays for a dear one. Dispatch is static (no boxing).
+//!
+//! # What the inner service sees
+//!
+//! A paid request carries a [`PaymentContext`] in its extensions (method, intent, payer,
+//! channel, quote), inserted just before the inner service is called; with the `axum`
+//! feature it is an extractor.
+//!
+//! # The request flow, in the source
+//!
+//! `service.rs` (the fast unpaid 402) → `admission.rs` (read the body if pricing needs it,
+//! price, list the offers of every method, check the credential's HMAC id, realm, pinning and
+//! expiry, dispatch to its method, reserve, insert the [`PaymentContext`]) → `future.rs` (call
+//! the inner service, wrap its body) → `body.rs` + `metering/` (meter, pause for vouchers,
+//! settle). `respond.rs` writes the layer's own answers (402 problems, 204 receipts).
+//!
+//! # Pricing by body
+//!
+//! The core reads a body only for a [`Pricing`] that asks ([`PriceByBody`]), capped by
+//! [`body_limit`](PaymentLayer::body_limit) and [`body_timeout`](PaymentLayer::body_timeout);
+//! the same bytes are then handed to the inner service, so the same request is quoted the
+//! same twice. A service that parses its body anyway (the LLM proxy example) can instead
+//! parse it in a small layer in front and price from the parsed value in the request's
+//! extensions, with a head-only [`Pricing`]: the example does this, and that is the shape
+//! we recommend; both are kept and tested.
+//!
 //! # When what happens
 //!
 //! 1. The request is priced ([`Pricing`]); pricing may read the body up to a limit and a

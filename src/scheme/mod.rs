@@ -84,6 +84,6 @@ pub use error::{ChallengeEncodeError, ChallengeParseError, ReceiptParseError};
 pub use expires::{check_expires, format_expires};
 pub use fields::ChallengeFields;
 pub use headers::{ACCEPT_PAYMENT, PAYMENT_AUTHORIZATION, PAYMENT_RECEIPT, set_no_store, set_private_cache};
-pub use problem::{PROBLEM_JSON, problem_body};
+pub use problem::{PROBLEM_JSON, ProblemDocument, problem_body};
 pub use receipt::Receipt;
 pub use request::{decode_request, encode_request};
