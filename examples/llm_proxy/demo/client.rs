@@ -68,6 +68,8 @@ pub struct Streamed {
     pub error: Option<Value>,
     /// A non-200 answer's JSON body.
     pub body: Option<Value>,
+    /// The answer's headers.
+    pub headers: http::HeaderMap,
 }
 
 /// One payer, one channel, over HTTP.
@@ -181,7 +183,8 @@ impl PayingClient {
             object.insert("stream".into(), Value::Bool(true));
         }
         let response = self.post(Some(&body), Some(auth)).await?;
-        let mut out = Streamed { status: response.status(), ..Streamed::default() };
+        let mut out =
+            Streamed { status: response.status(), headers: response.headers().clone(), ..Streamed::default() };
         if response.status() != StatusCode::OK {
             let (_, bytes) = collect(response).await?;
             out.body = serde_json::from_slice(&bytes).ok();
