@@ -2,19 +2,26 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 
 use crate::amount::Amount;
 use crate::method::Settled;
 use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
 
+#[path = "account_lease.rs"]
+mod lease;
 #[path = "account_release.rs"]
 mod release;
 
+pub(crate) use lease::{Delivered, LeaseLost};
 pub(crate) use release::Release;
 pub(crate) use release::detach;
+
+use lease::Keeper;
 
 type SettledHook = Box<dyn FnOnce(Settled) + Send>;
 
@@ -24,6 +31,9 @@ type SettledHook = Box<dyn FnOnce(Settled) + Send>;
 /// unreleased (the client went away, the body was dropped mid-stream), by its `Drop`:
 /// either way the release commits exactly what was delivered, runs the settled hook, and
 /// runs to its end even if nobody waits for it (see [`detach`]). Neither path can panic.
+///
+/// Its holder keeps the lease alive by polling [`poll_lease`](Account::poll_lease) alongside
+/// its work (see [`lease`]).
 pub(crate) struct Account<St: ChannelStore> {
     store: Arc<St>,
     lease: Reservation,
@@ -33,10 +43,12 @@ pub(crate) struct Account<St: ChannelStore> {
     /// The runtime the account was created on, where a release that must wait runs.
     runtime: Option<Handle>,
     armed: bool,
+    keeper: Keeper,
 }
 
 impl<St: ChannelStore> Account<St> {
     pub(crate) fn new(store: Arc<St>, lease: Reservation, on_settled: Option<SettledHook>) -> Self {
+        let keeper = Keeper::new(store.lease());
         Account {
             store,
             lease,
@@ -45,6 +57,7 @@ impl<St: ChannelStore> Account<St> {
             on_settled,
             runtime: Handle::try_current().ok(),
             armed: true,
+            keeper,
         }
     }
 
@@ -79,6 +92,43 @@ impl<St: ChannelStore> Account<St> {
     pub(crate) fn grown(&mut self, lease: Reservation) {
         debug_assert_eq!(lease.id, self.lease.id);
         self.lease = lease;
+    }
+
+    /// What this response has delivered so far: the figure a renewal reports.
+    pub(crate) fn delivered(&self) -> Delivered {
+        Delivered { amount: self.used, units: self.units }
+    }
+
+    /// The store restarted the lease with a call sent at `sent` (an extend, a renewal), and
+    /// recorded `delivered` if that was a renewal.
+    pub(crate) fn restarted(&mut self, sent: Instant, delivered: Option<Delivered>) {
+        self.keeper.restarted(sent, delivered);
+    }
+
+    /// Keeps the lease alive: renews it with what was delivered so far whenever a third of
+    /// the store's lease has passed since it was last restarted. See
+    /// [`Keeper::poll`](lease::Keeper::poll) for what each answer asks of the caller.
+    pub(crate) fn poll_lease(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LeaseLost>> {
+        let (store, lease) = (&self.store, &self.lease);
+        let renew = |delivered: Delivered| -> lease::BoxFuture<_> {
+            let (store, lease) = (store.clone(), lease.clone());
+            Box::pin(async move { store.renew(&lease, delivered.amount, delivered.units).await })
+        };
+        let polled = self.keeper.poll(cx, self.runtime.as_ref(), self.delivered(), renew);
+        if let Poll::Ready(Err(LeaseLost)) = polled {
+            self.lost();
+        }
+        polled
+    }
+
+    /// The store answered that the lease is gone (reclaimed, or released elsewhere): it
+    /// charged the last renewed figure, so that is what this response used as far as the
+    /// settled hook is concerned, and the release that follows changes nothing in the store.
+    pub(crate) fn lost(&mut self) {
+        self.keeper.lose();
+        let charged = self.keeper.renewed();
+        self.used = charged.amount;
+        self.units = charged.units;
     }
 
     /// Commits what was delivered and frees the rest, then runs the settled hook. The
@@ -147,6 +197,7 @@ impl<St: ChannelStore> fmt::Debug for Account<St> {
             .field("used", &self.used)
             .field("units", &self.units)
             .field("armed", &self.armed)
+            .field("lease_lost", &self.keeper.is_lost())
             .finish()
     }
 }

@@ -28,6 +28,11 @@ enum Inner {
 }
 
 impl Release {
+    /// The outcome of a release that has already ended.
+    pub(crate) fn done(outcome: Outcome) -> Self {
+        Release(Inner::Done(Some(outcome)))
+    }
+
     /// The outcome of a release that ran in a task (a pause watchdog's).
     pub(crate) fn task(handle: JoinHandle<Outcome>) -> Self {
         Release(Inner::Task(handle))

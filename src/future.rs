@@ -107,6 +107,11 @@ where
                     }
                 },
                 StateProj::Calling { future, paid } => {
+                    if let Some(paid) = paid {
+                        // The inner service may take a while to answer: keep the lease alive.
+                        // A lost lease ends the metered body at its first poll.
+                        let _ = paid.account.poll_lease(cx);
+                    }
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(error) => {

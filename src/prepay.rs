@@ -22,7 +22,7 @@ use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
 use tokio::time::Sleep;
 
-use crate::account::Account;
+use crate::account::{Account, LeaseLost};
 use crate::amount::{Amount, Quote};
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::{Meter, is_event_stream};
@@ -233,7 +233,15 @@ where
                     let _ = ready!(release.as_mut().poll(cx));
                     self.stage = Stage::Done;
                 }
-                Stage::Calling { call, .. } => {
+                Stage::Calling { call, account } => {
+                    // The inner service may take a while to answer: keep the lease alive.
+                    if let Poll::Ready(Err(LeaseLost)) = account.poll_lease(cx) {
+                        let Stage::Calling { account, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
+                            continue;
+                        };
+                        self.refund(account, lease_lost());
+                        continue;
+                    }
                     let response = ready!(call.as_mut().poll(cx));
                     let Stage::Calling { account, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
                         continue;
@@ -317,6 +325,12 @@ pub(crate) fn upfront(quote: &Quote) -> (Amount, u64) {
 
 fn unavailable() -> PaymentError {
     PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable")
+}
+
+/// The store reclaimed the lease while the inner service ran (this instance was presumed
+/// dead): the stream stops; the store charged what the last renewal reported.
+fn lease_lost() -> PaymentError {
+    PaymentError::new(PaymentErrorKind::Unavailable, "the payment lease lapsed before the service answered")
 }
 
 fn store_error(error: &StoreError) -> PaymentError {

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 
-use crate::account::{Account, Release};
+use crate::account::{Account, LeaseLost, Release};
 use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
 use crate::meter::{Meter, SseScanner, is_event_stream};
@@ -27,7 +27,7 @@ use crate::method::Renewal;
 use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
 
-use growth::Growth;
+use growth::{Grown, Growth};
 use pause::Pause;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -61,7 +61,7 @@ enum Step {
     Streaming,
     Growing {
         need: Amount,
-        growth: BoxFuture<Result<crate::store::Reservation, Growth>>,
+        growth: BoxFuture<Grown>,
     },
     Paused(BoxFuture<Result<ChannelState, StoreError>>),
     /// The release already runs on its own (see [`Account::release`]); this only waits
@@ -176,6 +176,19 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             if let Some(bytes) = self.out.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
+            // Whatever was charged has gone out (`out` is empty): keep the lease alive before
+            // metering more. The paused stream's watchdog and a growth renew on their own.
+            if let (Step::Streaming, Some(account)) = (&self.step, &mut self.account) {
+                match account.poll_lease(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    // Nothing more goes out until the store has answered the renewal.
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(LeaseLost)) => {
+                        self.lease_lost();
+                        continue;
+                    }
+                }
+            }
             match &mut self.step {
                 Step::Done => {
                     if let Some(failure) = self.failure.take() {
@@ -193,7 +206,11 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 }
                 Step::Growing { need, growth } => {
                     let need = *need;
-                    match ready!(growth.as_mut().poll(cx)) {
+                    let Grown { outcome, restarted } = ready!(growth.as_mut().poll(cx));
+                    if let (Some((sent, delivered)), Some(account)) = (restarted, &mut self.account) {
+                        account.restarted(sent, delivered);
+                    }
+                    match outcome {
                         Ok(lease) => {
                             self.pause = None;
                             if let Some(account) = &mut self.account {
@@ -202,6 +219,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                             self.step = Step::Streaming;
                         }
                         Err(Growth::Short(state)) => self.on_short(state, need),
+                        Err(Growth::Lost) => self.lease_lost(),
                         Err(Growth::Failed) => self.cut_off(),
                     }
                 }
@@ -210,7 +228,8 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         self.cut_off();
                         continue;
                     };
-                    if pause.deadline.as_mut().poll(cx).is_ready() {
+                    // The deadline, or the watchdog ended the pause (a closed channel, a lost lease).
+                    if pause.deadline.as_mut().poll(cx).is_ready() || pause.watchdog.poll_fired(cx).is_ready() {
                         self.cut_off();
                         continue;
                     }

@@ -27,7 +27,7 @@ pub(super) struct Pause<St: ChannelStore> {
     pub(super) announce: Option<(BoxFuture<Result<ChannelState, StoreError>>, Bytes)>,
     /// This stream's ask in the store, withdrawn when the pause ends.
     asker: AskGuard<St>,
-    watchdog: Watchdog<St>,
+    pub(super) watchdog: Watchdog<St>,
 }
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
@@ -109,6 +109,16 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         }
         self.end_cleanly();
         self.start_release();
+    }
+
+    /// The store answered that the lease is gone (reclaimed: this instance was presumed
+    /// dead). Deliver nothing more: end the stream as a closed channel ends it. The release
+    /// still happens, once (it changes nothing in the store then).
+    pub(super) fn lease_lost(&mut self) {
+        if let Some(account) = &mut self.account {
+            account.lost();
+        }
+        self.cut_off();
     }
 
     /// The pause's watchdog released the account (deadline, closed channel): end the

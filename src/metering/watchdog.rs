@@ -5,15 +5,24 @@
 //! instead: at the deadline, or as soon as the channel is finalized, the task releases it
 //! (committing what was delivered) unless the body took it back first. Whoever takes the
 //! account out of the shared slot releases it, so the release happens exactly once.
+//!
+//! Meanwhile the watchdog keeps the account's lease alive (a pause may outlast it): it
+//! renews it every third of the lease with what was delivered before the pause. If the
+//! store answers that the lease is gone, the pause ends as at the deadline.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until};
 
-use crate::account::{Account, Release};
+use crate::account::{Account, LeaseLost, Release};
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError, StoreErrorKind};
+
+type Outcome = Result<ChannelState, StoreError>;
 
 type Slot<St> = Arc<Mutex<Held<St>>>;
 
@@ -26,7 +35,17 @@ struct Held<St: ChannelStore> {
 /// Holds a paused stream's account until the body takes it back or the deadline passes.
 pub(super) struct Watchdog<St: ChannelStore> {
     slot: Slot<St>,
-    task: Option<JoinHandle<Result<ChannelState, StoreError>>>,
+    task: Option<JoinHandle<Outcome>>,
+    /// The task's outcome, once [`poll_fired`](Watchdog::poll_fired) saw it end.
+    fired: Option<Outcome>,
+}
+
+/// Why the watchdog's wait ended, or that it goes on.
+enum Woke {
+    /// The channel moved on (not closed): wait for the next change.
+    Changed(u64),
+    /// The deadline, a closed channel, a store failure, a lost lease: release.
+    End,
 }
 
 /// What the body finds when it comes back for its account.
@@ -51,14 +70,35 @@ impl<St: ChannelStore> Watchdog<St> {
         let slot: Slot<St> = Arc::new(Mutex::new(Held { account: Some(account), fired: false }));
         let watched = slot.clone();
         let task = runtime.spawn(async move {
+            let mut deadline = pin!(sleep_until(deadline));
             let mut seen = seen;
             // Every change wakes it (a voucher, another stream); only a finalize, a store
-            // failure or the deadline ends the wait.
-            while let Ok(Ok(state)) = timeout_at(deadline, store.changed(&channel, seen)).await {
-                if state.finalized {
-                    break;
+            // failure, a lost lease or the deadline ends the wait.
+            loop {
+                let mut changed = pin!(store.changed(&channel, seen));
+                let woke = poll_fn(|cx| {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::End);
+                    }
+                    if let Poll::Ready(changed) = changed.as_mut().poll(cx) {
+                        return Poll::Ready(match changed {
+                            Ok(state) if !state.finalized => Woke::Changed(state.version),
+                            _ => Woke::End,
+                        });
+                    }
+                    // While the body has taken the account back, it keeps the lease itself.
+                    if let Some(account) = lock(&watched).account.as_mut() {
+                        if let Poll::Ready(Err(LeaseLost)) = account.poll_lease(cx) {
+                            return Poll::Ready(Woke::End);
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match woke {
+                    Woke::Changed(version) => seen = version,
+                    Woke::End => break,
                 }
-                seen = state.version;
             }
             let account = {
                 let mut held = lock(&watched);
@@ -71,7 +111,7 @@ impl<St: ChannelStore> Watchdog<St> {
                 None => Err(StoreError::new(StoreErrorKind::NotFound)),
             }
         });
-        Watchdog { slot, task: Some(task) }
+        Watchdog { slot, task: Some(task), fired: None }
     }
 
     /// Hands the account back for another wait within the same pause; gives it back when
@@ -91,7 +131,24 @@ impl<St: ChannelStore> Watchdog<St> {
         if let Some(account) = lock(&self.slot).account.take() {
             return Some(Taken::Account(account));
         }
+        if let Some(outcome) = self.fired.take() {
+            return Some(Taken::Released(Release::done(outcome)));
+        }
         self.task.take().map(|task| Taken::Released(Release::task(task)))
+    }
+
+    /// Ready once the watchdog's task has ended (it released the account, or found the
+    /// body had it): the pause is over either way.
+    pub(super) fn poll_fired(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.fired.is_some() {
+            return Poll::Ready(());
+        }
+        let Some(task) = &mut self.task else { return Poll::Ready(()) };
+        let joined = std::task::ready!(std::pin::Pin::new(task).poll(cx));
+        self.task = None;
+        self.fired =
+            Some(joined.unwrap_or_else(|_| Err(StoreError::backend("the pause watchdog did not report back"))));
+        Poll::Ready(())
     }
 }
 
