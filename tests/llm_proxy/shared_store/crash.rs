@@ -9,7 +9,7 @@ use tokio::process::Child;
 use tollgate::store::ChannelStore;
 
 use super::backend::{Backend, connect};
-use super::front::{self, Front};
+use super::front::Front;
 use super::*;
 use crate::demo::devnet::ESCROW;
 use crate::demo::stack::{Stack, close_idle_v2};

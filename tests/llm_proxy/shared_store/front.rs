@@ -53,8 +53,9 @@ struct Shared {
     rule: Mutex<Rule>,
     content: AtomicUsize,
     management: AtomicUsize,
-    /// Per target: management requests sent, content requests sent, bytes streamed back.
-    counts: Vec<[AtomicU64; 3]>,
+    /// Per target: management requests sent, content requests sent, bytes streamed back,
+    /// `payment-need-voucher` events streamed back.
+    counts: Vec<[AtomicU64; 4]>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -110,6 +111,14 @@ impl Front {
     }
 }
 
+impl Front {
+    /// `payment-need-voucher` events streamed back from target `index` (mppx's fetch hides
+    /// them from the client).
+    pub fn needs_from(&self, index: usize) -> u64 {
+        self.shared.counts[index][3].load(Ordering::SeqCst)
+    }
+}
+
 impl Drop for Front {
     fn drop(&mut self) {
         self.task.abort();
@@ -144,6 +153,8 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         Body::new(body.map_frame(move |frame| {
             if let Some(data) = frame.data_ref() {
                 counted.counts[index][2].fetch_add(data.len() as u64, Ordering::SeqCst);
+                let needs = memchr::memmem::find_iter(data, b"event: payment-need-voucher").count();
+                counted.counts[index][3].fetch_add(needs as u64, Ordering::SeqCst);
             }
             frame
         }))
