@@ -48,9 +48,13 @@
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod types;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use types::{
     AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
 };
