@@ -1,0 +1,220 @@
+//! The arithmetic of one step, on figures read under the channel's row lock. Everything is
+//! checked before anything is written: a refused step leaves the books as they were.
+
+use std::time::Duration;
+
+use super::error::{finalized, invalid, not_found};
+use crate::amount::Amount;
+use crate::store::{AskId, ChannelState, StoreError, StoreErrorKind};
+
+/// One open reservation, as its row holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    pub(super) amount: Amount,
+    pub(super) committed: Amount,
+    pub(super) units: u64,
+    /// The last renewal's provisional figures, which count only if the lease lapses.
+    pub(super) delivered: Amount,
+    pub(super) delivered_units: u64,
+}
+
+/// What a step does to the reservation it names, written after the channel row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HeldChange {
+    Untouched,
+    /// New figures, and the lease restarts.
+    Renewed,
+    Released,
+    Opened(Amount),
+}
+
+/// What a step does to the channel's asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AskChange {
+    Untouched,
+    Put { asker: AskId, cumulative: Amount, ttl: Duration },
+    Withdrawn(AskId),
+}
+
+/// The channel as one step sees and changes it.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    pub(super) state: ChannelState,
+    /// The reservation the step names, if it is still held (not released, not reclaimed).
+    pub(super) held: Option<Held>,
+    pub(super) held_change: HeldChange,
+    pub(super) ask_change: AskChange,
+}
+
+impl Ledger {
+    fn held(&mut self) -> Result<&mut Held, StoreError> {
+        self.held.as_mut().ok_or_else(not_found)
+    }
+
+    pub(super) fn accept(&mut self, cumulative: Amount, deposit: Amount) -> Result<(), StoreError> {
+        if self.state.finalized {
+            return Err(finalized());
+        }
+        let deposit = self.state.deposit.max(deposit);
+        let accepted = self.state.accepted.max(cumulative);
+        if accepted > deposit {
+            return Err(invalid());
+        }
+        (self.state.accepted, self.state.deposit) = (accepted, deposit);
+        Ok(())
+    }
+
+    pub(super) fn reserve(&mut self, min: Amount, max: Amount) -> Result<Amount, StoreError> {
+        let amount = grant(&self.state, min, max)?;
+        self.state.reserved = add(self.state.reserved, amount)?;
+        self.held_change = HeldChange::Opened(amount);
+        Ok(amount)
+    }
+
+    pub(super) fn extend(&mut self, min: Amount, max: Amount) -> Result<Amount, StoreError> {
+        let held = *self.held()?;
+        let grant = grant(&self.state, min, max)?;
+        let amount = add(held.amount, grant)?;
+        self.state.reserved = add(self.state.reserved, grant)?;
+        self.held = Some(Held { amount, ..held });
+        self.held_change = HeldChange::Renewed;
+        Ok(amount)
+    }
+
+    pub(super) fn commit(&mut self, used: Amount, units: u64) -> Result<(), StoreError> {
+        let mut held = *self.held()?;
+        commit(&mut self.state, &mut held, used, units)?;
+        self.held = Some(held);
+        self.held_change = HeldChange::Renewed;
+        Ok(())
+    }
+
+    /// Releasing what is not held (any more) changes nothing.
+    pub(super) fn release(&mut self, used: Amount, units: u64) -> Result<(), StoreError> {
+        let Some(held) = self.held else { return Ok(()) };
+        self.state = released(&self.state, held, used, units)?;
+        self.held_change = HeldChange::Released;
+        Ok(())
+    }
+
+    pub(super) fn renew(&mut self, delivered: Amount, units: u64) -> Result<(), StoreError> {
+        let held = self.held()?;
+        if delivered > held.amount {
+            return Err(invalid());
+        }
+        held.delivered = held.delivered.max(delivered);
+        held.delivered_units = held.delivered_units.max(units);
+        self.held_change = HeldChange::Renewed;
+        Ok(())
+    }
+
+    pub(super) fn finalize(&mut self) {
+        self.state.finalized = true;
+    }
+
+    pub(super) fn ask(&mut self, asker: AskId, cumulative: Amount, ttl: Duration) -> Result<(), StoreError> {
+        if self.state.finalized {
+            return Err(finalized());
+        }
+        self.ask_change = AskChange::Put { asker, cumulative, ttl };
+        Ok(())
+    }
+
+    pub(super) fn withdraw_ask(&mut self, asker: AskId) {
+        self.ask_change = AskChange::Withdrawn(asker);
+    }
+}
+
+/// Reclaims lapsed leases (`(row id, held)`) into `state` the way a release with the larger
+/// of committed and renewed usage would, returning the ids reclaimed. A lease whose reclaim
+/// would overflow stays held, whole, rather than half reclaimed.
+pub(super) fn reclaim(state: &mut ChannelState, lapsed: &[(i64, Held)]) -> Vec<i64> {
+    let mut reclaimed = Vec::new();
+    for &(id, held) in lapsed {
+        let (used, units) = (held.committed.max(held.delivered), held.units.max(held.delivered_units));
+        if let Ok(after) = released(state, held, used, units) {
+            *state = after;
+            reclaimed.push(id);
+        }
+    }
+    reclaimed
+}
+
+/// `state` after `held` commits `used` / `units` and frees the rest.
+fn released(state: &ChannelState, mut held: Held, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
+    let mut state = state.clone();
+    commit(&mut state, &mut held, used, units)?;
+    state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
+    Ok(state)
+}
+
+/// What a reservation may take: `min(available, max)`, if that is at least `min`.
+fn grant(state: &ChannelState, min: Amount, max: Amount) -> Result<Amount, StoreError> {
+    if state.finalized {
+        return Err(finalized());
+    }
+    if min > max {
+        return Err(invalid());
+    }
+    let available = sub(sub(state.accepted, state.spent)?, state.reserved)?;
+    let grant = available.min(max);
+    if grant < min {
+        return Err(StoreError::new(StoreErrorKind::Insufficient { available }));
+    }
+    Ok(grant)
+}
+
+/// Raises `held`'s committed totals to `used` / `units` and moves the difference from
+/// reserved to spent.
+fn commit(state: &mut ChannelState, held: &mut Held, used: Amount, units: u64) -> Result<(), StoreError> {
+    if used > held.amount {
+        return Err(invalid());
+    }
+    let delta = used.saturating_sub(held.committed);
+    let reserved = sub(state.reserved, delta)?;
+    let spent = add(state.spent, delta)?;
+    let total_units = state.units.checked_add(units.saturating_sub(held.units)).ok_or_else(invalid)?;
+    (state.reserved, state.spent, state.units) = (reserved, spent, total_units);
+    held.committed = held.committed.max(used);
+    held.units = held.units.max(units);
+    Ok(())
+}
+
+fn add(x: Amount, y: Amount) -> Result<Amount, StoreError> {
+    x.checked_add(y).ok_or_else(invalid)
+}
+
+fn sub(x: Amount, y: Amount) -> Result<Amount, StoreError> {
+    x.checked_sub(y).ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(n: u128) -> Amount {
+        Amount::new(n)
+    }
+
+    fn held(amount: u128, committed: u128, delivered: u128) -> Held {
+        Held { amount: a(amount), committed: a(committed), units: 1, delivered: a(delivered), delivered_units: 4 }
+    }
+
+    #[test]
+    fn reclaim_spends_the_larger_figure_and_frees_the_rest() {
+        let mut state =
+            ChannelState { accepted: a(100), deposit: a(100), spent: a(10), reserved: a(60), ..Default::default() };
+        let reclaimed = reclaim(&mut state, &[(1, held(50, 10, 30)), (2, held(10, 5, 0))]);
+        assert_eq!(reclaimed, vec![1, 2]);
+        assert_eq!((state.spent, state.reserved, state.units), (a(35), a(0), 4));
+    }
+
+    #[test]
+    fn a_reclaim_that_would_overflow_stays_held() {
+        let mut state =
+            ChannelState { accepted: a(100), deposit: a(100), reserved: a(50), units: u64::MAX, ..Default::default() };
+        let before = state.clone();
+        assert!(reclaim(&mut state, &[(7, held(50, 0, 20))]).is_empty());
+        assert_eq!(state, before);
+    }
+}

@@ -1,0 +1,156 @@
+//! How `changed` learns of a new version: a dedicated connection `LISTEN`s for the
+//! notifications every step that bumps a version sends, and wakes that channel's waiters.
+//! Waiters check the version after registering, so a change between their last read and
+//! their registration is not missed. While the connection is down (it reconnects on its
+//! own), waiters poll instead.
+
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket};
+
+/// How long the listener waits before it reconnects.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// A connection with nothing to say for this long is probed, so a silently dead one is
+/// noticed (and waiters fall back to polling) within about a minute.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// The per-channel waiters of one store (shared by its clones) and whether their wake-ups
+/// can be trusted right now.
+#[derive(Debug, Default)]
+pub(super) struct Waiters {
+    /// Only channels someone waits on: an entry goes with its last waiter.
+    channels: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    listening: AtomicBool,
+}
+
+/// One `changed` call's registration; dropping it unregisters.
+pub(super) struct Watch {
+    waiters: Arc<Waiters>,
+    channel: String,
+    notify: Arc<Notify>,
+}
+
+impl Waiters {
+    pub(super) fn watch(self: &Arc<Self>, channel: &str) -> Watch {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (notify, count) = channels.entry(channel.to_owned()).or_default();
+        *count += 1;
+        Watch { waiters: self.clone(), channel: channel.to_owned(), notify: notify.clone() }
+    }
+
+    /// Whether the listener is connected and listening: otherwise wake-ups may be missed.
+    pub(super) fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Wakes `channel`'s waiters; an empty payload (an id too long to send) wakes everyone.
+    fn wake(&self, channel: &str) {
+        let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match channel {
+            "" => channels.values().for_each(|(notify, _)| notify.notify_waiters()),
+            channel => channels.get(channel).iter().for_each(|(notify, _)| notify.notify_waiters()),
+        }
+    }
+
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::Release);
+        // Whatever was announced while nobody listened: every waiter looks again.
+        self.wake("");
+    }
+}
+
+impl Watch {
+    /// Resolves at the next wake-up of this channel. Call [`Notified::enable`] (through
+    /// `pin!` + `as_mut().enable()`) before reading the version, so no wake-up is lost.
+    pub(super) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut channels = self.waiters.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, count)) = channels.get_mut(&self.channel) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                channels.remove(&self.channel);
+            }
+        }
+    }
+}
+
+/// The listening task of one store (and its clones); dropping it stops the task.
+#[derive(Debug)]
+pub(super) struct Listener {
+    waiters: Arc<Waiters>,
+    task: AbortHandle,
+}
+
+impl Listener {
+    /// Starts listening on notification channel `channel` with `config`.
+    pub(super) fn spawn(mut config: Config, channel: String) -> Self {
+        config.keepalives(true).keepalives_idle(KEEPALIVE);
+        let waiters = Arc::new(Waiters::default());
+        let task = tokio::spawn(listen(config, channel, waiters.clone())).abort_handle();
+        Listener { waiters, task }
+    }
+
+    pub(super) fn waiters(&self) -> &Arc<Waiters> {
+        &self.waiters
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listen(config: Config, channel: String, waiters: Arc<Waiters>) {
+    loop {
+        // A connection that cannot be made or listen is simply retried: meanwhile waiters
+        // poll, so a down listener delays wake-ups but loses none.
+        if let Ok((client, connection)) = config.connect(NoTls).await {
+            session(&client, connection, &channel, &waiters).await;
+        }
+        waiters.set_listening(false);
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// Listens until the connection ends.
+async fn session(client: &Client, mut connection: Connection<Socket, NoTlsStream>, channel: &str, waiters: &Waiters) {
+    // `channel` is made of a checked schema name, so it needs no quoting.
+    let listen = format!("LISTEN {channel}");
+    let mut listening = pin!(client.batch_execute(&listen));
+    let listened = poll_fn(|cx| match pump(&mut connection, waiters, cx) {
+        Poll::Ready(()) => Poll::Ready(false),
+        Poll::Pending => listening.as_mut().poll(cx).map(|result| result.is_ok()),
+    })
+    .await;
+    if listened {
+        waiters.set_listening(true);
+        poll_fn(|cx| pump(&mut connection, waiters, cx)).await;
+    }
+}
+
+/// Drives the connection, waking waiters for each notification; ready when it ends.
+fn pump(connection: &mut Connection<Socket, NoTlsStream>, waiters: &Waiters, cx: &mut Context<'_>) -> Poll<()> {
+    loop {
+        match ready!(connection.poll_message(cx)) {
+            Some(Ok(AsyncMessage::Notification(notification))) => waiters.wake(notification.payload()),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Poll::Ready(()),
+        }
+    }
+}

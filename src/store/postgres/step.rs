@@ -1,0 +1,228 @@
+//! One step on a channel: a short transaction that locks the channel's row, reclaims lapsed
+//! leases, runs the step's arithmetic and writes the outcome, announcing a new version to
+//! every instance when the figures moved.
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use super::PostgresStore;
+use super::error::{backend, corrupt, invalid, not_found};
+use super::ledger::{AskChange, Held, HeldChange, Ledger, reclaim};
+use super::statements::*;
+use crate::amount::Amount;
+use crate::store::{ChannelId, ChannelState, ReservationId, StoreError};
+
+/// The most asks one channel keeps (one per paused stream); past it the oldest goes.
+const MAX_ASKS: i64 = 64;
+
+/// What a step works on besides the channel.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Target {
+    Channel,
+    Reservation(ReservationId),
+}
+
+/// A step's outcome: its own result, the channel after it, and the reservation it opened.
+pub(super) struct Stepped<T> {
+    pub(super) out: T,
+    pub(super) state: ChannelState,
+    pub(super) opened: Option<ReservationId>,
+}
+
+impl PostgresStore {
+    /// Runs `step` on channel `id` (and `target`) atomically. A refused step changes
+    /// nothing but the reclaim of lapsed leases, which stands (and is announced) like any
+    /// other change.
+    pub(super) async fn step<T>(
+        &self,
+        id: &ChannelId,
+        target: Target,
+        step: impl FnOnce(&mut Ledger) -> Result<T, StoreError>,
+    ) -> Result<Stepped<T>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let locked = query_opt(&tx, LOCK_CHANNEL, &[&id.as_str()]).await?.ok_or_else(not_found)?;
+        let before = channel_state(&locked)?;
+        let lapsed = query(&tx, LAPSED, &[&id.as_str()]).await?.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
+        let mut reclaimed_state = before.clone();
+        let reclaimed = reclaim(&mut reclaimed_state, &lapsed);
+        let held = match target {
+            Target::Channel => None,
+            Target::Reservation(rid) => match i64::try_from(rid.0) {
+                Ok(rid) if !reclaimed.contains(&rid) => {
+                    let row = query_opt(&tx, HELD, &[&id.as_str(), &rid]).await?;
+                    row.as_ref().map(held_row).transpose()?.map(|(_, held)| held)
+                }
+                _ => None,
+            },
+        };
+        let mut ledger = Ledger {
+            state: reclaimed_state.clone(),
+            held,
+            held_change: HeldChange::Untouched,
+            ask_change: AskChange::Untouched,
+        };
+        let outcome = match step(&mut ledger) {
+            Ok(out) => Ok(out),
+            // Nothing to keep: dropping `tx` rolls back.
+            Err(error) if reclaimed.is_empty() => return Err(error),
+            // Keep (and announce) the reclaim alone.
+            Err(error) => {
+                ledger.state = reclaimed_state;
+                (ledger.held_change, ledger.ask_change) = (HeldChange::Untouched, AskChange::Untouched);
+                Err(error)
+            }
+        };
+        if !reclaimed.is_empty() {
+            execute(&tx, DROP_RESERVATIONS, &[&reclaimed]).await?;
+        }
+        let mut state = ledger.state;
+        if unversioned(&state) != unversioned(&before) {
+            state.version = before.version.checked_add(1).ok_or_else(invalid)?;
+            self.write_channel(&tx, id, &state).await?;
+        }
+        let opened = match (target, ledger.held_change, ledger.held) {
+            (_, HeldChange::Opened(amount), _) => {
+                let lease = micros(self.lease);
+                let row = query_one(&tx, OPEN_RESERVATION, &[&id.as_str(), &amount.to_string(), &lease]).await?;
+                let rid: i64 = row.try_get(0).map_err(backend)?;
+                Some(ReservationId(u64::try_from(rid).map_err(|_| corrupt("reservation id"))?))
+            }
+            (Target::Reservation(rid), HeldChange::Renewed, Some(held)) => {
+                self.write_reservation(&tx, rid, &held).await?;
+                None
+            }
+            (Target::Reservation(rid), HeldChange::Released, _) => {
+                let rid = i64::try_from(rid.0).map_err(|_| not_found())?;
+                execute(&tx, DROP_RESERVATIONS, &[&vec![rid]]).await?;
+                None
+            }
+            _ => None,
+        };
+        write_ask(&tx, id, ledger.ask_change).await?;
+        let asked = query_one(&tx, ASKED, &[&id.as_str()]).await?;
+        state.asked = optional_amount(&asked, 0)?.unwrap_or(Amount::ZERO);
+        tx.commit().await.map_err(backend)?;
+        let out = outcome?;
+        Ok(Stepped { out, state, opened })
+    }
+
+    async fn write_channel(
+        &self,
+        tx: &Transaction<'_>,
+        id: &ChannelId,
+        state: &ChannelState,
+    ) -> Result<(), StoreError> {
+        let version = i64::try_from(state.version).map_err(|_| invalid())?;
+        let figures = [state.accepted, state.deposit, state.spent, state.reserved].map(|a| a.to_string());
+        let [accepted, deposit, spent, reserved] = &figures;
+        let units = state.units.to_string();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+            [&id.as_str(), accepted, deposit, spent, reserved, &units, &state.finalized, &version];
+        execute(tx, WRITE_CHANNEL, &params).await?;
+        // Delivered with the commit, to this and every other instance.
+        execute(tx, NOTIFY, &[&self.notify_channel(), &id.as_str()]).await
+    }
+
+    async fn write_reservation(&self, tx: &Transaction<'_>, rid: ReservationId, held: &Held) -> Result<(), StoreError> {
+        let rid = i64::try_from(rid.0).map_err(|_| not_found())?;
+        let figures = [held.amount, held.committed, held.delivered].map(|a| a.to_string());
+        let [amount, committed, delivered] = &figures;
+        let (units, delivered_units) = (held.units.to_string(), held.delivered_units.to_string());
+        let lease = micros(self.lease);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&rid, amount, committed, &units, delivered, &delivered_units, &lease];
+        execute(tx, WRITE_RESERVATION, &params).await
+    }
+}
+
+async fn write_ask(tx: &Transaction<'_>, id: &ChannelId, change: AskChange) -> Result<(), StoreError> {
+    match change {
+        AskChange::Untouched => Ok(()),
+        AskChange::Put { asker, cumulative, ttl } => {
+            let asker = bits(asker.0);
+            execute(tx, DROP_LAPSED_ASKS, &[&id.as_str()]).await?;
+            execute(tx, PUT_ASK, &[&id.as_str(), &asker, &cumulative.to_string(), &micros(ttl)]).await?;
+            execute(tx, TRIM_ASKS, &[&id.as_str(), &asker, &(MAX_ASKS - 1)]).await
+        }
+        AskChange::Withdrawn(asker) => execute(tx, WITHDRAW_ASK, &[&id.as_str(), &bits(asker.0)]).await,
+    }
+}
+
+pub(super) type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+async fn query_opt(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query_opt(&statement, params).await.map_err(backend)
+}
+
+async fn query_one(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query_one(&statement, params).await.map_err(backend)
+}
+
+async fn query(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.query(&statement, params).await.map_err(backend)
+}
+
+async fn execute(tx: &Transaction<'_>, sql: &str, params: Params<'_>) -> Result<(), StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(backend)?;
+    tx.execute(&statement, params).await.map(drop).map_err(backend)
+}
+
+/// The state without its version, to tell whether a step moved anything.
+fn unversioned(state: &ChannelState) -> ChannelState {
+    ChannelState { version: 0, asked: Amount::ZERO, ..state.clone() }
+}
+
+/// A duration in whole microseconds, capped at a century (past it a timestamp overflows).
+pub(super) fn micros(duration: std::time::Duration) -> i64 {
+    const CENTURY_MICROS: u128 = 100 * 366 * 24 * 3600 * 1_000_000;
+    i64::try_from(duration.as_micros().min(CENTURY_MICROS)).unwrap_or(i64::MAX)
+}
+
+/// A u64 id (an asker, a lock holder) in a bigint column: the same 64 bits.
+pub(super) fn bits(id: u64) -> i64 {
+    i64::from_ne_bytes(id.to_ne_bytes())
+}
+
+/// The figures of a channel row in the column order of `LOCK_CHANNEL` / `PEEK_CHANNEL`.
+pub(super) fn channel_state(row: &Row) -> Result<ChannelState, StoreError> {
+    let version: i64 = row.try_get(6).map_err(backend)?;
+    Ok(ChannelState {
+        accepted: amount(row, 0)?,
+        deposit: amount(row, 1)?,
+        spent: amount(row, 2)?,
+        reserved: amount(row, 3)?,
+        units: count(row, 4)?,
+        asked: Amount::ZERO,
+        finalized: row.try_get(5).map_err(backend)?,
+        version: u64::try_from(version).map_err(|_| corrupt("version"))?,
+    })
+}
+
+fn held_row(row: &Row) -> Result<(i64, Held), StoreError> {
+    let held = Held {
+        amount: amount(row, 1)?,
+        committed: amount(row, 2)?,
+        units: count(row, 3)?,
+        delivered: amount(row, 4)?,
+        delivered_units: count(row, 5)?,
+    };
+    Ok((row.try_get(0).map_err(backend)?, held))
+}
+
+pub(super) fn amount(row: &Row, column: usize) -> Result<Amount, StoreError> {
+    optional_amount(row, column)?.ok_or_else(|| corrupt("amount"))
+}
+
+pub(super) fn optional_amount(row: &Row, column: usize) -> Result<Option<Amount>, StoreError> {
+    let text: Option<&str> = row.try_get(column).map_err(backend)?;
+    text.map(|text| text.parse().map_err(|_| corrupt("amount"))).transpose()
+}
+
+fn count(row: &Row, column: usize) -> Result<u64, StoreError> {
+    let text: &str = row.try_get(column).map_err(backend)?;
+    text.parse().map_err(|_| corrupt("unit count"))
+}
