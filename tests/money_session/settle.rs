@@ -125,7 +125,7 @@ async fn scenario_10_v2_descriptors_are_remembered_only_after_the_checks() {
                              "signature": format!("0x{}", "11".repeat(65)), "descriptor": descriptor});
         assert_ne!(f.post(raw_credential(&c, payload, None)).await.status(), StatusCode::NO_CONTENT);
     }
-    assert_eq!(session.remembered().descriptors, 0, "junk descriptors are not kept");
+    assert_eq!(session.remembered(&f.store).await.unwrap().descriptors, 0, "junk descriptors are not kept");
 }
 
 #[tokio::test]
@@ -137,9 +137,10 @@ async fn scenario_10_the_voucher_book_keeps_only_what_settlement_needs() {
     let (_, _) = f.stream_paying(5, &mut client, &c).await;
     let session = f.layer.method().clone();
     session.settle_all(&f.store, 1).await;
-    assert!(session.remembered().vouchers <= 2, "{:?}", session.remembered());
+    let remembered = session.remembered(&f.store).await.unwrap();
+    assert!(remembered.vouchers <= 2, "{remembered:?}");
     assert_eq!(f.post(client.close(&c, client.cumulative()).unwrap()).await.status(), StatusCode::NO_CONTENT);
     let report = session.settle_all(&f.store, 1).await;
     assert_eq!(report.polled, 0, "closed channels are no longer polled");
-    assert_eq!(session.remembered().channels, 0);
+    assert_eq!(session.remembered(&f.store).await.unwrap().channels, 0);
 }

@@ -1,271 +1,169 @@
-//! What the session method remembers between requests, per process: the vouchers it
-//! accepted (for settlement) and a short-lived cache of on-chain channel state.
-
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! [`VoucherBook`]: what settlement needs, kept in the channel store.
+//!
+//! A restarted instance, or another one sharing the store, must be able to settle and
+//! close every channel: so the accepted vouchers (the ladder a v1 settlement picks from)
+//! and the v2 descriptors live on store shelves, never only in memory. What stays in
+//! memory is safe to lose: the on-chain read cache ([`ChannelCache`](super::cache::ChannelCache))
+//! and idle timestamps ([`Activity`](super::activity::Activity)).
 
 use alloy::primitives::{B256, Bytes};
 
-use crate::method::tempo::chain::{ChainError, OnChainChannel, TempoChain};
-use crate::method::tempo::{ChannelDescriptor, SessionConfig, SessionProtocol};
+use super::ladder::Ladder;
+use super::store_id;
+use crate::amount::Amount;
+use crate::method::tempo::{ChannelDescriptor, SessionConfig};
+use crate::store::{ChannelStore, StoreError};
 
-/// The most vouchers kept per channel. Beyond it the book thins the run above delivery
-/// (see [`VoucherBook::record`]); an honest stream keeps a handful.
-pub(super) const MAX_VOUCHERS: usize = 256;
+/// The one key of a channel's entry on the channel shelf.
+const ENTRY: Amount = Amount::ZERO;
 
-/// Accepted vouchers per channel, so a settlement can pick one that never captures more
-/// than was delivered; and v2 channel descriptors, which the reserve needs on every call.
+/// Two shelves per session method (named after its chain and escrow, so methods for
+/// different escrows sharing a store never settle each other's channels):
 ///
-/// Only what settlement can still use is kept: the highest voucher at or below what was
-/// delivered (`spent` only grows, so lower ones are dead) and the ones above it. Channels
-/// leave the book when they close.
-#[derive(Debug, Default)]
+/// - *vouchers*: each accepted voucher, keyed by its cumulative amount, the signature as
+///   value. Bounded per channel by [`Ladder::trimmed`].
+/// - *channels*: one entry per channel to settle, written once it was checked (a mined
+///   open, a signed voucher, a mined top-up), never from unverified input, so an outsider
+///   cannot grow the store. v1: empty; v2: the channel's descriptor (the reserve needs it
+///   on every call), as JSON.
+///
+/// Both go when the channel is closed on chain.
+#[derive(Debug)]
 pub(crate) struct VoucherBook {
-    vouchers: Mutex<HashMap<B256, BTreeMap<u128, Bytes>>>,
-    descriptors: Mutex<HashMap<B256, ChannelDescriptor>>,
-    /// The store version last seen per channel and since when (idle detection).
-    activity: Mutex<HashMap<B256, (u64, tokio::time::Instant)>>,
+    vouchers: String,
+    channels: String,
 }
 
 impl VoucherBook {
-    /// Remembers a v2 descriptor. Call only once it was checked against a signature or a
-    /// mined open: an outsider must not be able to make the book grow.
-    pub(crate) fn remember(&self, channel: B256, descriptor: ChannelDescriptor) {
-        self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).insert(channel, descriptor);
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        let prefix = format!("tempo-session:{}:{:#x}", config.chain_id, config.escrow);
+        VoucherBook { vouchers: format!("{prefix}:vouchers"), channels: format!("{prefix}:channels") }
     }
 
-    pub(crate) fn descriptor(&self, channel: B256) -> Option<ChannelDescriptor> {
-        self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).get(&channel).copied()
+    /// Lists `channel` for settlement (v1: no descriptor). Call only once it was checked.
+    pub(crate) async fn track<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        descriptor: Option<&ChannelDescriptor>,
+    ) -> Result<(), StoreError> {
+        let value = match descriptor {
+            Some(d) => serde_json::to_vec(d).map_err(StoreError::backend)?,
+            None => Vec::new(),
+        };
+        store.keep(&store_id(channel), &self.channels, ENTRY, Bytes::from(value).0).await
     }
 
-    /// Records an accepted voucher, then drops what `spent` made useless.
-    ///
-    /// When more than [`MAX_VOUCHERS`] remain, the voucher whose neighbours are closest is
-    /// dropped (never the lowest or the highest), so the gaps stay as even as they can.
-    pub(crate) fn record(&self, channel: B256, cumulative: u128, signature: Bytes, spent: u128) {
-        let mut vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        let book = vouchers.entry(channel).or_default();
-        book.insert(cumulative, signature);
-        prune(book, spent);
-        if book.len() > MAX_VOUCHERS {
-            thin(book);
+    /// Keeps a v2 descriptor checked against the id and a signature (or a mined
+    /// transaction), unless the store has it already: one read, a write the first time.
+    pub(crate) async fn remember<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        descriptor: &ChannelDescriptor,
+    ) -> Result<(), StoreError> {
+        if self.descriptor(store, channel).await?.as_ref() == Some(descriptor) {
+            return Ok(());
+        }
+        self.track(store, channel, Some(descriptor)).await
+    }
+
+    /// The stored v2 descriptor of `channel`.
+    pub(crate) async fn descriptor<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+    ) -> Result<Option<ChannelDescriptor>, StoreError> {
+        let kept = store.kept(&store_id(channel), &self.channels).await?;
+        match kept.into_iter().find(|(key, _)| *key == ENTRY) {
+            Some((_, value)) if !value.is_empty() => {
+                // Only checked descriptors are written: one that does not parse is a broken
+                // store, refused rather than taken for a channel without one.
+                serde_json::from_slice(&value).map(Some).map_err(StoreError::backend)
+            }
+            _ => Ok(None),
         }
     }
 
-    /// How many vouchers are kept above `spent` (what a payer has signed ahead of delivery).
-    pub(crate) fn ahead_of(&self, channel: B256, spent: u128) -> usize {
-        let vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        vouchers.get(&channel).map_or(0, |book| book.range((Bound::Excluded(spent), Bound::Unbounded)).count())
+    /// The channel's accepted vouchers as the store has them now.
+    pub(crate) async fn ladder<St: ChannelStore>(&self, store: &St, channel: B256) -> Result<Ladder, StoreError> {
+        let kept = store.kept(&store_id(channel), &self.vouchers).await?;
+        Ok(Ladder::new(kept.into_iter().map(|(amount, signature)| (amount.get(), Bytes::from(signature)))))
     }
 
-    /// The highest voucher at or below `limit` and above `settled`.
-    pub(crate) fn best(&self, channel: B256, settled: u128, limit: u128) -> Option<(u128, Bytes)> {
-        if limit <= settled {
-            return None;
+    /// Keeps an accepted voucher. Call before the store accepts it and before anything is
+    /// answered or served: what the payer was served for is then always capturable.
+    pub(crate) async fn record<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        cumulative: u128,
+        signature: Bytes,
+    ) -> Result<(), StoreError> {
+        store.keep(&store_id(channel), &self.vouchers, Amount::new(cumulative), signature.0).await
+    }
+
+    /// Reads the ladder and drops what it shows dead or in excess, by [`Ladder::trimmed`]'s
+    /// rules (which stay safe when instances race): after a voucher was kept, after a
+    /// settlement, before picking a voucher. Read after the last keep, so the bound holds
+    /// once a voucher storm stops. Returns what is left.
+    pub(crate) async fn trim<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        settled: u128,
+        spent: u128,
+    ) -> Result<Ladder, StoreError> {
+        let mut ladder = self.ladder(store, channel).await?;
+        let dead = ladder.trimmed(settled, spent);
+        if !dead.is_empty() {
+            let keys: Vec<Amount> = dead.iter().copied().map(Amount::new).collect();
+            store.discard(&store_id(channel), &self.vouchers, Some(&keys)).await?;
+            ladder = Ladder::new(ladder.into_entries().filter(|(amount, _)| !dead.contains(amount)));
         }
-        let vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        let book = vouchers.get(&channel)?;
-        book.range((Bound::Excluded(settled), Bound::Included(limit)))
-            .next_back()
-            .map(|(amount, sig)| (*amount, sig.clone()))
+        Ok(ladder)
     }
 
-    /// The highest voucher accepted.
-    pub(crate) fn highest(&self, channel: B256) -> Option<(u128, Bytes)> {
-        let vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        vouchers.get(&channel)?.last_key_value().map(|(amount, sig)| (*amount, sig.clone()))
+    /// The channels to settle: every one listed or with a voucher kept.
+    pub(crate) async fn channels<St: ChannelStore>(&self, store: &St) -> Result<Vec<B256>, StoreError> {
+        let mut ids = store.shelved(&self.channels).await?;
+        ids.extend(store.shelved(&self.vouchers).await?);
+        let mut channels: Vec<B256> = ids.iter().filter_map(|id| id.as_str().parse().ok()).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        Ok(channels)
     }
 
-    /// Drops what can no longer be captured: vouchers at or below `settled`, and those
-    /// below the best one at or below `spent`.
-    pub(crate) fn settled(&self, channel: B256, settled: u128, spent: u128) {
-        let mut vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(book) = vouchers.get_mut(&channel) {
-            *book = book.split_off(&settled.saturating_add(1));
-            prune(book, spent);
+    /// Drops everything kept for a channel closed on chain.
+    pub(crate) async fn forget<St: ChannelStore>(&self, store: &St, channel: B256) -> Result<(), StoreError> {
+        let id = store_id(channel);
+        store.discard(&id, &self.vouchers, None).await?;
+        store.discard(&id, &self.channels, None).await
+    }
+
+    /// Counts what the store keeps for this method.
+    pub(crate) async fn remembered<St: ChannelStore>(&self, store: &St) -> Result<Remembered, StoreError> {
+        let channels = self.channels(store).await?;
+        let mut remembered = Remembered { channels: channels.len(), ..Remembered::default() };
+        for channel in channels {
+            remembered.vouchers += self.ladder(store, channel).await?.len();
+            if self.descriptor(store, channel).await?.is_some() {
+                remembered.descriptors += 1;
+            }
         }
-    }
-
-    /// How long the channel's store state has stayed at `version` (zero when it just
-    /// moved).
-    pub(crate) fn unchanged_for(&self, channel: B256, version: u64) -> std::time::Duration {
-        let mut activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
-        let now = tokio::time::Instant::now();
-        let seen = activity.entry(channel).or_insert((version, now));
-        if seen.0 != version {
-            *seen = (version, now);
-        }
-        now.saturating_duration_since(seen.1)
-    }
-
-    /// Forgets a channel (closed, or gone from the chain).
-    pub(crate) fn forget(&self, channel: B256) {
-        self.activity.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
-        self.vouchers.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
-        self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).remove(&channel);
-    }
-
-    pub(crate) fn remembered(&self) -> Remembered {
-        let vouchers = self.vouchers.lock().unwrap_or_else(|e| e.into_inner());
-        let descriptors = self.descriptors.lock().unwrap_or_else(|e| e.into_inner());
-        let mut channels: HashSet<B256> = vouchers.keys().copied().collect();
-        channels.extend(descriptors.keys().copied());
-        Remembered {
-            channels: channels.len(),
-            descriptors: descriptors.len(),
-            vouchers: vouchers.values().map(BTreeMap::len).sum(),
-        }
-    }
-
-    /// The channels to settle: every one with a voucher or a descriptor.
-    pub(crate) fn channels(&self) -> Vec<B256> {
-        let mut channels: HashSet<B256> =
-            self.vouchers.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
-        channels.extend(self.descriptors.lock().unwrap_or_else(|e| e.into_inner()).keys().copied());
-        channels.into_iter().collect()
+        Ok(remembered)
     }
 }
 
-/// Keeps the highest voucher at or below `spent` and everything above it.
-fn prune(book: &mut BTreeMap<u128, Bytes>, spent: u128) {
-    if let Some((&floor, _)) = book.range(..=spent).next_back() {
-        *book = book.split_off(&floor);
-    }
-}
-
-/// Drops the interior voucher whose neighbours are closest together.
-fn thin(book: &mut BTreeMap<u128, Bytes>) {
-    let keys: Vec<u128> = book.keys().copied().collect();
-    let victim = keys
-        .windows(3)
-        .filter_map(|w| match w {
-            [before, at, after] => Some((after.saturating_sub(*before), *at)),
-            _ => None,
-        })
-        .min()
-        .map(|(_, at)| at);
-    if let Some(at) = victim {
-        book.remove(&at);
-    }
-}
-
-/// What a session method keeps in memory (see [`TempoSession::remembered`](super::TempoSession::remembered)).
+/// What a session method keeps in the store for settlement (see
+/// [`TempoSession::remembered`](super::TempoSession::remembered)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Remembered {
-    /// Channels tracked (polled by the settlement loop).
+    /// Channels to settle (polled by the settlement loop).
     pub channels: usize,
     /// v2 channel descriptors.
     pub descriptors: usize,
     /// Accepted vouchers kept for settlement.
     pub vouchers: usize,
-}
-
-/// On-chain channel reads, cached for a short TTL (the reference server re-reads every 5 s
-/// because a read per voucher hits RPC rate limits).
-#[derive(Debug)]
-pub(crate) struct ChannelCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<B256, (Instant, OnChainChannel)>>,
-}
-
-impl ChannelCache {
-    pub(crate) fn new(ttl: Duration) -> Self {
-        ChannelCache { ttl, entries: Mutex::new(HashMap::new()) }
-    }
-
-    pub(crate) fn forget(&self, id: B256) {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-    }
-
-    pub(crate) async fn get<C: TempoChain>(
-        &self,
-        chain: &C,
-        config: &SessionConfig,
-        id: B256,
-        descriptor: Option<&ChannelDescriptor>,
-    ) -> Result<OnChainChannel, ChainError> {
-        let cached = {
-            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries.get(&id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, c)| c.clone())
-        };
-        match cached {
-            Some(channel) => Ok(channel),
-            None => self.refresh(chain, config, id, descriptor).await,
-        }
-    }
-
-    /// Reads the channel: v1 from the escrow; v2 from the reserve, with the parties taken
-    /// from the descriptor (which hashes to the channel id, so it cannot lie about them).
-    pub(crate) async fn refresh<C: TempoChain>(
-        &self,
-        chain: &C,
-        config: &SessionConfig,
-        id: B256,
-        descriptor: Option<&ChannelDescriptor>,
-    ) -> Result<OnChainChannel, ChainError> {
-        let channel = match config.protocol {
-            SessionProtocol::V1 => chain.channel(config.escrow, id).await?,
-            SessionProtocol::V2 => {
-                let state = chain.reserve_state(config.escrow, id).await?;
-                match descriptor {
-                    Some(d) if state.deposit > 0 => OnChainChannel {
-                        finalized: false,
-                        close_requested_at: state.close_requested_at,
-                        payer: d.payer,
-                        payee: d.payee,
-                        token: d.token,
-                        authorized_signer: d.authorized_signer,
-                        deposit: state.deposit,
-                        settled: state.settled,
-                    },
-                    _ => OnChainChannel::default(),
-                }
-            }
-        };
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (Instant::now(), channel.clone()));
-        Ok(channel)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn best_voucher_never_exceeds_the_limit_and_never_panics() {
-        let book = VoucherBook::default();
-        let id = B256::repeat_byte(1);
-        for amount in [10u128, 30, 60, 90] {
-            book.record(id, amount, Bytes::from(vec![amount as u8]), 0);
-        }
-        assert_eq!(book.best(id, 0, 75).map(|(a, _)| a), Some(60));
-        assert_eq!(book.best(id, 60, 75), None, "nothing above what is settled");
-        assert_eq!(book.best(id, 0, 5), None);
-        assert_eq!(book.best(id, 90, 0), None, "spent below settled");
-        assert_eq!(book.best(id, 0, 0), None);
-        book.settled(id, 30, 30);
-        assert_eq!(book.best(id, 0, 100).map(|(a, _)| a), Some(90));
-        assert_eq!(book.best(id, 0, 40), None, "settled vouchers are forgotten");
-    }
-
-    #[test]
-    fn only_the_floor_and_what_is_above_delivery_are_kept() {
-        let book = VoucherBook::default();
-        let id = B256::repeat_byte(2);
-        for amount in 1..=100u128 {
-            book.record(id, amount, Bytes::new(), amount.saturating_sub(2));
-        }
-        assert_eq!(book.remembered().vouchers, 3, "98 (floor), 99, 100");
-        for amount in 101..=1_000u128 {
-            book.record(id, amount, Bytes::new(), 0);
-        }
-        assert_eq!(book.remembered().vouchers, MAX_VOUCHERS);
-        assert_eq!(book.highest(id).map(|(a, _)| a), Some(1_000));
-        assert_eq!(book.best(id, 0, 98).map(|(a, _)| a), Some(98), "the floor is kept");
-        book.forget(id);
-        assert_eq!(book.remembered(), Remembered::default());
-    }
 }

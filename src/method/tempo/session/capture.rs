@@ -4,11 +4,15 @@
 use alloy::primitives::{B256, Bytes};
 use alloy::sol_types::{SolCall, SolEvent};
 
+use std::time::Duration;
+
 use super::TempoSession;
-use crate::method::tempo::SessionProtocol;
+use super::ladder::Ladder;
+use super::lock::SettleLock;
 use crate::method::tempo::chain::{ChainError, ChainErrorKind, OnChainChannel, TempoChain};
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
-use crate::store::{ChannelState, ChannelStore};
+use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
+use crate::store::{ChannelState, ChannelStore, StoreError};
 
 impl<C: TempoChain> TempoSession<C> {
     /// Closes `channel`, capturing what it delivered.
@@ -37,13 +41,29 @@ impl<C: TempoChain> TempoSession<C> {
         store: &St,
         channel: B256,
     ) -> Result<(ChannelState, Option<B256>), ChainError> {
+        // Another instance's settlement or close of this channel finishes first (its close
+        // drains for up to the same timeout); then this one sees what it did.
+        let patience = self.drain.saturating_add(LOCK_PATIENCE);
+        let lock = SettleLock::wait(store, channel, patience).await.map_err(unavailable)?.ok_or_else(busy)?;
+        let closed = lock.during(self.capture_close(store, channel, &lock)).await;
+        lock.release().await;
+        closed
+    }
+
+    /// [`close_channel`](Self::close_channel) once the channel's settle lock is held.
+    pub(super) async fn capture_close<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        lock: &SettleLock<'_, St>,
+    ) -> Result<(ChannelState, Option<B256>), ChainError> {
         let id = super::store_id(channel);
-        if self.config.protocol == SessionProtocol::V2 && self.book.descriptor(channel).is_none() {
+        let descriptor = self.book.descriptor(store, channel).await.map_err(unavailable)?;
+        if self.config.protocol == SessionProtocol::V2 && descriptor.is_none() {
             // Without it the reserve cannot be read or closed: refuse (retryable) rather than
             // take the channel for closed and capture nothing.
             return Err(ChainError::new(ChainErrorKind::Rejected, "no descriptor for a v2 channel"));
         }
-        let unavailable = |e| ChainError::new(ChainErrorKind::Unavailable, e);
         let mut state = store.finalize(&id).await.map_err(unavailable)?;
         // A drain too long to add to now (`Duration::MAX`) means no deadline.
         let deadline = tokio::time::Instant::now().checked_add(self.drain);
@@ -60,13 +80,18 @@ impl<C: TempoChain> TempoSession<C> {
         }
         // `reserved` is zero when the leases drained; what is left is counted as delivered.
         let delivered = state.spent.saturating_add(state.reserved).get();
-        let descriptor = self.book.descriptor(channel);
         let on_chain = self.cache.refresh(&self.chain, &self.config, channel, descriptor.as_ref()).await?;
         if !on_chain.exists() || on_chain.finalized {
-            self.forget(channel);
+            self.forget(store, channel).await;
             return Ok((state, None));
         }
-        let input = self.close_input(channel, delivered, &on_chain)?;
+        let ladder = self.book.ladder(store, channel).await.map_err(unavailable)?;
+        let input = self.close_input(channel, delivered, &on_chain, &ladder, descriptor.as_ref())?;
+        // Right before sending: a holder that lost the lock (it lapsed while the store did
+        // not answer) sends nothing; the new holder decides.
+        if !lock.still_held().await.map_err(unavailable)? {
+            return Err(busy());
+        }
         let mined = self.chain.send(self.config.escrow, input.into()).await?;
         let escrow = self.config.escrow;
         let closed = mined.success
@@ -81,27 +106,32 @@ impl<C: TempoChain> TempoSession<C> {
             self.cache.forget(channel);
             return Err(ChainError::new(ChainErrorKind::Rejected, "the close transaction failed"));
         }
-        self.forget(channel);
+        self.forget(store, channel).await;
         Ok((state, Some(mined.hash)))
     }
 
     /// The escrow call that closes `channel` capturing `delivered`, never above a voucher
-    /// the payer signed.
-    fn close_input(&self, channel: B256, delivered: u128, on_chain: &OnChainChannel) -> Result<Vec<u8>, ChainError> {
+    /// the payer signed (`ladder`, the vouchers kept for it).
+    fn close_input(
+        &self,
+        channel: B256,
+        delivered: u128,
+        on_chain: &OnChainChannel,
+        ladder: &Ladder,
+        descriptor: Option<&ChannelDescriptor>,
+    ) -> Result<Vec<u8>, ChainError> {
         let (settled, spent) = (on_chain.settled, delivered);
         Ok(match self.config.protocol {
             SessionProtocol::V1 => {
-                let (amount, signature) = self.book.best(channel, settled, spent).unwrap_or((settled, Bytes::new()));
+                let (amount, signature) = ladder.best(settled, spent).unwrap_or((settled, Bytes::new()));
                 IStreamChannelEscrow::closeCall { channelId: channel, cumulativeAmount: amount, signature }.abi_encode()
             }
             SessionProtocol::V2 => {
-                let descriptor = self
-                    .book
-                    .descriptor(channel)
+                let descriptor = descriptor
                     .ok_or_else(|| ChainError::new(ChainErrorKind::Rejected, "no descriptor for a v2 channel"))?;
                 // Capture `spent`, bounded by the highest voucher; without one that covers
                 // more than is settled, capture only what is settled (no signature needed).
-                let (cumulative, capture, signature) = match self.book.highest(channel) {
+                let (cumulative, capture, signature) = match ladder.highest() {
                     Some((voucher, signature)) if voucher.min(spent) > settled => {
                         (voucher, voucher.min(spent), signature)
                     }
@@ -112,7 +142,7 @@ impl<C: TempoChain> TempoSession<C> {
                         .map_err(|_| ChainError::new(ChainErrorKind::Rejected, "amount above uint96"))
                 };
                 ITip20ChannelReserve::closeCall {
-                    descriptor: super::reserve_descriptor(&descriptor),
+                    descriptor: super::reserve_descriptor(descriptor),
                     cumulativeAmount: u96(cumulative)?,
                     captureAmount: u96(capture)?,
                     signature,
@@ -122,9 +152,23 @@ impl<C: TempoChain> TempoSession<C> {
         })
     }
 
-    /// Stops tracking a closed channel.
-    pub(super) fn forget(&self, channel: B256) {
-        self.book.forget(channel);
+    /// Stops tracking a channel closed on chain (in the store for every instance). A
+    /// store that fails here leaves it listed: the next pass finds it closed and tries again.
+    pub(super) async fn forget<St: ChannelStore>(&self, store: &St, channel: B256) {
+        let _ = self.book.forget(store, channel).await;
         self.cache.forget(channel);
+        self.activity.forget(channel);
     }
+}
+
+/// How much longer than the drain timeout a close waits for another holder of its lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+fn unavailable(e: StoreError) -> ChainError {
+    ChainError::new(ChainErrorKind::Unavailable, e)
+}
+
+/// Another settlement or close of the channel is under way (here or on another instance).
+pub(super) fn busy() -> ChainError {
+    ChainError::new(ChainErrorKind::Unavailable, "another settlement or close of this channel is under way")
 }

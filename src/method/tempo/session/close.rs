@@ -15,13 +15,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     /// store, and the same credential may be sent again: the retry re-drains and resends,
     /// or finds the channel already closed on chain.
     pub(super) async fn close(&self, close: VoucherPayload) -> Result<Verified, PaymentError> {
-        let descriptor = match close.descriptor {
-            Some(descriptor) => {
-                self.check_descriptor(&descriptor, close.channel_id)?;
-                Some(descriptor)
-            }
-            None => self.session.book.descriptor(close.channel_id),
-        };
+        let claimed = close.descriptor.is_some();
+        let descriptor = self.descriptor(close.channel_id, close.descriptor).await?;
         let id = super::store_id(close.channel_id);
         let Some(stored) = self.store.load(&id).await.map_err(store_error)? else {
             return Err(PaymentError::new(PaymentErrorKind::ChannelNotFound, "unknown channel"));
@@ -51,14 +46,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         self.check_source(&parties)?;
         let cumulative = close.cumulative_amount.get();
         self.check_signature(close.channel_id, cumulative, &close.signature, parties.signer())?;
-        if let (SessionProtocol::V2, Some(d)) = (config.protocol, descriptor) {
-            // Checked against the id and signed for: the capture needs it, and this instance
-            // may never have seen the channel (another replica opened it, or a restart).
-            self.session.book.remember(close.channel_id, d);
+        let book = &self.session.book;
+        if let (SessionProtocol::V2, Some(d), true) = (config.protocol, descriptor, claimed) {
+            // Checked against the id and signed for: the capture needs it.
+            book.remember(self.store, close.channel_id, &d).await.map_err(store_error)?;
         }
         if parties.finalized {
             // Closed already (an earlier attempt whose answer was lost, or the payer).
-            self.session.forget(close.channel_id);
+            self.session.forget(self.store, close.channel_id).await;
             let state = self.store.finalize(&id).await.map_err(store_error)?;
             return Ok(Verified::Respond(self.receipt(close.channel_id, &state, None)));
         }
@@ -68,7 +63,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         // The spec asks for a close voucher at or above `spent`. A lower one is fine when a
         // higher voucher is at hand; with none (an instance that never saw them, a restart)
         // it would capture less than was delivered: refused, nothing changed.
-        let highest = self.session.book.highest(close.channel_id).map_or(0, |(amount, _)| amount);
+        let ladder = book.ladder(self.store, close.channel_id).await.map_err(store_error)?;
+        let highest = ladder.highest().map_or(0, |(amount, _)| amount);
         if highest.max(cumulative) < stored.spent.get() {
             return Err(PaymentError::new(
                 PaymentErrorKind::VerificationFailed,
@@ -77,7 +73,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         // The close voucher is a signed voucher like any other; the capture never exceeds
         // what was delivered, whatever it says.
-        self.session.book.record(close.channel_id, cumulative, hex_bytes(&close.signature)?, stored.spent.get());
+        let signature = hex_bytes(&close.signature)?;
+        book.record(self.store, close.channel_id, cumulative, signature).await.map_err(store_error)?;
         let (state, tx) =
             self.session.close_channel(self.store, close.channel_id).await.map_err(|e| match e.kind() {
                 ChainErrorKind::Unavailable => chain_error(e),

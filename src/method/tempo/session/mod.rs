@@ -1,8 +1,12 @@
 //! [`TempoSession`]: MPP `tempo` / `session` (payment channels with cumulative vouchers).
 
+mod activity;
 mod book;
+mod cache;
 mod capture;
 mod close;
+mod ladder;
+mod lock;
 mod open;
 mod open_v2;
 mod settle;
@@ -26,7 +30,9 @@ use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
 use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError, StoreErrorKind};
-use book::{ChannelCache, VoucherBook};
+use activity::Activity;
+use book::VoucherBook;
+use cache::ChannelCache;
 
 /// The Tempo session method: a client opens a payment channel on chain, then pays with
 /// off-chain cumulative vouchers as it consumes; it tops up without closing and closes to
@@ -60,6 +66,7 @@ pub struct TempoSession<C> {
     chain: C,
     book: VoucherBook,
     cache: ChannelCache,
+    activity: Activity,
     drain: Duration,
     idle: Option<Duration>,
 }
@@ -68,12 +75,14 @@ impl<C: TempoChain> TempoSession<C> {
     /// A session method advertising `config`, talking to the chain through `chain`.
     pub fn new(config: SessionConfig, chain: C) -> Self {
         let domain = VoucherDomain::new(config.protocol, config.chain_id, config.escrow);
+        let book = VoucherBook::new(&config);
         TempoSession {
             config,
             domain,
             chain,
-            book: VoucherBook::default(),
+            book,
             cache: ChannelCache::new(Duration::from_secs(5)),
+            activity: Activity::default(),
             drain: Duration::from_secs(10),
             idle: None,
         }
@@ -115,9 +124,11 @@ impl<C: TempoChain> TempoSession<C> {
         &self.chain
     }
 
-    /// What this method keeps in memory: channels tracked, descriptors, vouchers.
-    pub fn remembered(&self) -> Remembered {
-        self.book.remembered()
+    /// What this method keeps in `store` for settlement: channels to settle, v2
+    /// descriptors, accepted vouchers (at most 256 per channel). Every instance sharing the
+    /// store sees the same figures.
+    pub async fn remembered<St: ChannelStore>(&self, store: &St) -> Result<Remembered, StoreError> {
+        self.book.remembered(store).await
     }
 
     fn request(&self, quote: &Quote) -> Value {
@@ -278,15 +289,18 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     }
 
     /// The channel as the chain has it, live and with no close pending. `descriptor` (v2)
-    /// must already be checked against the id; `None` falls back to the remembered one.
+    /// must already be checked against the id; `None` falls back to the stored one.
     async fn on_chain(
         &self,
         id: B256,
         fresh: bool,
         descriptor: Option<&super::ChannelDescriptor>,
     ) -> Result<OnChainChannel, PaymentError> {
-        let remembered = self.session.book.descriptor(id);
-        let descriptor = descriptor.or(remembered.as_ref());
+        let stored = match (descriptor, self.config().protocol) {
+            (None, super::SessionProtocol::V2) => self.stored_descriptor(id).await?,
+            _ => None,
+        };
+        let descriptor = descriptor.or(stored.as_ref());
         let (chain, config) = (&self.session.chain, self.config());
         let read = if fresh {
             self.session.cache.refresh(chain, config, id, descriptor).await
@@ -304,6 +318,28 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             ));
         }
         Ok(channel)
+    }
+}
+
+impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
+    /// The v2 descriptor the store keeps for `channel` (checked when it was kept).
+    async fn stored_descriptor(&self, channel: B256) -> Result<Option<super::ChannelDescriptor>, PaymentError> {
+        self.session.book.descriptor(self.store, channel).await.map_err(store_error)
+    }
+
+    /// The payload's descriptor (checked against the id), else the stored one.
+    async fn descriptor(
+        &self,
+        channel: B256,
+        claimed: Option<super::ChannelDescriptor>,
+    ) -> Result<Option<super::ChannelDescriptor>, PaymentError> {
+        match claimed {
+            Some(descriptor) => {
+                self.check_descriptor(&descriptor, channel)?;
+                Ok(Some(descriptor))
+            }
+            None => self.stored_descriptor(channel).await,
+        }
     }
 }
 

@@ -77,9 +77,13 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if channel.deposit < deposit || channel.payer != sender {
             return Err(refuse("the channel on chain does not match the open transaction"));
         }
+        // Listed for settlement and its voucher kept before the store opens the channel.
+        let book = &self.session.book;
+        book.track(self.store, open.channel_id, None).await.map_err(store_error)?;
+        let signature = hex_bytes(&open.signature)?;
+        book.record(self.store, open.channel_id, cumulative, signature).await.map_err(store_error)?;
         let state =
             self.store.open(&id, open.cumulative_amount, Amount::new(channel.deposit)).await.map_err(store_error)?;
-        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?, state.spent.get());
         Ok(self.outcome(open.channel_id, &state, Some(mined.hash), &channel))
     }
 

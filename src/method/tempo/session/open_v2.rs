@@ -79,14 +79,18 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if !opened {
             return Err(refuse("no matching ChannelOpened event"));
         }
-        self.session.book.remember(open.channel_id, descriptor);
-        let channel = self.on_chain(open.channel_id, true, None).await?;
+        // Mined and matching: kept (the reserve needs it on every call), and the channel
+        // listed for settlement, before anything is served.
+        let book = &self.session.book;
+        book.track(self.store, open.channel_id, Some(&descriptor)).await.map_err(store_error)?;
+        let channel = self.on_chain(open.channel_id, true, Some(&descriptor)).await?;
         if channel.deposit < deposit {
             return Err(refuse("the channel on chain does not match the open transaction"));
         }
+        let signature = hex_bytes(&open.signature)?;
+        book.record(self.store, open.channel_id, cumulative, signature).await.map_err(store_error)?;
         let state =
             self.store.open(&id, open.cumulative_amount, Amount::new(channel.deposit)).await.map_err(store_error)?;
-        self.session.book.record(open.channel_id, cumulative, hex_bytes(&open.signature)?, state.spent.get());
         Ok(self.outcome(open.channel_id, &state, Some(mined.hash), &channel))
     }
 }

@@ -6,11 +6,12 @@ use std::time::Duration;
 use alloy::primitives::B256;
 use alloy::sol_types::SolCall;
 
+use super::lock::SettleLock;
 use super::{TempoSession, store_id};
 use crate::method::tempo::SessionProtocol;
 use crate::method::tempo::chain::{ChainError, ChainErrorKind, TempoChain};
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20ChannelReserve};
-use crate::store::ChannelStore;
+use crate::store::{ChannelStore, StoreError};
 
 /// When a channel is settled: once at least `min_amount` is capturable, checked every
 /// `every`. The server pays the gas, so tiny settlements are skipped.
@@ -36,11 +37,17 @@ pub struct SettlementReport {
     pub closed: Vec<(B256, Option<B256>)>,
     /// Channels whose settlement failed (retried on the next pass).
     pub failures: Vec<(B256, ChainError)>,
+    /// Channels another settlement or close was capturing (on this instance or another
+    /// sharing the store): left to it this pass.
+    pub busy: Vec<B256>,
+    /// Why the pass polled nothing: the store could not list the channels to settle.
+    pub unlisted: Option<StoreError>,
 }
 
 /// What [`TempoSession::settle_channel`] did.
 enum Outcome {
     Nothing,
+    Busy,
     Settled(B256),
     Closed(Option<B256>),
 }
@@ -58,45 +65,60 @@ impl<C: TempoChain> TempoSession<C> {
     ) -> Result<Option<B256>, ChainError> {
         match self.settle_channel(store, channel, min_amount).await? {
             Outcome::Settled(tx) => Ok(Some(tx)),
-            Outcome::Nothing | Outcome::Closed(_) => Ok(None),
+            Outcome::Nothing | Outcome::Busy | Outcome::Closed(_) => Ok(None),
         }
     }
 
+    /// Settles or closes `channel` under its settle lock: another instance (or task)
+    /// capturing it already means this pass leaves it alone.
     async fn settle_channel<St: ChannelStore>(
         &self,
         store: &St,
         channel: B256,
         min_amount: u128,
     ) -> Result<Outcome, ChainError> {
-        let state = match store.load(&store_id(channel)).await {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                self.forget(channel);
-                return Ok(Outcome::Nothing);
-            }
-            Err(e) => return Err(ChainError::new(ChainErrorKind::Unavailable, e)),
+        let Some(lock) = SettleLock::take(store, channel).await.map_err(unavailable)? else {
+            return Ok(Outcome::Busy);
         };
-        let descriptor = self.book.descriptor(channel);
+        let outcome = lock.during(self.settle_locked(store, channel, min_amount, &lock)).await;
+        lock.release().await;
+        outcome
+    }
+
+    async fn settle_locked<St: ChannelStore>(
+        &self,
+        store: &St,
+        channel: B256,
+        min_amount: u128,
+        lock: &SettleLock<'_, St>,
+    ) -> Result<Outcome, ChainError> {
+        let state = store.load(&store_id(channel)).await.map_err(unavailable)?;
+        let descriptor = self.book.descriptor(store, channel).await.map_err(unavailable)?;
         let on_chain = self.cache.refresh(&self.chain, &self.config, channel, descriptor.as_ref()).await?;
         if !on_chain.exists() || on_chain.finalized {
             // Closed (or never ours on this chain): nothing left to capture, stop polling.
-            self.forget(channel);
+            self.forget(store, channel).await;
             return Ok(Outcome::Nothing);
         }
+        let Some(state) = state else {
+            // Listed and mined, not in the store yet: an open in flight on some instance.
+            return Ok(Outcome::Nothing);
+        };
         // A close that failed earlier (the store says closing), or the payer asked the
         // escrow for a forced close: close from the server side now, capturing what was
         // delivered, before the payer can withdraw.
         let idle = self.config.protocol == SessionProtocol::V2
             && state.reserved.is_zero()
             && state.spent.get() > on_chain.settled
-            && self.idle.is_some_and(|after| self.book.unchanged_for(channel, state.version) >= after);
+            && self.idle.is_some_and(|after| self.activity.unchanged_for(channel, state.version) >= after);
         if state.finalized || on_chain.close_requested_at != 0 || idle {
-            let (_, tx) = self.close_channel(store, channel).await?;
+            let (_, tx) = self.capture_close(store, channel, lock).await?;
             return Ok(Outcome::Closed(tx));
         }
         // Vouchers that delivery or settlement made useless go first.
-        self.book.settled(channel, on_chain.settled, state.spent.get());
-        let Some((amount, signature)) = self.book.best(channel, on_chain.settled, state.spent.get()) else {
+        let spent = state.spent.get();
+        let ladder = self.book.trim(store, channel, on_chain.settled, spent).await.map_err(unavailable)?;
+        let Some((amount, signature)) = ladder.best(on_chain.settled, spent) else {
             return Ok(Outcome::Nothing);
         };
         if amount.saturating_sub(on_chain.settled) < min_amount.max(1) {
@@ -120,21 +142,34 @@ impl<C: TempoChain> TempoSession<C> {
                     .abi_encode()
             }
         };
+        // Right before sending: a lock lost meanwhile means skipping this pass.
+        if !lock.still_held().await.map_err(unavailable)? {
+            return Ok(Outcome::Busy);
+        }
         let mined = self.chain.send(self.config.escrow, input.into()).await;
         self.cache.forget(channel);
         let mined = mined?;
         if !mined.success {
             return Err(ChainError::new(ChainErrorKind::Rejected, "the settle transaction reverted"));
         }
-        self.book.settled(channel, amount, state.spent.get());
+        // Housekeeping: the settlement stands whether or not the store answers.
+        let _ = self.book.trim(store, channel, amount, spent).await;
         Ok(Outcome::Settled(mined.hash))
     }
 
-    /// One settlement pass over every channel this process tracks, one channel at a
-    /// time: a failing channel is reported and the others still run.
+    /// One settlement pass over every channel the store lists for this method (whichever
+    /// instance opened it), one channel at a time: a failing channel is reported and the
+    /// others still run. A channel another instance is capturing is left to it.
     pub async fn settle_all<St: ChannelStore>(&self, store: &St, min_amount: u128) -> SettlementReport {
         let mut report = SettlementReport::default();
-        for channel in self.book.channels() {
+        let channels = match self.book.channels(store).await {
+            Ok(channels) => channels,
+            Err(e) => {
+                report.unlisted = Some(e);
+                return report;
+            }
+        };
+        for channel in channels {
             report.polled += 1;
             let outcome = self.settle_channel(store, channel, min_amount).await;
             record(&mut report, channel, outcome);
@@ -167,7 +202,14 @@ impl<C: TempoChain> TempoSession<C> {
             loop {
                 ticker.tick().await;
                 let mut pass = SettlementReport::default();
-                for channel in self.book.channels() {
+                let channels = match self.book.channels(&store).await {
+                    Ok(channels) => channels,
+                    Err(e) => {
+                        pass.unlisted = Some(e);
+                        Vec::new()
+                    }
+                };
+                for channel in channels {
                     pass.polled += 1;
                     let (this, store) = (self.clone(), store.clone());
                     let task =
@@ -186,8 +228,13 @@ impl<C: TempoChain> TempoSession<C> {
 fn record(report: &mut SettlementReport, channel: B256, outcome: Result<Outcome, ChainError>) {
     match outcome {
         Ok(Outcome::Nothing) => {}
+        Ok(Outcome::Busy) => report.busy.push(channel),
         Ok(Outcome::Settled(tx)) => report.settled.push((channel, tx)),
         Ok(Outcome::Closed(tx)) => report.closed.push((channel, tx)),
         Err(e) => report.failures.push((channel, e)),
     }
+}
+
+fn unavailable(e: StoreError) -> ChainError {
+    ChainError::new(ChainErrorKind::Unavailable, e)
 }

@@ -78,7 +78,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             _ => return Err(refuse("topUp transaction has unexpected calls")),
         }
         // A top-up may rescue a channel whose close is pending, so read without the check.
-        let descriptor = call_descriptor.or_else(|| self.session.book.descriptor(top_up.channel_id));
+        let descriptor = match call_descriptor {
+            Some(descriptor) => Some(descriptor),
+            None => self.stored_descriptor(top_up.channel_id).await?,
+        };
         let before = self
             .session
             .cache
@@ -100,10 +103,11 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if !topped {
             return Err(refuse("the topUp transaction did not top up this channel"));
         }
-        if let Some(descriptor) = call_descriptor {
-            self.session.book.remember(top_up.channel_id, descriptor);
+        if let Some(descriptor) = &call_descriptor {
+            let book = &self.session.book;
+            book.remember(self.store, top_up.channel_id, descriptor).await.map_err(store_error)?;
         }
-        let channel = self.on_chain(top_up.channel_id, true, None).await?;
+        let channel = self.on_chain(top_up.channel_id, true, descriptor.as_ref()).await?;
         let state = self.store.accept(&id, stored.accepted, Amount::new(channel.deposit)).await.map_err(store_error)?;
         Ok(Verified::Respond(self.receipt(top_up.channel_id, &state, Some(mined.hash))))
     }

@@ -27,13 +27,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     }
 
     async fn check_voucher(&self, voucher: VoucherPayload, late: Late) -> Result<Verified, PaymentError> {
-        let descriptor = match voucher.descriptor {
-            Some(descriptor) => {
-                self.check_descriptor(&descriptor, voucher.channel_id)?;
-                Some(descriptor)
-            }
-            None => self.session.book.descriptor(voucher.channel_id),
-        };
+        let claimed = voucher.descriptor.is_some();
+        let descriptor = self.descriptor(voucher.channel_id, voucher.descriptor).await?;
         if self.config().protocol == SessionProtocol::V2 && descriptor.is_none() {
             return Err(super::close::no_descriptor());
         }
@@ -52,9 +47,11 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         // Formats are checked before any ECDSA work; the signer comes from the chain.
         self.check_signature(voucher.channel_id, cumulative, &voucher.signature, channel.signer())?;
-        // Signed by the channel's signer: from here on the sender may learn the state.
-        if let (Some(descriptor), SessionProtocol::V2) = (descriptor, self.config().protocol) {
-            self.session.book.remember(voucher.channel_id, descriptor);
+        // Signed by the channel's signer: from here on the sender may learn the state. A v2
+        // descriptor this instance was sent is kept (another instance may have opened the
+        // channel before the store kept descriptors); one read when it is there already.
+        if let (Some(descriptor), SessionProtocol::V2, true) = (descriptor, self.config().protocol, claimed) {
+            self.session.book.remember(self.store, voucher.channel_id, &descriptor).await.map_err(store_error)?;
         }
         let below = voucher.cumulative_amount < stored.accepted;
         if late == Late::Refused && below {
@@ -96,8 +93,9 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         let on_its_own = stored.spent.saturating_add(stored.reserved).saturating_add(ahead).max(stored.asked);
         // Vouchers within what live streams hold are theirs; the ladder is what lies beyond.
         let held = stored.spent.saturating_add(stored.reserved).get();
-        let ladder = self.session.book.ahead_of(voucher.channel_id, held);
-        let limit = if ladder + 1 < super::book::MAX_VOUCHERS {
+        let book = &self.session.book;
+        let ladder = book.ladder(self.store, voucher.channel_id).await.map_err(store_error)?;
+        let limit = if ladder.ahead_of(held) + 1 < super::ladder::MAX_VOUCHERS {
             on_its_own.max(stored.accepted.saturating_add(ahead))
         } else {
             on_its_own
@@ -110,8 +108,15 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         let raw = hex_bytes(&voucher.signature)?;
         let deposit = Amount::new(channel.deposit);
+        // Kept before it is accepted: whatever the payer is served for from here on can be
+        // captured by any instance, after any restart. Should the accept fail (a close came
+        // first), the voucher stays kept: it is validly signed and within the deposit, and
+        // another instance may have accepted the same amount meanwhile.
+        book.record(self.store, voucher.channel_id, cumulative, raw).await.map_err(store_error)?;
         let state = self.store.accept(&id, voucher.cumulative_amount, deposit).await.map_err(store_error)?;
-        self.session.book.record(voucher.channel_id, cumulative, raw, state.spent.get());
+        // Trimming is housekeeping: the voucher is accepted, so a failure here is not the
+        // payer's (the next voucher or settlement trims again).
+        let _ = book.trim(self.store, voucher.channel_id, channel.settled, state.spent.get()).await;
         Ok(self.outcome(voucher.channel_id, &state, None, &channel))
     }
 
