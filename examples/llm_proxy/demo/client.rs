@@ -89,6 +89,12 @@ impl PayingClient {
         PayingClient { http, base: base.into(), signer, challenge: None, session: None }
     }
 
+    /// Sends its requests to the proxy at `base` from now on (another instance on the same
+    /// store: the channel goes on there).
+    pub fn set_base(&mut self, base: impl Into<String>) {
+        self.base = base.into();
+    }
+
     /// The challenge in use.
     pub fn challenge(&self) -> Option<&Challenge> {
         self.challenge.as_ref()
