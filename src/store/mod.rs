@@ -54,12 +54,12 @@ mod postgres;
 mod redis;
 mod types;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;
-#[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
 pub use types::{
     AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
 };

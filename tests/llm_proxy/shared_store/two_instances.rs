@@ -74,6 +74,15 @@ async fn concurrent_streams_over_two_instances_on_one_channel_never_overspend(ba
         assert_complete(completion);
         priced_usage += priced(&stack, completion);
     }
+    eprintln!(
+        "content requests {} + {}, voucher POSTs {} + {}, need-voucher events {} + {}",
+        front.content_to(0),
+        front.content_to(1),
+        front.management_to(0),
+        front.management_to(1),
+        front.needs_from(0),
+        front.needs_from(1)
+    );
     for instance in 0..2 {
         assert!(front.content_to(instance) > 0, "instance {instance} served streams");
         assert!(front.management_to(instance) > 0, "instance {instance} took vouchers");
