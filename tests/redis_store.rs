@@ -110,6 +110,24 @@ async fn an_unreachable_server_fails_closed() {
     assert_eq!(error.kind(), &StoreErrorKind::Backend, "{error}");
     let bad_url = RedisStore::connect("not a url").await.unwrap_err();
     assert_eq!(bad_url.kind(), &StoreErrorKind::Backend);
+
+    // A server that accepts connections but never answers: connecting or the first step
+    // fails with Backend.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let outcome = timeout(WAIT, async {
+        let store = RedisStore::connect(&url).await?;
+        store.load(&channel_id()).await.map(drop)
+    });
+    let error = outcome.await.expect("a silent server made the store hang").unwrap_err();
+    assert_eq!(error.kind(), &StoreErrorKind::Backend, "{error}");
+    holding.abort();
 }
 
 #[tokio::test]
@@ -166,4 +184,103 @@ async fn a_waiter_that_gave_up_does_not_stop_the_next_from_waking() {
     };
     let (woke, accepted) = tokio::join!(timeout(WAIT, store.changed(&id, seen)), accepting);
     assert_eq!(woke.expect("no wake-up").unwrap().version, accepted.version);
+}
+
+#[tokio::test]
+async fn every_version_bump_is_announced_and_asks_are_not() {
+    let store = fresh_store!();
+    let id = opened(&store, 10, 100).await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut listener = client.get_async_pubsub().await.unwrap();
+    listener.subscribe("tollgate:changed").await.unwrap();
+    let mut raw = raw_connection().await;
+    let (subscribers,): (Vec<(String, u64)>,) =
+        redis::pipe().cmd("PUBSUB").arg("NUMSUB").arg("tollgate:changed").query_async(&mut raw).await.unwrap();
+    assert!(subscribers[0].1 >= 2, "the store's listener and this test's: {subscribers:?}");
+
+    let key = format!("{}:{{{}}}:state", store.prefix(), id.as_str());
+    let mut messages = listener.on_message();
+    store.ask(&id, AskId::new(), a(50), WAIT).await.unwrap();
+    store.accept(&id, a(20), a(100)).await.unwrap();
+    // Other tests publish too: look for this channel's first message.
+    let announced = timeout(WAIT, async {
+        loop {
+            let message = futures_util::StreamExt::next(&mut messages).await.expect("the subscription ended");
+            let payload: String = message.get_payload().unwrap();
+            if payload.starts_with(store.prefix()) {
+                return payload;
+            }
+        }
+    });
+    assert_eq!(announced.await.expect("no announcement"), key, "the accept, not the ask");
+}
+
+/// A `redis-server` of this test's own on a free loopback port, stopped on drop.
+struct OwnServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnServer {
+    fn start(port: u16) -> Option<OwnServer> {
+        let spawned = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => Some(OwnServer { child, url: format!("redis://127.0.0.1:{port}") }),
+            Err(e) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("no redis-server under CI: {e}"),
+            Err(e) => {
+                eprintln!("skipping: cannot start redis-server ({e})");
+                None
+            }
+        }
+    }
+
+    async fn store(&self) -> RedisStore {
+        for _ in 0..100 {
+            if let Ok(store) = RedisStore::connect(&self.url).await {
+                return store;
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server at {} never answered", self.url);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_lost_server_fails_steps_closed_and_a_new_one_is_reconnected() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let Some(server) = OwnServer::start(port) else { return };
+    let store = server.store().await;
+    let id = opened(&store, 10, 100).await;
+    drop(server);
+
+    // Every kind of step fails with Backend; the timeout only guards against a hang.
+    let load = timeout(WAIT, store.load(&id)).await.expect("load hung on a lost server");
+    assert_eq!(load.unwrap_err().kind(), &StoreErrorKind::Backend);
+    let reserved = timeout(WAIT, store.reserve(&id, a(1), a(1))).await.expect("reserve hung");
+    assert_eq!(reserved.unwrap_err().kind(), &StoreErrorKind::Backend);
+    let waited = timeout(WAIT, store.changed(&id, 0)).await.expect("changed hung on a lost server");
+    assert_eq!(waited.unwrap_err().kind(), &StoreErrorKind::Backend);
+
+    // A server back on the address (empty: it keeps nothing) is used again.
+    let Some(_back) = OwnServer::start(port) else { return };
+    let reopened = timeout(WAIT, async {
+        loop {
+            match store.open(&id, a(5), a(50)).await {
+                Ok(state) => return state,
+                Err(e) => assert_eq!(e.kind(), &StoreErrorKind::Backend),
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(reopened.await.expect("never reconnected").accepted, a(5));
 }

@@ -135,7 +135,8 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connecting = ConnectionManager::new_with_config(client.clone(), config);
-        let connection = timeout(STEP_TIMEOUT, connecting).await.map_err(|_| timed_out(STEP_TIMEOUT))?.map_err(backend)?;
+        let connection =
+            timeout(STEP_TIMEOUT, connecting).await.map_err(|_| timed_out(STEP_TIMEOUT))?.map_err(backend)?;
         let (wakeups, listener) = match wakeups {
             true => {
                 let (wakeups, listener) = Wakeups::start(client, CONNECT_TIMEOUT);
@@ -273,7 +274,8 @@ impl ChannelStore for RedisStore {
 
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
         let args = [bound(min), bound(max)];
-        let reply = self.reservation_step(&SCRIPTS.extend, reservation, &[&args[0], &args[1], inverted(min, max)]).await?;
+        let reply =
+            self.reservation_step(&SCRIPTS.extend, reservation, &[&args[0], &args[1], inverted(min, max)]).await?;
         let amount = reply::amount(reply.extra.first())?;
         Ok(Reservation { amount, ..reservation.clone() })
     }
