@@ -49,10 +49,14 @@ async fn fresh_store() -> Option<PostgresStore> {
     Some(PostgresStore::connect_in(&database_url(), &schema).await.expect("connect to a reachable server"))
 }
 
-/// A second instance on the same schema: a new pool and a new listener.
+/// A second instance on the same schema (and with the same lease): a new pool and a new
+/// listener.
 fn another_pool_on_same_schema(store: &PostgresStore) -> impl Future<Output = PostgresStore> + use<> {
-    let schema = store.schema().to_owned();
-    async move { PostgresStore::connect_in(&database_url(), &schema).await.expect("a second pool on the same schema") }
+    let (schema, lease) = (store.schema().to_owned(), store.lease());
+    async move {
+        let twin = PostgresStore::connect_in(&database_url(), &schema).await.expect("a second pool on the same schema");
+        twin.with_lease(lease)
+    }
 }
 
 /// A plain connection for looking behind the store's back.
@@ -143,6 +147,21 @@ async fn a_schema_must_be_a_plain_identifier() {
         let error = PostgresStore::connect_in(&database_url(), schema).await.expect_err(schema);
         assert_eq!(error.kind(), &StoreErrorKind::Invalid, "{schema:?}: {error}");
     }
+}
+
+/// The suite's wake-up test passes through notifications only when the listener is up (a
+/// down listener polls); this shows it comes up.
+#[tokio::test]
+async fn the_listener_comes_up() {
+    let Some(store) = fresh_store().await else { return };
+    let listening = async {
+        while !format!("{store:?}").contains("listening: true") {
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(WAIT, listening).await.expect("the listener never came up");
+    let polling = store.clone().without_listener();
+    assert!(format!("{polling:?}").contains("listening: false"), "{polling:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

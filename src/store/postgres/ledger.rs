@@ -108,8 +108,9 @@ impl Ledger {
         Ok(())
     }
 
-    pub(super) fn finalize(&mut self) {
+    pub(super) fn finalize(&mut self) -> Result<(), StoreError> {
         self.state.finalized = true;
+        Ok(())
     }
 
     pub(super) fn ask(&mut self, asker: AskId, cumulative: Amount, ttl: Duration) -> Result<(), StoreError> {
@@ -120,8 +121,9 @@ impl Ledger {
         Ok(())
     }
 
-    pub(super) fn withdraw_ask(&mut self, asker: AskId) {
+    pub(super) fn withdraw_ask(&mut self, asker: AskId) -> Result<(), StoreError> {
         self.ask_change = AskChange::Withdrawn(asker);
+        Ok(())
     }
 }
 
@@ -202,11 +204,19 @@ mod tests {
 
     #[test]
     fn reclaim_spends_the_larger_figure_and_frees_the_rest() {
-        let mut state =
-            ChannelState { accepted: a(100), deposit: a(100), spent: a(10), reserved: a(60), ..Default::default() };
+        let mut state = ChannelState {
+            accepted: a(100),
+            deposit: a(100),
+            spent: a(15),
+            reserved: a(45),
+            units: 2,
+            ..Default::default()
+        };
         let reclaimed = reclaim(&mut state, &[(1, held(50, 10, 30)), (2, held(10, 5, 0))]);
         assert_eq!(reclaimed, vec![1, 2]);
-        assert_eq!((state.spent, state.reserved, state.units), (a(35), a(0), 4));
+        // 30 of the first (renewed above committed), 5 of the second (committed); each held
+        // had committed 1 unit and renewed 4.
+        assert_eq!((state.spent, state.reserved, state.units), (a(35), a(0), 8));
     }
 
     #[test]

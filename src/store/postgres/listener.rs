@@ -20,8 +20,9 @@ use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Socket};
 /// How long the listener waits before it reconnects.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// A connection with nothing to say for this long is probed, so a silently dead one is
-/// noticed (and waiters fall back to polling) within about a minute.
+/// A connection with nothing to say for this long is probed (every [`KEEPALIVE`] /
+/// 3, three times), so a silently dead one is noticed, and waiters fall back to polling,
+/// within about a minute.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The per-channel waiters of one store (shared by its clones) and whether their wake-ups
@@ -63,9 +64,11 @@ impl Waiters {
     }
 
     fn set_listening(&self, listening: bool) {
-        self.listening.store(listening, Ordering::Release);
-        // Whatever was announced while nobody listened: every waiter looks again.
-        self.wake("");
+        if self.listening.swap(listening, Ordering::AcqRel) != listening {
+            // Up: whatever was announced while nobody listened, every waiter looks again.
+            // Down: every waiter starts polling now rather than at its next backstop.
+            self.wake("");
+        }
     }
 }
 
@@ -99,7 +102,7 @@ pub(super) struct Listener {
 impl Listener {
     /// Starts listening on notification channel `channel` with `config`.
     pub(super) fn spawn(mut config: Config, channel: String) -> Self {
-        config.keepalives(true).keepalives_idle(KEEPALIVE);
+        config.keepalives(true).keepalives_idle(KEEPALIVE).keepalives_interval(KEEPALIVE / 3).keepalives_retries(3);
         let waiters = Arc::new(Waiters::default());
         let task = tokio::spawn(listen(config, channel, waiters.clone())).abort_handle();
         Listener { waiters, task }
@@ -152,5 +155,43 @@ fn pump(connection: &mut Connection<Socket, NoTlsStream>, waiters: &Waiters, cx:
             Some(Ok(_)) => {}
             Some(Err(_)) | None => return Poll::Ready(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use super::*;
+
+    fn entries(waiters: &Waiters) -> usize {
+        waiters.channels.lock().unwrap().len()
+    }
+
+    #[test]
+    fn an_entry_lives_as_long_as_its_waiters() {
+        let waiters = Arc::new(Waiters::default());
+        let (first, second) = (waiters.watch("a"), waiters.watch("a"));
+        let other = waiters.watch("b");
+        assert_eq!(entries(&waiters), 2);
+        drop(first);
+        assert_eq!(entries(&waiters), 2, "a waiter on `a` is left");
+        drop((second, other));
+        assert_eq!(entries(&waiters), 0);
+    }
+
+    #[test]
+    fn a_notification_wakes_its_channel_and_an_empty_one_wakes_all() {
+        let waiters = Arc::new(Waiters::default());
+        let (a, b) = (waiters.watch("a"), waiters.watch("b"));
+        let (mut on_a, mut on_b) = (pin!(a.notified()), pin!(b.notified()));
+        on_a.as_mut().enable();
+        on_b.as_mut().enable();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        waiters.wake("a");
+        assert!(on_a.as_mut().poll(&mut cx).is_ready());
+        assert!(on_b.as_mut().poll(&mut cx).is_pending(), "`b` was not notified");
+        waiters.wake("");
+        assert!(on_b.as_mut().poll(&mut cx).is_ready());
     }
 }

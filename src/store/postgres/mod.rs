@@ -30,8 +30,9 @@ use crate::amount::Amount;
 const POLL: Duration = Duration::from_millis(500);
 
 /// How often a waiter looks even while the listener is up: a backstop against a
-/// notification lost on a connection that died silently.
-const BACKSTOP: Duration = Duration::from_secs(5);
+/// notification lost on a connection that died silently (keepalives notice that within
+/// about a minute, and waiters then poll).
+const BACKSTOP: Duration = Duration::from_secs(30);
 
 /// A [`ChannelStore`] in PostgreSQL (feature `postgres`).
 ///
@@ -51,6 +52,7 @@ const BACKSTOP: Duration = Duration::from_secs(5);
 /// through `statement_timeout`). An unreachable or stuck server therefore fails closed with
 /// [`StoreErrorKind::Backend`](super::StoreErrorKind::Backend) instead of hanging a request.
 /// TLS is not built in: reach the server over a trusted network or a local socket.
+/// Needs PostgreSQL 11 or newer.
 ///
 /// Clones share the pool and the listener.
 ///
@@ -115,8 +117,10 @@ impl PostgresStore {
     }
 
     /// Waits for changes by polling the channel every 500 ms instead of listening for
-    /// notifications. For servers behind a pooler in transaction mode (PgBouncer), where
-    /// `LISTEN` does not work; the store's steps still notify other instances.
+    /// notifications: for deployments that cannot keep a dedicated listening connection
+    /// (a proxy that does not pass `LISTEN` through, a tight connection budget), and how the
+    /// tests check the fallback a down listener uses. The store's own steps still notify
+    /// the instances that do listen. Applies to this handle and the clones made from it.
     pub fn without_listener(mut self) -> Self {
         self.wakeups = Wakeups::Polling;
         self
@@ -237,7 +241,7 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| Ok(ledger.finalize())).await?.state)
+        Ok(self.step(id, Target::Channel, |ledger| ledger.finalize()).await?.state)
     }
 
     async fn ask(
@@ -251,7 +255,7 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn withdraw_ask(&self, id: &ChannelId, asker: AskId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| Ok(ledger.withdraw_ask(asker))).await?.state)
+        Ok(self.step(id, Target::Channel, |ledger| ledger.withdraw_ask(asker)).await?.state)
     }
 
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {

@@ -3,6 +3,7 @@
 //! every instance when the figures moved.
 
 use deadpool_postgres::Transaction;
+use futures_util::future::{try_join, try_join4};
 use tokio_postgres::Row;
 
 use super::PostgresStore;
@@ -41,20 +42,31 @@ impl PostgresStore {
     ) -> Result<Stepped<T>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
-        let locked = query_opt(&tx, LOCK_CHANNEL, &[&id.as_str()]).await?.ok_or_else(not_found)?;
-        let before = channel_state(&locked)?;
-        let lapsed = query(&tx, LAPSED, &[&id.as_str()]).await?.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
+        // Sent together (one round trip), run in order: every read after the row lock sees
+        // what the step before it committed.
+        let held_id = match target {
+            Target::Reservation(rid) => i64::try_from(rid.0).ok(),
+            Target::Channel => None,
+        };
+        let (locked, lapsed, held, asked) = try_join4(
+            query_opt(&tx, LOCK_CHANNEL, &[&id.as_str()]),
+            query(&tx, LAPSED, &[&id.as_str()]),
+            async {
+                match held_id {
+                    Some(rid) => query_opt(&tx, HELD, &[&id.as_str(), &rid]).await,
+                    None => Ok(None),
+                }
+            },
+            query_one(&tx, ASKED, &[&id.as_str()]),
+        )
+        .await?;
+        let before = channel_state(&locked.ok_or_else(not_found)?)?;
+        let lapsed = lapsed.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
         let mut reclaimed_state = before.clone();
         let reclaimed = reclaim(&mut reclaimed_state, &lapsed);
-        let held = match target {
-            Target::Channel => None,
-            Target::Reservation(rid) => match i64::try_from(rid.0) {
-                Ok(rid) if !reclaimed.contains(&rid) => {
-                    let row = query_opt(&tx, HELD, &[&id.as_str(), &rid]).await?;
-                    row.as_ref().map(held_row).transpose()?.map(|(_, held)| held)
-                }
-                _ => None,
-            },
+        let held = match held.as_ref().map(held_row).transpose()? {
+            Some((rid, held)) if !reclaimed.contains(&rid) => Some(held),
+            _ => None,
         };
         let mut ledger = Ledger {
             state: reclaimed_state.clone(),
@@ -73,38 +85,67 @@ impl PostgresStore {
                 Err(error)
             }
         };
-        if !reclaimed.is_empty() {
-            execute(&tx, DROP_RESERVATIONS, &[&reclaimed]).await?;
-        }
         let mut state = ledger.state;
-        if unversioned(&state) != unversioned(&before) {
+        let moved = unversioned(&state) != unversioned(&before);
+        if moved {
             state.version = before.version.checked_add(1).ok_or_else(invalid)?;
-            self.write_channel(&tx, id, &state).await?;
         }
-        let opened = match (target, ledger.held_change, ledger.held) {
+        // The writes touch different rows, so they go out together too.
+        let (opened, (), (), asked) = try_join4(
+            self.write_held(&tx, id, target, ledger.held_change, ledger.held),
+            async {
+                match reclaimed.is_empty() {
+                    true => Ok(()),
+                    false => execute(&tx, DROP_RESERVATIONS, &[&reclaimed]).await,
+                }
+            },
+            async {
+                match moved {
+                    true => self.write_channel(&tx, id, &state).await,
+                    false => Ok(()),
+                }
+            },
+            async {
+                match ledger.ask_change {
+                    AskChange::Untouched => Ok(asked),
+                    change => {
+                        write_ask(&tx, id, change).await?;
+                        query_one(&tx, ASKED, &[&id.as_str()]).await
+                    }
+                }
+            },
+        )
+        .await?;
+        state.asked = optional_amount(&asked, 0)?.unwrap_or(Amount::ZERO);
+        tx.commit().await.map_err(backend)?;
+        Ok(Stepped { out: outcome?, state, opened })
+    }
+
+    /// Writes what the step did to the reservation it names; the id of one it opened.
+    async fn write_held(
+        &self,
+        tx: &Transaction<'_>,
+        id: &ChannelId,
+        target: Target,
+        change: HeldChange,
+        held: Option<Held>,
+    ) -> Result<Option<ReservationId>, StoreError> {
+        match (target, change, held) {
             (_, HeldChange::Opened(amount), _) => {
                 let lease = micros(self.lease);
-                let row = query_one(&tx, OPEN_RESERVATION, &[&id.as_str(), &amount.to_string(), &lease]).await?;
+                let row = query_one(tx, OPEN_RESERVATION, &[&id.as_str(), &amount.to_string(), &lease]).await?;
                 let rid: i64 = row.try_get(0).map_err(backend)?;
-                Some(ReservationId(u64::try_from(rid).map_err(|_| corrupt("reservation id"))?))
+                Ok(Some(ReservationId(u64::try_from(rid).map_err(|_| corrupt("reservation id"))?)))
             }
             (Target::Reservation(rid), HeldChange::Renewed, Some(held)) => {
-                self.write_reservation(&tx, rid, &held).await?;
-                None
+                self.write_reservation(tx, rid, &held).await.map(|()| None)
             }
             (Target::Reservation(rid), HeldChange::Released, _) => {
                 let rid = i64::try_from(rid.0).map_err(|_| not_found())?;
-                execute(&tx, DROP_RESERVATIONS, &[&vec![rid]]).await?;
-                None
+                execute(tx, DROP_RESERVATIONS, &[&vec![rid]]).await.map(|()| None)
             }
-            _ => None,
-        };
-        write_ask(&tx, id, ledger.ask_change).await?;
-        let asked = query_one(&tx, ASKED, &[&id.as_str()]).await?;
-        state.asked = optional_amount(&asked, 0)?.unwrap_or(Amount::ZERO);
-        tx.commit().await.map_err(backend)?;
-        let out = outcome?;
-        Ok(Stepped { out, state, opened })
+            _ => Ok(None),
+        }
     }
 
     async fn write_channel(
@@ -119,9 +160,9 @@ impl PostgresStore {
         let units = state.units.to_string();
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
             [&id.as_str(), accepted, deposit, spent, reserved, &units, &state.finalized, &version];
-        execute(tx, WRITE_CHANNEL, &params).await?;
-        // Delivered with the commit, to this and every other instance.
-        execute(tx, NOTIFY, &[&self.notify_channel(), &id.as_str()]).await
+        let channel = self.notify_channel();
+        // The notification is delivered with the commit, to this and every other instance.
+        try_join(execute(tx, WRITE_CHANNEL, &params), execute(tx, NOTIFY, &[&channel, &id.as_str()])).await.map(drop)
     }
 
     async fn write_reservation(&self, tx: &Transaction<'_>, rid: ReservationId, held: &Held) -> Result<(), StoreError> {
