@@ -53,9 +53,17 @@ pub(crate) struct Keeper {
     renewed: Delivered,
     /// Created on first use, on the account's runtime (none: no timed renewals).
     timer: Option<Pin<Box<Sleep>>>,
-    /// A renewal under way: the figure it reports, when it was sent, the call.
-    renewing: Option<(Delivered, Instant, BoxFuture<Result<(), StoreError>>)>,
+    renewing: Option<Box<Renewing>>,
     lost: bool,
+}
+
+/// A renewal under way.
+struct Renewing {
+    /// The figure it reports.
+    delivered: Delivered,
+    /// When it was sent: the store restarts the lease no earlier.
+    sent: Instant,
+    call: BoxFuture<Result<(), StoreError>>,
 }
 
 impl Keeper {
@@ -119,12 +127,12 @@ impl Keeper {
             if self.lost {
                 return Poll::Ready(Err(LeaseLost));
             }
-            if let Some((figure, sent, call)) = &mut self.renewing {
-                let outcome = match call.as_mut().poll(cx) {
+            if let Some(renewing) = &mut self.renewing {
+                let outcome = match renewing.call.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(outcome) => outcome,
                 };
-                let (figure, sent) = (*figure, *sent);
+                let (figure, sent) = (renewing.delivered, renewing.sent);
                 self.renewing = None;
                 match outcome {
                     Ok(()) => self.restarted(sent, Some(figure)),
@@ -143,7 +151,7 @@ impl Keeper {
                 return Poll::Ready(Ok(()));
             }
             let Some(renew) = renew.take() else { return Poll::Ready(Ok(())) };
-            self.renewing = Some((delivered, Instant::now(), renew(delivered)));
+            self.renewing = Some(Box::new(Renewing { delivered, sent: Instant::now(), call: renew(delivered) }));
         }
     }
 
@@ -155,5 +163,67 @@ impl Keeper {
             self.timer = Some(Box::pin(sleep_until(self.due)));
         }
         self.timer.as_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
+
+    use super::*;
+
+    fn counted(calls: &Arc<AtomicUsize>, outcome: fn() -> Result<(), StoreError>) -> BoxFuture<Result<(), StoreError>> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(std::future::ready(outcome()))
+    }
+
+    #[test]
+    fn a_tiny_lease_does_not_make_a_busy_loop() {
+        assert_eq!(interval(Duration::from_secs(30)), Duration::from_secs(10));
+        assert_eq!(interval(Duration::ZERO), SHORTEST_INTERVAL);
+    }
+
+    #[test]
+    fn without_a_runtime_nothing_is_renewed_on_time_and_nothing_panics() {
+        let mut keeper = Keeper::new(Duration::ZERO);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut cx = Context::from_waker(Waker::noop());
+        let polled = keeper.poll(&mut cx, None, Delivered::default(), |_| counted(&calls, || Ok(())));
+        assert_eq!(polled, Poll::Ready(Ok(())));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renews_when_due_once_per_interval_and_a_not_found_loses_the_lease_for_good() {
+        let mut keeper = Keeper::new(Duration::from_secs(3));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut cx = Context::from_waker(Waker::noop());
+        let figure = Delivered { amount: Amount::new(7), units: 7 };
+        let ok = || Ok(());
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, ok)), Poll::Ready(Ok(())));
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "not due yet");
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, ok)), Poll::Ready(Ok(())));
+        assert_eq!((calls.load(Ordering::SeqCst), keeper.renewed()), (1, figure));
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, ok)), Poll::Ready(Ok(())));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "once per interval");
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let backend = || Err(StoreError::backend("down"));
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, backend)), Poll::Ready(Ok(())));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, backend)), Poll::Ready(Ok(())));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "a failed renewal waits for the next tick");
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let gone = || Err(StoreError::new(StoreErrorKind::NotFound));
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, gone)), Poll::Ready(Err(LeaseLost)));
+        assert!(keeper.is_lost());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(keeper.poll(&mut cx, None, figure, |_| counted(&calls, ok)), Poll::Ready(Err(LeaseLost)));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "nothing renews a lost lease");
     }
 }

@@ -30,6 +30,12 @@ pin_project! {
     /// reads again. A body dropped outside any tokio runtime still releases (on a thread
     /// of its own if the store has to wait).
     ///
+    /// While it lives it keeps its reservation's lease alive: each growth renews it with
+    /// what went out so far, and so does a timer every third of the store's lease while the
+    /// body is polled (a slow upstream) or its stream is paused. The timer lives in the body:
+    /// a body that ended or is gone renews nothing. If the store answers that the lease is
+    /// gone (reclaimed), the body delivers nothing more and ends as for a closed channel.
+    ///
     /// See the [crate docs](crate) for an example.
     pub struct MeteredBody<B, M, St>
     where

@@ -19,6 +19,18 @@ use crate::service::PaymentService;
 /// the meter maker `MM`. Pricing and meter are swapped with the type-changing
 /// [`pricing`](PaymentLayer::pricing) and [`meter`](PaymentLayer::meter) setters; a layer
 /// left without pricing refuses every request with a 500 (it fails closed).
+///
+/// Each paid response holds a reservation in the store, as a lease of the store's
+/// [`lease`](crate::store::ChannelStore::lease) (30 s for
+/// [`MemoryStore`](crate::store::MemoryStore), see
+/// [`with_lease`](crate::store::MemoryStore::with_lease)). The response renews it with what
+/// it has delivered so far, once per [voucher window](Self::voucher_window) as the
+/// reservation grows, and every third of the lease while it streams slowly, waits for the
+/// inner service or is paused for a voucher. So the lease bounds what a crashed instance
+/// can lose: its holds come back one lease later, charged what was last renewed (at most
+/// one window short of what was delivered, never more). A shorter lease frees a dead
+/// instance's holds sooner and costs more renewals; a smaller window loses less on a crash
+/// and costs more store round trips (two per window).
 pub struct PaymentLayer<M, St, P = Unpriced, MM = RequestMeter> {
     method: Arc<M>,
     store: Arc<St>,

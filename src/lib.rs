@@ -96,6 +96,14 @@
 //!   not buffer them, or a paused stream never shows its `payment-need-voucher` event.
 //! - Every instance must share the HMAC secret and a store (the memory store is for a
 //!   single process).
+//! - A response's reservation is a lease (the store's [`lease`](store::ChannelStore::lease),
+//!   30 s by default). A live response renews it with what it has delivered so far: along
+//!   with each voucher window's growth, and at least every third of the lease while it
+//!   waits (a slow upstream, a pause for a voucher). If an instance crashes, its leases
+//!   lapse and the next step on the channel frees them, charging what was last renewed: the
+//!   seller loses at most what was delivered since (about one voucher window), the payer
+//!   never pays for more than was delivered. A stream whose lease was reclaimed (its
+//!   instance was cut off from the store for a whole lease) stops at once.
 //!
 //! # Differences from x402-axum and mpp
 //!
