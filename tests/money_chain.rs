@@ -86,6 +86,39 @@ async fn scenario_07_two_instances_and_a_manual_tx_with_the_payee_key_all_send()
     assert_eq!(hashes.len(), 6, "six distinct transactions");
 }
 
+/// Two instances sharing the payee key (settling and closing different channels at the
+/// same moment) send in parallel: each send takes the pending nonce, a nonce the other
+/// instance took meanwhile is retaken, and every transaction lands exactly once.
+#[tokio::test]
+async fn scenario_07_two_instances_sending_in_parallel_from_one_key_all_land() {
+    let anvil = chain::spawn_anvil_tempo(CHAIN_ID).await;
+    let key = chain::dev_signer(&anvil, 1);
+    let instances = [
+        std::sync::Arc::new(RpcChain::new(&anvil.endpoint(), key.clone()).unwrap()),
+        std::sync::Arc::new(RpcChain::new(&anvil.endpoint(), key.clone()).unwrap()),
+    ];
+    let to = chain::dev_signer(&anvil, 5).address();
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let before = provider.get_transaction_count(key.address()).await.unwrap();
+    let sends: Vec<_> = (0..6)
+        .map(|n| {
+            let chain = instances[n % 2].clone();
+            tokio::spawn(async move { chain.send(to, Bytes::from(vec![n as u8])).await })
+        })
+        .collect();
+    let mut hashes = Vec::new();
+    for (n, send) in sends.into_iter().enumerate() {
+        let mined = send.await.unwrap().unwrap_or_else(|e| panic!("send {n}: {e}"));
+        assert!(mined.success, "send {n} mined and succeeded");
+        hashes.push(mined.hash);
+    }
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 6, "six distinct transactions");
+    let after = provider.get_transaction_count(key.address()).await.unwrap();
+    assert_eq!(after - before, 6, "each landed once: no transaction sent twice");
+}
+
 #[tokio::test]
 async fn scenario_07_concurrent_sends_from_one_instance_all_land() {
     let anvil = chain::spawn_anvil_tempo(CHAIN_ID).await;

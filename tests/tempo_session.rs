@@ -434,3 +434,66 @@ async fn scheduled_settlement_never_captures_more_than_delivered() {
     assert!(settled > 0, "the timer settled");
     assert!(settled <= spent, "settled {settled} never exceeds delivered {spent}");
 }
+
+/// A second instance of the fixture's server: its own `TempoSession` and `RpcChain` with the
+/// same payee key, on the same store.
+fn second_instance(f: &Fixture) -> Layer {
+    let payee = chain::dev_signer(&f.anvil, 1);
+    let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee.address())
+        .suggested_deposit(Amount::new(100_000))
+        .max_voucher_ahead(Amount::new((2 * 3 + 54) * PRICE));
+    let session = TempoSession::new(config, RpcChain::new(&f.anvil.endpoint(), payee).unwrap());
+    PaymentLayer::new(session, f.store.clone(), "api.test", SECRET)
+        .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
+        .meter(EventMeter::default())
+        .voucher_window(3)
+        .first_voucher_window(3)
+        .pause_deadline(Duration::from_millis(800))
+}
+
+#[tokio::test]
+async fn two_instances_settle_and_close_in_parallel_with_one_payee_key() {
+    let f = Fixture::new(3, Duration::ZERO).await;
+    let b = second_instance(&f);
+    let mut channels = Vec::new();
+    for n in 0..4 {
+        let payer = chain::dev_signer(&f.anvil, 6 + n);
+        let (mut client, c) = open(&f, &payer, 100_000).await;
+        let (_, _) = stream_paying(f.service(10), &mut client, &c).await;
+        channels.push((client, c));
+    }
+    let ids: Vec<B256> = channels.iter().map(|(client, _)| client.channel_id().unwrap()).collect();
+
+    // Both instances' settlement passes at once: each channel settled by one of them.
+    let (a_session, b_session) = (f.layer.method().clone(), b.method().clone());
+    let (ra, rb) = tokio::join!(a_session.settle_all(&f.store, 1), b_session.settle_all(&f.store, 1));
+    assert!(ra.failures.is_empty() && rb.failures.is_empty(), "{ra:?} {rb:?}");
+    assert_eq!(ra.settled.len() + rb.settled.len(), 4, "{ra:?} {rb:?}");
+    for id in &ids {
+        let settled = tempo_support::onchain::channel(&f.anvil, *id).await._7;
+        assert!(settled > 0 && settled <= f.state(*id).await.spent.get());
+    }
+
+    // Then two closes on A and two on B, all at once, from the same payee key.
+    let closes: Vec<_> = channels
+        .iter_mut()
+        .enumerate()
+        .map(|(n, (client, c))| {
+            let layer = if n % 2 == 0 { f.layer.clone() } else { b.clone() };
+            let auth = client.close(c, client.cumulative()).unwrap();
+            tokio::spawn(async move { paid_service(layer, 0).oneshot(post(auth)).await.unwrap().status() })
+        })
+        .collect();
+    for close in closes {
+        assert_eq!(close.await.unwrap(), StatusCode::NO_CONTENT);
+    }
+    let mut captured = 0;
+    for id in &ids {
+        let on_chain = tempo_support::onchain::channel(&f.anvil, *id).await;
+        let spent = f.state(*id).await.spent.get();
+        assert!(on_chain._0, "finalized");
+        assert!(on_chain._7 <= spent && spent - on_chain._7 < (2 * 3 + 54) * PRICE);
+        captured += on_chain._7;
+    }
+    assert!(captured > 0);
+}

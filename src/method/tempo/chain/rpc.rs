@@ -23,13 +23,20 @@ const FIRST_POLL: Duration = Duration::from_millis(50);
 /// The longest pause between two receipt polls.
 const MAX_POLL: Duration = Duration::from_secs(1);
 /// How many times a payee transaction is signed anew after the node refused its nonce.
-const NONCE_RETRIES: u32 = 2;
+/// Each instance sharing the key has at most one send between reading the nonce and the
+/// node taking it, so a send loses at most once per send of the others meanwhile: enough
+/// for a handful of instances settling at once.
+const NONCE_RETRIES: u32 = 8;
+/// The longest random pause before a retaken nonce (it doubles from 25 ms): instances that
+/// collided once do not collide again in lockstep.
+const MAX_NONCE_PAUSE: Duration = Duration::from_millis(400);
 
 /// A [`TempoChain`] over JSON-RPC (HTTP), sending payee transactions with a local key.
 ///
 /// - Each payee transaction takes the account's pending nonce from the node when it is
 ///   signed (this instance's own sends take turns), so other instances sharing the key, or
-///   transactions sent by hand, do not break it; a nonce the node refuses is retaken.
+///   transactions sent by hand, do not break it; a nonce the node refuses is retaken after
+///   a short random pause (up to eight times).
 /// - A receipt is polled with a backoff (50 ms doubling to 1 s) until
 ///   [`receipt_timeout`](Self::receipt_timeout), and at most
 ///   [`max_receipt_waits`](Self::max_receipt_waits) waits run at once: over that, a
@@ -147,7 +154,10 @@ impl RpcChain {
                 TransactionRequest::default().from(self.payee_address).to(to).input(input.clone().into()).nonce(nonce);
             match self.payee.send_transaction(request).await {
                 Ok(pending) => return Ok(*pending.tx_hash()),
-                Err(e) if retries < NONCE_RETRIES && nonce_taken(&e) => retries += 1,
+                Err(e) if retries < NONCE_RETRIES && nonce_taken(&e) => {
+                    retries += 1;
+                    tokio::time::sleep(nonce_pause(retries)).await;
+                }
                 Err(e) => return Err(rpc_error(e)),
             }
         }
@@ -180,6 +190,17 @@ fn node_says(e: &TransportError, words: &[&str]) -> bool {
 /// The node already has this transaction in its pool.
 fn already_known(e: &TransportError) -> bool {
     node_says(e, &["already known", "known transaction", "already imported", "already exists"])
+}
+
+/// A random pause before the `retry`th retaken nonce: up to 25 ms doubling per retry,
+/// at most [`MAX_NONCE_PAUSE`].
+fn nonce_pause(retry: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling = Duration::from_millis(25).saturating_mul(1 << retry.min(8)).min(MAX_NONCE_PAUSE);
+    // `RandomState` is seeded from the OS's randomness; no rng crate for a jitter.
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(random % millis)
 }
 
 /// The node refused the transaction's nonce: used, or held by another pooled transaction.

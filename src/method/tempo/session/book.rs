@@ -167,3 +167,47 @@ pub struct Remembered {
     /// Accepted vouchers kept for settlement.
     pub vouchers: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Address;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn book(escrow: u8) -> VoucherBook {
+        let config =
+            SessionConfig::v1(1, Address::repeat_byte(escrow), Address::repeat_byte(2), Address::repeat_byte(3));
+        VoucherBook::new(&config)
+    }
+
+    #[tokio::test]
+    async fn methods_for_two_escrows_on_one_store_keep_apart() {
+        let store = MemoryStore::new();
+        let (first, second) = (book(1), book(9));
+        let channel = B256::repeat_byte(7);
+        first.track(&store, channel, None).await.unwrap();
+        first.record(&store, channel, 1_000, Bytes::from_static(b"sig")).await.unwrap();
+        assert_eq!(first.channels(&store).await.unwrap(), vec![channel]);
+        assert!(second.channels(&store).await.unwrap().is_empty(), "never settled by the other escrow's method");
+        // A second instance of the same method finds it all.
+        let again = book(1);
+        assert_eq!(again.ladder(&store, channel).await.unwrap().highest().map(|(a, _)| a), Some(1_000));
+        assert_eq!(again.descriptor(&store, channel).await.unwrap(), None, "v1 keeps no descriptor");
+        again.forget(&store, channel).await.unwrap();
+        assert_eq!(first.remembered(&store).await.unwrap(), Remembered::default());
+    }
+
+    #[tokio::test]
+    async fn a_descriptor_is_written_once_and_read_back() {
+        let store = MemoryStore::new();
+        let book = book(1);
+        let channel = B256::repeat_byte(8);
+        let descriptor = ChannelDescriptor { payer: Address::repeat_byte(4), ..ChannelDescriptor::default() };
+        book.remember(&store, channel, &descriptor).await.unwrap();
+        book.remember(&store, channel, &descriptor).await.unwrap();
+        assert_eq!(book.descriptor(&store, channel).await.unwrap(), Some(descriptor));
+        let remembered = book.remembered(&store).await.unwrap();
+        assert_eq!((remembered.channels, remembered.descriptors, remembered.vouchers), (1, 1, 0));
+    }
+}

@@ -15,7 +15,8 @@ use crate::method::tempo::{ChannelDescriptor, SessionProtocol};
 use crate::store::{ChannelState, ChannelStore, StoreError};
 
 impl<C: TempoChain> TempoSession<C> {
-    /// Closes `channel`, capturing what it delivered.
+    /// Closes `channel`, capturing what it delivered, under the channel's settle lock
+    /// (waiting for another instance's settlement or close of it to finish first).
     ///
     /// 1. The store finalizes the channel: no voucher, reservation or growth succeeds any
     ///    more, so paused streams wake and end, and streaming ones end when their lease

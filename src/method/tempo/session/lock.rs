@@ -86,3 +86,40 @@ async fn first<W: Future, O: Future>(mut work: Pin<&mut W>, mut other: Pin<&mut 
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_held_through_long_work_is_renewed_then_released() {
+        let store = MemoryStore::new();
+        let channel = B256::repeat_byte(9);
+        let lock = SettleLock::take(&store, channel).await.unwrap().expect("free");
+        assert!(SettleLock::take(&store, channel).await.unwrap().is_none(), "one holder at a time");
+        // Work three lifetimes long: another holder still cannot take it midway.
+        let probe = async {
+            tokio::time::sleep(TTL * 2).await;
+            SettleLock::take(&store, channel).await.unwrap().is_none()
+        };
+        let (_, still_mine) = tokio::join!(lock.during(tokio::time::sleep(TTL * 3)), probe);
+        assert!(still_mine, "renewed while the work ran");
+        assert!(lock.still_held().await.unwrap());
+        lock.release().await;
+        let next = SettleLock::take(&store, channel).await.unwrap();
+        assert!(next.is_some(), "free once released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_that_stopped_renewing_loses_the_lock() {
+        let store = MemoryStore::new();
+        let channel = B256::repeat_byte(10);
+        let dead = SettleLock::take(&store, channel).await.unwrap().expect("free");
+        tokio::time::sleep(TTL + Duration::from_secs(1)).await;
+        let heir = SettleLock::wait(&store, channel, Duration::ZERO).await.unwrap().expect("lapsed");
+        assert!(!dead.still_held().await.unwrap(), "the old holder must not send");
+        dead.release().await;
+        assert!(heir.still_held().await.unwrap(), "releasing a lost lock leaves the new holder's alone");
+    }
+}

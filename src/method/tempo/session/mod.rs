@@ -59,6 +59,17 @@ use cache::ChannelCache;
 ///   that failed on chain can be retried; the settlement loop also finishes it, closes v2
 ///   channels whose payer asked the chain for a forced close, and (opt-in) idle ones.
 /// - The grant names the payer the chain knows, never the credential's `source`.
+///
+/// # Several instances, restarts
+///
+/// Everything a settlement needs lives in the store passed to `verify`, `settle_all` and
+/// `settle`: the accepted vouchers (each kept before the store accepts it and before
+/// anything is answered or served), the v2 descriptors and the list of channels to settle.
+/// So a restarted instance, or any other instance sharing the store and the chain, serves,
+/// settles and closes every channel. One channel is captured by one instance at a time (the
+/// store lock `settle:<channel>`). In memory stay only what is safe to lose: the on-chain
+/// read cache ([`channel_state_ttl`](Self::channel_state_ttl)) and the idle timestamps of
+/// [`close_idle_after`](Self::close_idle_after) (a restart starts the idle clock again).
 #[derive(Debug)]
 pub struct TempoSession<C> {
     config: SessionConfig,
@@ -327,18 +338,19 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         self.session.book.descriptor(self.store, channel).await.map_err(store_error)
     }
 
-    /// The payload's descriptor (checked against the id), else the stored one.
+    /// The payload's descriptor (checked against the id), else (v2) the stored one.
     async fn descriptor(
         &self,
         channel: B256,
         claimed: Option<super::ChannelDescriptor>,
     ) -> Result<Option<super::ChannelDescriptor>, PaymentError> {
-        match claimed {
-            Some(descriptor) => {
+        match (claimed, self.config().protocol) {
+            (Some(descriptor), _) => {
                 self.check_descriptor(&descriptor, channel)?;
                 Ok(Some(descriptor))
             }
-            None => self.stored_descriptor(channel).await,
+            (None, super::SessionProtocol::V2) => self.stored_descriptor(channel).await,
+            (None, super::SessionProtocol::V1) => Ok(None),
         }
     }
 }

@@ -55,8 +55,9 @@ enum Outcome {
 impl<C: TempoChain> TempoSession<C> {
     /// Settles `channel` with the highest accepted voucher that does not exceed what was
     /// delivered (`spent` in `store`). Returns the transaction hash, or `None` when there
-    /// was nothing worth settling (or the channel was closed instead, see
-    /// [`settle_all`](TempoSession::settle_all)).
+    /// was nothing worth settling, when another settlement or close of the channel was
+    /// under way (on any instance sharing `store`), or when the channel was closed instead
+    /// (see [`settle_all`](TempoSession::settle_all)).
     pub async fn settle<St: ChannelStore>(
         &self,
         store: &St,

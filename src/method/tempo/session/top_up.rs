@@ -78,9 +78,10 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             _ => return Err(refuse("topUp transaction has unexpected calls")),
         }
         // A top-up may rescue a channel whose close is pending, so read without the check.
-        let descriptor = match call_descriptor {
-            Some(descriptor) => Some(descriptor),
-            None => self.stored_descriptor(top_up.channel_id).await?,
+        let descriptor = match (call_descriptor, self.config().protocol) {
+            (Some(descriptor), _) => Some(descriptor),
+            (None, SessionProtocol::V2) => self.stored_descriptor(top_up.channel_id).await?,
+            (None, SessionProtocol::V1) => None,
         };
         let before = self
             .session
