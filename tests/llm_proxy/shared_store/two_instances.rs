@@ -50,9 +50,9 @@ async fn a_voucher_posted_to_b_resumes_the_stream_on_a_and_b_closes_exactly(back
 }
 on_each_store!(a_voucher_posted_to_b_resumes_the_stream_on_a_and_b_closes_exactly);
 
-const CONCURRENT: usize = 6;
+const CONCURRENT: usize = 4;
 
-/// One opening stream, then six at once on the same channel, every request (streams and
+/// One opening stream, then four at once on the same channel, every request (streams and
 /// vouchers) alternating between A and B: all complete, the store charges exactly their
 /// usage, never more than was paid, and B's close captures exactly that on chain.
 async fn concurrent_streams_over_two_instances_on_one_channel_never_overspend(backend: Backend) {
