@@ -9,7 +9,6 @@
 //! The payment layer is generic over its store; [`ProxyStore`] picks the backend at run
 //! time, so one binary serves any of them.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -97,7 +96,7 @@ fn scheme(url: &str) -> &str {
 }
 
 /// `url` without its password, for messages.
-fn redacted(url: &str) -> String {
+pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     match authority.rsplit_once('@') {
@@ -193,97 +192,58 @@ macro_rules! each {
 }
 
 impl ChannelStore for ProxyStore {
-    fn open(
-        &self,
-        id: &ChannelId,
-        accepted: Amount,
-        deposit: Amount,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.open(id, accepted, deposit)) }
+    async fn open(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.open(id, accepted, deposit))
     }
 
-    fn create(
-        &self,
-        id: &ChannelId,
-        accepted: Amount,
-        deposit: Amount,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.create(id, accepted, deposit)) }
+    async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.create(id, accepted, deposit))
     }
 
-    fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
-        async move { each!(self, s => s.load(id)) }
+    async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
+        each!(self, s => s.load(id))
     }
 
-    fn accept(
-        &self,
-        id: &ChannelId,
-        cumulative: Amount,
-        deposit: Amount,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.accept(id, cumulative, deposit)) }
+    async fn accept(&self, id: &ChannelId, cumulative: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.accept(id, cumulative, deposit))
     }
 
-    fn reserve(
-        &self,
-        id: &ChannelId,
-        min: Amount,
-        max: Amount,
-    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
-        async move { each!(self, s => s.reserve(id, min, max)) }
+    async fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
+        each!(self, s => s.reserve(id, min, max))
     }
 
-    fn extend(
-        &self,
-        reservation: &Reservation,
-        min: Amount,
-        max: Amount,
-    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
-        async move { each!(self, s => s.extend(reservation, min, max)) }
+    async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
+        each!(self, s => s.extend(reservation, min, max))
     }
 
-    fn commit(
-        &self,
-        reservation: &Reservation,
-        used: Amount,
-        units: u64,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.commit(reservation, used, units)) }
+    async fn commit(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.commit(reservation, used, units))
     }
 
-    fn release(
-        &self,
-        reservation: &Reservation,
-        used: Amount,
-        units: u64,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.release(reservation, used, units)) }
+    async fn release(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.release(reservation, used, units))
     }
 
-    fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.finalize(id)) }
+    async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.finalize(id))
     }
 
-    fn ask(
+    async fn ask(
         &self,
         id: &ChannelId,
         asker: AskId,
         cumulative: Amount,
         ttl: Duration,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.ask(id, asker, cumulative, ttl)) }
+    ) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.ask(id, asker, cumulative, ttl))
     }
 
-    fn withdraw_ask(
-        &self,
-        id: &ChannelId,
-        asker: AskId,
-    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.withdraw_ask(id, asker)) }
+    async fn withdraw_ask(&self, id: &ChannelId, asker: AskId) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.withdraw_ask(id, asker))
     }
 
-    fn changed(&self, id: &ChannelId, seen: u64) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
-        async move { each!(self, s => s.changed(id, seen)) }
+    async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.changed(id, seen))
     }
 
     fn lease(&self) -> Duration {
@@ -296,87 +256,31 @@ impl ChannelStore for ProxyStore {
         }
     }
 
-    fn renew(
-        &self,
-        reservation: &Reservation,
-        delivered: Amount,
-        units: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.renew(reservation, delivered, units)) }
+    async fn renew(&self, reservation: &Reservation, delivered: Amount, units: u64) -> Result<(), StoreError> {
+        each!(self, s => s.renew(reservation, delivered, units))
     }
 
-    fn keep(
-        &self,
-        id: &ChannelId,
-        shelf: &str,
-        key: Amount,
-        value: Bytes,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.keep(id, shelf, key, value)) }
+    async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {
+        each!(self, s => s.keep(id, shelf, key, value))
     }
 
-    fn kept(
-        &self,
-        id: &ChannelId,
-        shelf: &str,
-    ) -> impl Future<Output = Result<Vec<(Amount, Bytes)>, StoreError>> + Send {
-        async move { each!(self, s => s.kept(id, shelf)) }
+    async fn kept(&self, id: &ChannelId, shelf: &str) -> Result<Vec<(Amount, Bytes)>, StoreError> {
+        each!(self, s => s.kept(id, shelf))
     }
 
-    fn discard(
-        &self,
-        id: &ChannelId,
-        shelf: &str,
-        keys: Option<&[Amount]>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.discard(id, shelf, keys)) }
+    async fn discard(&self, id: &ChannelId, shelf: &str, keys: Option<&[Amount]>) -> Result<(), StoreError> {
+        each!(self, s => s.discard(id, shelf, keys))
     }
 
-    fn shelved(&self, shelf: &str) -> impl Future<Output = Result<Vec<ChannelId>, StoreError>> + Send {
-        async move { each!(self, s => s.shelved(shelf)) }
+    async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, StoreError> {
+        each!(self, s => s.shelved(shelf))
     }
 
-    fn lock(
-        &self,
-        name: &str,
-        holder: LockHolder,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        async move { each!(self, s => s.lock(name, holder, ttl)) }
+    async fn lock(&self, name: &str, holder: LockHolder, ttl: Duration) -> Result<bool, StoreError> {
+        each!(self, s => s.lock(name, holder, ttl))
     }
 
-    fn unlock(&self, name: &str, holder: LockHolder) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { each!(self, s => s.unlock(name, holder)) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ProxyStore, StoreConfig, redacted};
-
-    fn parse(text: &str) -> Result<StoreConfig, toml::de::Error> {
-        toml::from_str(text)
-    }
-
-    #[tokio::test]
-    async fn the_default_is_the_memory_store_and_settings_that_do_not_apply_are_refused() {
-        let config = parse("").unwrap();
-        assert_eq!(config.url, "memory");
-        assert!(matches!(config.connect().await, Ok(ProxyStore::Memory(_))));
-        let leased = parse("url = \"memory\"\nlease = 5").unwrap().connect().await.unwrap();
-        assert_eq!(tollgate::store::ChannelStore::lease(&leased), std::time::Duration::from_secs(5));
-        for wrong in ["prefix = \"p:\"", "schema = \"s\"", "lease = 0", "url = \"mysql://h/db\""] {
-            let error = parse(wrong).unwrap().connect().await.expect_err(wrong);
-            assert!(error.starts_with("[store]"), "{wrong}: {error}");
-        }
-        assert!(parse("urls = \"memory\"").is_err(), "unknown keys are refused");
-    }
-
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(redacted("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redacted("redis://:pw@h"), "redis://:***@h");
-        assert_eq!(redacted("redis://h:6379/0"), "redis://h:6379/0");
-        assert_eq!(redacted("memory"), "memory");
+    async fn unlock(&self, name: &str, holder: LockHolder) -> Result<(), StoreError> {
+        each!(self, s => s.unlock(name, holder))
     }
 }

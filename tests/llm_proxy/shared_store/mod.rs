@@ -15,6 +15,7 @@
 //! it under `CI=true`.
 
 pub mod backend;
+mod config;
 pub mod crash;
 pub mod forwarder;
 pub mod front;
