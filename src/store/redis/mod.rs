@@ -148,7 +148,7 @@ impl RedisStore {
             }
             false => (Wakeups::disabled(), None),
         };
-        Ok(RedisStore { connection, wakeups, listener: listener, keys: Keys::new("tollgate"), lease: DEFAULT_LEASE })
+        Ok(RedisStore { connection, wakeups, listener, keys: Keys::new("tollgate"), lease: DEFAULT_LEASE })
     }
 
     /// Puts this handle's keys under `prefix` (default `tollgate`), so several
