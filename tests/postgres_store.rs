@@ -213,3 +213,35 @@ async fn a_waiter_wakes_while_its_listener_reconnects() {
     let (woke, ()) = tokio::join!(timeout(WAIT, store.changed(&id, seen)), later);
     assert_eq!(woke.expect("no wake-up after reconnecting").unwrap().accepted, a(50));
 }
+
+/// A step dropped halfway (its caller timed out, its task was aborted) either happened
+/// whole or not at all, and leaves no connection inside a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_step_happens_whole_or_not_at_all() {
+    let Some(store) = fresh_store().await else { return };
+    let id = opened(&store, 1000, 1000).await;
+    for round in 0..40u64 {
+        let task = tokio::spawn({
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.reserve(&id, a(1), a(1)).await }
+        });
+        // Abort at varying points of the step's round trips.
+        sleep(Duration::from_micros(round * 397 % 12_000)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    let s = state(&store, &id).await;
+    let held: String = raw_client()
+        .await
+        .query_one(&format!("SELECT coalesce(sum(amount), 0)::text FROM {}.tollgate_reservations", store.schema()), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(s.reserved.to_string(), held, "the channel counts exactly the reservations that exist");
+    // Every pooled connection still works: more steps than the pool has connections.
+    for _ in 0..40 {
+        let r = store.reserve(&id, a(1), a(1)).await.expect("a step after the aborted ones");
+        store.release(&r, a(1), 1).await.unwrap();
+    }
+    assert_eq!(state(&store, &id).await.spent, a(40));
+}
