@@ -8,8 +8,6 @@
 //! spawned releases had time to run) the underlying `MemoryStore` must show:
 //! nothing reserved, spent == the price of exactly the events the client received (in order,
 //! none twice), units consistent with spent, spent ≤ accepted ≤ deposit, and no panic.
-//!
-//! The `KNOWN FAILING` tests document engine bugs (issue 7); see their comments.
 
 mod common;
 mod support;
@@ -318,12 +316,10 @@ async fn lost_store_answer_at_any_call_but_reserve_charges_exactly_what_was_rece
     assert_clean(sweep(Fault::Lost, false, &every_drop_point(), |op| op != Op::Reserve).await);
 }
 
-/// KNOWN FAILING (a limit of the `ChannelStore` contract, `src/store/mod.rs` `reserve`): a
-/// reserve that ran but whose answer was lost leaves a reservation nobody holds (admission,
-/// `src/admission.rs` `reserve`, answers 503; the retry reserves anew). It needs an
-/// idempotency key or a lease expiry in the store.
+/// A reserve that ran but whose answer was lost leaves a reservation nobody holds
+/// (admission answers 503; the retry reserves anew). Once failing (issue 7: it was held
+/// forever); nobody renews it, so the store reclaims it one lease later, charging nothing.
 #[tokio::test(start_paused = true)]
-#[ignore = "KNOWN FAILING: a reserve whose answer is lost leaks its reservation"]
 async fn lost_reserve_answer_does_not_leak_the_reservation() {
     assert_clean(sweep(Fault::Lost, false, &[Client::Complete], |op| op == Op::Reserve).await);
 }

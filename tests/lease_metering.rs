@@ -404,3 +404,34 @@ async fn the_final_count_at_release_wins_over_higher_renewed_estimates() {
     let state = state(store.inner(), "0xb3").await;
     assert_eq!((state.spent, state.reserved, state.units), (a(3 * PRICE), a(0), 3), "the release's figure");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_pauses_again_after_a_voucher_too_small_keeps_its_hold() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let (svc, slot) = serve(layer(&store, 2), "text/event-stream");
+    slot.lock().unwrap().push(FramesBody::new((0..8).map(|i| events(i, i + 1))));
+    let c = challenge(svc.clone()).await;
+    let response = svc.clone().oneshot(paid_get(&c, open_payload("0xa4", 40, 10_000))).await.unwrap();
+    let mut body = response.into_body();
+    let (text, _) = read_until(&mut body, |t| t.contains("payment-need-voucher")).await;
+    assert_eq!(data_events(&text), 4);
+    // A voucher 5 short of the next event: the stream wakes, tries to grow (the store takes
+    // a second to answer, and the watchdog looks meanwhile), and pauses again (its ask is
+    // the same, so it says nothing new); the client reads for a few seconds.
+    store.delay_nth(Op::Extend, store.count(Op::Extend) + 1, Duration::from_secs(1));
+    let small = management("/", credential(&c, voucher_payload("0xa4", 45, 10_000)));
+    assert_eq!(svc.clone().oneshot(small).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let read = tokio::time::timeout(Duration::from_secs(5), read_until(&mut body, |_| false)).await;
+    assert!(read.is_err(), "still paused");
+
+    tokio::time::sleep(3 * LEASE).await;
+    let paused = state(store.inner(), "0xa4").await;
+    assert_eq!((paused.spent, paused.reserved), (a(0), a(40)), "the second pause still holds the lease");
+
+    let voucher = management("/", credential(&c, voucher_payload("0xa4", 10_000, 10_000)));
+    assert_eq!(svc.clone().oneshot(voucher).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let (rest, _) = read_until(&mut body, |_| false).await;
+    assert_eq!(data_events(&rest), 4, "{rest}");
+    let state = state(store.inner(), "0xa4").await;
+    assert_eq!((state.spent, state.reserved), (a(80), a(0)));
+}

@@ -13,7 +13,7 @@
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -30,6 +30,8 @@ type Slot<St> = Arc<Mutex<Held<St>>>;
 struct Held<St: ChannelStore> {
     account: Option<Account<St>>,
     fired: bool,
+    /// The task, woken when the account is put back: it keeps the lease from then on.
+    task: Option<Waker>,
 }
 
 /// Holds a paused stream's account until the body takes it back or the deadline passes.
@@ -67,7 +69,7 @@ impl<St: ChannelStore> Watchdog<St> {
         runtime: &Handle,
     ) -> Self {
         let store = account.store().clone();
-        let slot: Slot<St> = Arc::new(Mutex::new(Held { account: Some(account), fired: false }));
+        let slot: Slot<St> = Arc::new(Mutex::new(Held { account: Some(account), fired: false, task: None }));
         let watched = slot.clone();
         let task = runtime.spawn(async move {
             let mut deadline = pin!(sleep_until(deadline));
@@ -86,8 +88,14 @@ impl<St: ChannelStore> Watchdog<St> {
                             _ => Woke::End,
                         });
                     }
-                    // While the body has taken the account back, it keeps the lease itself.
-                    if let Some(account) = lock(&watched).account.as_mut() {
+                    // While the body has taken the account back, it keeps the lease itself;
+                    // it wakes this task when it puts the account back (the lease's timer
+                    // then wakes the body, which last polled it).
+                    let mut held = lock(&watched);
+                    if !held.task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
+                        held.task = Some(cx.waker().clone());
+                    }
+                    if let Some(account) = held.account.as_mut() {
                         if let Poll::Ready(Err(LeaseLost)) = account.poll_lease(cx) {
                             return Poll::Ready(Woke::End);
                         }
@@ -123,6 +131,9 @@ impl<St: ChannelStore> Watchdog<St> {
             return Some(account);
         }
         held.account = Some(account);
+        if let Some(task) = &held.task {
+            task.wake_by_ref();
+        }
         None
     }
 
