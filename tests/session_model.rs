@@ -2,8 +2,10 @@
 //!
 //! Random interleavings of open / voucher / top-up / stream / read / disconnect / close /
 //! settle, with several streams and two payers (one of whom may try the other's channel),
-//! run on the fake chain and the memory store with the crate's paying `SessionClient`. After
-//! every step, and after a final honest close of every channel:
+//! run on the fake chain and the memory store with the crate's paying `SessionClient`. Two
+//! server instances share the store and the chain behind a round-robin balancer (issue 10):
+//! every request and every settlement goes to the next one. After every step, and after a
+//! final honest close of every channel:
 //!
 //! - **no panic** from a request, a spawned release or `TempoSession::settle`;
 //! - **chain**: tokens are conserved, the payee holds exactly what was settled and the

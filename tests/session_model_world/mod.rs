@@ -1,5 +1,5 @@
-//! The world of tests/session_model.rs: a Tempo v1 session service on the fake chain and the
-//! memory store, payers driving it with the crate's `SessionClient`, and a model of the
+//! The world of tests/session_model.rs: a Tempo v1 session service (two instances, round
+//! robin) on the fake chain and the memory store, payers driving it with the crate's `SessionClient`, and a model of the
 //! money each channel's payer signed and received.
 
 #![allow(dead_code)]
@@ -65,7 +65,10 @@ pub struct Live {
 pub struct World {
     pub chain: FakeChain,
     pub store: MemoryStore,
-    pub layer: Layer,
+    /// Two server instances on one store and chain, behind a round-robin balancer: every
+    /// request and every settlement goes to the next one.
+    pub layers: [Layer; 2],
+    turn: std::sync::atomic::AtomicUsize,
     pub payee: Address,
     pub signers: Vec<PrivateKeySigner>,
     pub nonces: Vec<u64>,
@@ -81,13 +84,16 @@ impl World {
         let payee = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x11)).unwrap().address();
         let chain = FakeChain::new(SessionProtocol::V1, CHAIN_ID, ESCROW, PATH_USD, payee);
         let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee);
-        let method = TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO);
         let store = MemoryStore::new();
-        let layer = PaymentLayer::new(method, store.clone(), "api.test", "session-model-secret-of-32-bytes!!")
-            .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
-            .meter(EventMeter::default())
-            .voucher_window(WINDOW)
-            .pause_deadline(Duration::from_secs(5));
+        let instance = || {
+            let method = TempoSession::new(config.clone(), chain.clone()).channel_state_ttl(Duration::ZERO);
+            PaymentLayer::new(method, store.clone(), "api.test", "session-model-secret-of-32-bytes!!")
+                .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
+                .meter(EventMeter::default())
+                .voucher_window(WINDOW)
+                .pause_deadline(Duration::from_secs(5))
+        };
+        let layers = [instance(), instance()];
         let signers: Vec<PrivateKeySigner> =
             (0..PAYERS).map(|n| PrivateKeySigner::from_bytes(&B256::repeat_byte(0x20 + n as u8)).unwrap()).collect();
         for signer in &signers {
@@ -96,7 +102,8 @@ impl World {
         World {
             chain,
             store,
-            layer,
+            layers,
+            turn: std::sync::atomic::AtomicUsize::new(0),
             payee,
             nonces: vec![0; PAYERS],
             signers,
@@ -107,8 +114,13 @@ impl World {
         }
     }
 
+    /// The next instance's session method.
     pub fn method(&self) -> &TempoSession<FakeChain> {
-        self.layer.method()
+        self.next().method()
+    }
+
+    fn next(&self) -> &Layer {
+        &self.layers[self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2]
     }
 
     /// The channel `payer` opened last.
@@ -118,7 +130,7 @@ impl World {
 
     /// One request through the layer; `/` streams `tokens` events.
     pub async fn send(&self, request: Request<Body>, tokens: usize) -> Response<Body> {
-        let svc = ServiceBuilder::new().layer(self.layer.clone()).service(service_fn(
+        let svc = ServiceBuilder::new().layer(self.next().clone()).service(service_fn(
             move |_req: Request<tollgate::RequestBody<Body>>| async move { Ok::<_, Infallible>(token_stream(tokens)) },
         ));
         svc.map_response(|r| r.map(Body::new)).oneshot(request).await.unwrap()
