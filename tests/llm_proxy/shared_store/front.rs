@@ -56,6 +56,8 @@ struct Shared {
     /// Per target: management requests sent, content requests sent, bytes streamed back,
     /// `payment-need-voucher` events streamed back.
     counts: Vec<[AtomicU64; 4]>,
+    /// Management requests refused (4xx, 5xx): target, status and the answer's body.
+    refusals: Mutex<Vec<String>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -69,6 +71,7 @@ impl Front {
             content: AtomicUsize::new(0),
             management: AtomicUsize::new(0),
             counts,
+            refusals: Mutex::default(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
@@ -112,6 +115,11 @@ impl Front {
 }
 
 impl Front {
+    /// The management requests refused so far: target, status, body.
+    pub fn refusals(&self) -> Vec<String> {
+        self.shared.refusals.lock().unwrap().clone()
+    }
+
     /// `payment-need-voucher` events streamed back from target `index` (mppx's fetch hides
     /// them from the client).
     pub fn needs_from(&self, index: usize) -> u64 {
@@ -148,6 +156,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
     let Ok(outbound) = outbound.body(Full::new(body)) else { return status(StatusCode::BAD_REQUEST) };
     let Ok(answer) = shared.client.request(outbound).await else { return status(StatusCode::BAD_GATEWAY) };
+    if management && (answer.status().is_client_error() || answer.status().is_server_error()) {
+        // A refusal is small (a problem document): keep it for the test's failure message.
+        let (head, body) = answer.into_parts();
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        shared.refusals.lock().unwrap().push(format!("target {index}: {} {text}", head.status));
+        return Response::from_parts(head, Body::from(bytes));
+    }
     let counted = shared.clone();
     answer.map(move |body| {
         Body::new(body.map_frame(move |frame| {

@@ -69,6 +69,8 @@ async fn concurrent_streams_over_two_instances_on_one_channel_never_overspend(ba
     let lines = finish(child, &mut lines).await;
     let completions: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "completion").collect();
     assert_eq!(completions.len(), 1 + CONCURRENT, "{lines:?}");
+    let refusals = front.refusals();
+    assert!(refusals.is_empty(), "vouchers refused: {refusals:#?}");
     let mut priced_usage = 0;
     for completion in &completions {
         assert_complete(completion);
