@@ -48,10 +48,10 @@
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod types;
 
 #[cfg(feature = "redis")]

@@ -43,7 +43,7 @@ use super::upstream::Upstreams;
 use super::{completion, unstream};
 use tollgate::PaymentLayer;
 use tollgate::method::PaymentMethod;
-use tollgate::store::MemoryStore;
+use tollgate::store::ChannelStore;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -57,10 +57,10 @@ pub struct AppState {
 }
 
 /// The app. `layer: None` serves completions unpaid (the load run's baseline). Any
-/// payment method does (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
-pub fn router<M: PaymentMethod + 'static>(
+/// store and any payment method do (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
+pub fn router<M: PaymentMethod + 'static, St: ChannelStore + Clone>(
     state: AppState,
-    layer: Option<PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter>>,
+    layer: Option<PaymentLayer<M, St, ChatPricing, PromptMeter>>,
 ) -> Router {
     let chat = post(chat_completions);
     let chat = match layer {
