@@ -22,7 +22,8 @@ use crate::amount::Amount;
 /// Right for a single server instance, tests and examples. The accounting is
 /// **per process**: it is not shared between instances and does not survive a restart, so
 /// two instances behind a load balancer would each let a payer spend the same voucher. Run
-/// several instances on a shared backend (Redis and PostgreSQL stores are planned).
+/// several instances on a shared backend: [`RedisStore`](super::RedisStore) (feature `redis`) or
+/// [`PostgresStore`](super::PostgresStore) (feature `postgres`).
 ///
 /// Channels do not contend with each other: a map lock is taken only to find or insert a
 /// channel, and each channel's state sits behind its own mutex, which is never held across
