@@ -66,3 +66,58 @@ async fn finding_01_close_drain_charges_a_dead_instances_lapsed_lease_whole() {
     let state = f.state(channel).await;
     assert_eq!((state.spent, state.reserved), (Amount::new(PRICE), Amount::ZERO));
 }
+
+/// Finding 02: `RedisStore` keeps amounts only up to 2^53 − 1 (Lua doubles). An honest open
+/// with a larger on-chain deposit was broadcast (the payer's funds locked on chain) and
+/// only then refused by the store, as "amount exceeds the deposit": a wrong answer, and a
+/// channel the server could never serve. The session now checks the deposit against the
+/// store's range (`ChannelStore::max_amount`) before it broadcasts anything.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn finding_02_redis_open_above_the_amount_cap_is_refused_before_broadcast() {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use http::{Request, Response};
+    use tollgate::store::RedisStore;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let store = match RedisStore::connect(&url).await {
+        Ok(store) => store.with_prefix(&format!("tollgate-review10-f02-{}-{}", std::process::id(), salt())),
+        Err(e) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("no Redis at {url} under CI: {e}"),
+        Err(e) => return eprintln!("skipping: no Redis at {url} ({e})"),
+    };
+    let f = Fixture::v1(0);
+    let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, f.payee);
+    let method = TempoSession::new(config, f.chain.clone()).channel_state_ttl(Duration::ZERO);
+    let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+        .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
+        .meter(EventMeter::default());
+    let service =
+        ServiceBuilder::new().layer(layer).service(service_fn(|_req: Request<tollgate::RequestBody<Body>>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }));
+    let call = |request| {
+        let service = service.clone();
+        async move { service.oneshot(request).await.unwrap().map(Body::new) }
+    };
+    let response = call(get(None)).await;
+    let c = tollgate::scheme::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
+        .unwrap()
+        .remove(0);
+    let payer = f.payer(1);
+    let deposit = RedisStore::MAX_AMOUNT.get() + 1;
+    f.chain.fund(payer.address(), deposit);
+    let mut client = tollgate::client::SessionClient::new(payer, &c).unwrap();
+    let auth = client.open(&c, deposit, salt(), tx_params()).unwrap();
+    let channel = client.channel_id().unwrap();
+    let response = call(post(auth)).await;
+    let status = response.status();
+    let problem = problem_type(response).await;
+    assert_ne!(status, StatusCode::NO_CONTENT);
+    assert_ne!(problem, "session/amount-exceeds-deposit", "an honest deposit is not a voucher above it");
+    assert!(f.chain.channel_state(channel).is_none(), "the open was broadcast although the store cannot keep it");
+    assert_eq!(f.chain.calls(fake_chain::Kind::Broadcast), 0);
+    assert!(store.load(&store_id(channel)).await.unwrap().is_none());
+}

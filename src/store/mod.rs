@@ -48,10 +48,10 @@
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod types;
 
 #[cfg(feature = "redis")]
@@ -183,6 +183,16 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// [Leases](self#leases)). A holder renews well within it (a third is the rule).
     fn lease(&self) -> Duration {
         DEFAULT_LEASE
+    }
+
+    /// The largest amount (and unit count) this store keeps exactly: an `accepted`,
+    /// `deposit` or ask above it is [`StoreErrorKind::Invalid`]. A caller checks amounts from
+    /// outside (an on-chain deposit) against it before it commits to them elsewhere (a
+    /// broadcast transaction), so a store's range never strands a payer's funds in a
+    /// channel the server cannot account for. Unbounded (`u128::MAX`) unless a backend
+    /// says otherwise.
+    fn max_amount(&self) -> Amount {
+        Amount::new(u128::MAX)
     }
 
     /// Renews `reservation`'s lease and records that it has delivered `delivered` so far
@@ -327,6 +337,9 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     }
     fn lease(&self) -> Duration {
         (**self).lease()
+    }
+    fn max_amount(&self) -> Amount {
+        (**self).max_amount()
     }
     fn renew(
         &self,
