@@ -358,6 +358,10 @@ impl ChannelStore for RedisStore {
         self.lease
     }
 
+    fn max_amount(&self) -> Amount {
+        MAX_AMOUNT
+    }
+
     async fn renew(&self, reservation: &Reservation, delivered: Amount, units: u64) -> Result<(), StoreError> {
         let args = [bound(delivered), exact_count(units)?];
         self.reservation_step(&SCRIPTS.renew, reservation, &[&args[0], &args[1]]).await.map(drop)
