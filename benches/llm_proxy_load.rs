@@ -12,7 +12,14 @@
 //! - **paid, prepaid**: each client has its own channel and pays one voucher for its whole
 //!   run up front, so streams never pause (the layer's per-request and per-token cost);
 //! - **paid, vouchers**: each stream starts from what the channel has paid and pauses for
-//!   a voucher every 256 tokens, answered on a second connection (the full protocol).
+//!   a voucher every 256 tokens, answered on a second connection (the full protocol), on
+//!   the memory store;
+//! - **paid, Redis, 1 instance**: the same on a Redis store (`REDIS_URL`, default
+//!   `redis://127.0.0.1:6379`, under a prefix of its own);
+//! - **paid, Redis, 2 instances**: the same channels, half the clients on a second instance
+//!   sharing that Redis (in the same process: the same two cores serve both).
+//!
+//! The Redis modes are skipped, and the run says so, when Redis does not answer.
 //!
 //! Client and server share the machine, and paid clients sign their vouchers (ECDSA) too.
 //! Run without `--bench` (as `cargo test --all-targets` does) it is a two-client smoke run.
@@ -39,6 +46,7 @@ use demo::stack::{Options, Stack};
 use http_body_util::{BodyExt, Full};
 use proxy::config::Config;
 use proxy::simulated::Simulator;
+use proxy::store::{ProxyStore, StoreConfig};
 use serde_json::{Value, json};
 use tollgate::method::tempo::PATH_USD;
 
@@ -96,36 +104,94 @@ fn main() {
         });
         let router = proxy::Proxy::unpaid(&config, true, Some(Simulator::new(0.0))).unwrap();
         let unpaid = proxy::spawn(router, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-        let stack = paid_stack(&config).await;
+        let stack = paid_stack(&config, ProxyStore::default()).await;
         // Channels pay as their streams ask: a voucher may not run far ahead of delivery
         // (`max_voucher_ahead`), so there is no "prepaid for the whole run" mode any more.
         let mut pausing = payers(&stack, &request, clients).await;
+        let mut shared = shared_stacks(&config, &request, clients).await;
         println!(
             "llm_proxy load run: {clients} concurrent clients x {per_client} streams, {rounds} rounds (modes interleaved), \
              simulated upstream unpaced"
         );
-        let mut runs: [Vec<Run>; 2] = Default::default();
+        let mut runs: [Vec<Run>; 4] = Default::default();
         for _ in 0..rounds {
             runs[0].push(unpaid_run(&unpaid.url("/v1/chat/completions"), &request, clients, per_client).await);
             runs[1].push(paid_run(&mut pausing, &request, per_client).await);
+            if let Some(shared) = shared.as_mut() {
+                // One instance, then the same channels spread over both.
+                let a = shared.stack.server.url("");
+                shared.payers.iter_mut().for_each(|client| client.set_base(a.clone()));
+                runs[2].push(paid_run(&mut shared.payers, &request, per_client).await);
+                let b = shared.second.1.url("");
+                for (i, client) in shared.payers.iter_mut().enumerate() {
+                    client.set_base(if i % 2 == 0 { a.clone() } else { b.clone() });
+                }
+                runs[3].push(paid_run(&mut shared.payers, &request, per_client).await);
+            }
         }
-        let medians = runs.map(|mut runs| {
-            runs.sort_by(|a, b| a.streams_per_sec().total_cmp(&b.streams_per_sec()));
-            runs[runs.len() / 2]
-        });
-        println!("{:<27} {:>8} {:>10} {:>11} {:>9} {:>7}", "mode (median round)", "wall s", "streams/s", "tokens/s", "vouchers", "ratio");
-        let names = ["unpaid (layer removed)", "paid, vouchers as asked"];
+        let medians: Vec<Option<Run>> = runs
+            .into_iter()
+            .map(|mut runs| {
+                runs.sort_by(|a, b| a.streams_per_sec().total_cmp(&b.streams_per_sec()));
+                runs.get(runs.len() / 2).copied()
+            })
+            .collect();
+        println!("{:<30} {:>8} {:>10} {:>11} {:>9} {:>7}", "mode (median round)", "wall s", "streams/s", "tokens/s", "vouchers", "ratio");
+        let names = ["unpaid (layer removed)", "paid, memory, 1 instance", "paid, Redis, 1 instance", "paid, Redis, 2 instances"];
+        let baseline = medians[0].map_or(1.0, |run| run.streams_per_sec());
         for (name, run) in names.iter().zip(&medians) {
+            let Some(run) = run else {
+                println!("{name:<30} skipped (Redis unreachable)");
+                continue;
+            };
             let secs = run.elapsed.as_secs_f64();
             println!(
-                "{name:<27} {secs:>8.2} {:>10.0} {:>11.0} {:>9} {:>7.2}",
+                "{name:<30} {secs:>8.2} {:>10.0} {:>11.0} {:>9} {:>7.2}",
                 run.streams_per_sec(),
                 run.tokens as f64 / secs,
                 run.vouchers,
-                run.streams_per_sec() / medians[0].streams_per_sec(),
+                run.streams_per_sec() / baseline,
+            );
+        }
+        if let (Some(memory), Some(redis), Some(two)) = (medians[1], medians[2], medians[3]) {
+            println!(
+                "Redis / memory (1 instance): {:.2}; 2 instances / 1 instance (Redis): {:.2}",
+                redis.streams_per_sec() / memory.streams_per_sec(),
+                two.streams_per_sec() / redis.streams_per_sec(),
             );
         }
     });
+}
+
+/// A chain, two proxy instances sharing one Redis, and payers with channels on it.
+struct Shared {
+    stack: Stack,
+    second: (proxy::Proxy, proxy::Running),
+    payers: Vec<PayingClient>,
+}
+
+/// The Redis modes' setup, or `None` (said) when Redis does not answer.
+async fn shared_stacks(config: &Config, request: &Value, clients: usize) -> Option<Shared> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let store = StoreConfig { url: url.clone(), prefix: Some(format!("tg_load_{nanos}:")), ..StoreConfig::default() };
+    let connect = || async {
+        match tokio::time::timeout(Duration::from_secs(5), store.connect()).await {
+            Ok(Ok(store)) => Some(store),
+            Ok(Err(e)) => {
+                println!("Redis modes skipped: {e}");
+                None
+            }
+            Err(_) => {
+                println!("Redis modes skipped: {url} did not answer within 5 s");
+                None
+            }
+        }
+    };
+    let stack = paid_stack(config, connect().await?).await;
+    let second = stack.instance(config, &options(), connect().await?).await.unwrap();
+    let payers = payers(&stack, request, clients).await;
+    Some(Shared { stack, second, payers })
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -163,15 +229,18 @@ async fn unpaid_run(url: &str, request: &Value, clients: usize, per_client: usiz
     Run { elapsed: started.elapsed(), streams: clients * per_client, tokens, vouchers: 0 }
 }
 
-async fn paid_stack(config: &Config) -> Stack {
-    let options = Options {
+fn options() -> Options {
+    Options {
         simulated: true,
         simulator: Some(Simulator::new(0.0)),
         voucher_window: 256,
         pause_deadline: Duration::from_secs(60),
         keep_alive: Duration::from_secs(15),
-    };
-    Stack::start(config, options).await.unwrap()
+    }
+}
+
+async fn paid_stack(config: &Config, store: ProxyStore) -> Stack {
+    Stack::start_on(config, options(), store).await.unwrap()
 }
 
 /// `clients` funded payers, each with its own channel, paying as their streams ask.

@@ -435,3 +435,35 @@ async fn a_stream_that_pauses_again_after_a_voucher_too_small_keeps_its_hold() {
     let state = state(store.inner(), "0xa4").await;
     assert_eq!((state.spent, state.reserved), (a(80), a(0)));
 }
+
+/// Concurrent streams on one channel: a paused stream asks again only once its ask was
+/// met. It asked anew whenever another stream's voucher moved the channel, so mppx's
+/// concurrent streams posted about twice the vouchers they needed (2,543 for 9 streams in
+/// `llm_proxy::concurrency`, 1,317 after).
+#[tokio::test(start_paused = true)]
+async fn a_paused_stream_does_not_ask_again_until_its_ask_is_met() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let (svc, slot) = serve(layer(&store, 2), "text/event-stream");
+    slot.lock().unwrap().push(FramesBody::new((0..8).map(|i| events(i, i + 1))));
+    slot.lock().unwrap().push(FramesBody::new((0..2).map(|i| events(i, i + 1))));
+    let c = challenge(svc.clone()).await;
+    let first = svc.clone().oneshot(paid_get(&c, open_payload("0xb1", 40, 10_000))).await.unwrap();
+    let mut first = first.into_body();
+    let (text, _) = read_until(&mut first, |t| t.contains("payment-need-voucher")).await;
+    assert_eq!(text.matches("payment-need-voucher").count(), 1);
+
+    // Another stream pays 20 more and takes it: the channel moves, the first stream's ask
+    // (for 70) is not met yet.
+    let second = svc.clone().oneshot(paid_get(&c, voucher_payload("0xb1", 60, 10_000))).await.unwrap();
+    let (other, _) = read_until(&mut second.into_body(), |_| false).await;
+    assert_eq!(data_events(&other), 2, "{other}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (more, _) = kit::drain_ready(&mut first);
+    assert_eq!(more.matches("payment-need-voucher").count(), 0, "asked again before its ask was met: {more}");
+
+    // Its ask is met: it streams what that bought, and asks again when short.
+    let voucher = management("/", credential(&c, voucher_payload("0xb1", 90, 10_000)));
+    assert_eq!(svc.clone().oneshot(voucher).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let (rest, _) = read_until(&mut first, |t| t.contains("payment-need-voucher")).await;
+    assert!(data_events(&rest) >= 1, "{rest}");
+}

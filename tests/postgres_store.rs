@@ -245,3 +245,35 @@ async fn an_abandoned_step_happens_whole_or_not_at_all() {
     }
     assert_eq!(state(&store, &id).await.spent, a(40));
 }
+
+/// A step holds its channel's row lock across round trips. A caller that stops polling it
+/// half-way (a stream whose client stopped reading) must not hold that lock: once, every
+/// other step on the channel, on every instance, waited out the statement timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_caller_stops_polling_does_not_block_the_channel() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    let Some(store) = fresh_store().await else { return };
+    let other = another_pool_on_same_schema(&store).await;
+    let id = opened(&store, 100, 100).await;
+    let mut stalled = pin!(store.reserve(&id, a(1), a(1)));
+    // Drive it into its transaction (connection, BEGIN, row lock), then stop polling.
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..3 {
+        if let Poll::Ready(result) = stalled.as_mut().poll(&mut cx) {
+            result.expect("reserve");
+            break;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    let taken = timeout(WAIT, other.reserve(&id, a(2), a(2))).await.expect("a hang");
+    let taken = taken.unwrap_or_else(|e| {
+        panic!("the other instance waited on the stalled step's lock: {e} after {:?}", started.elapsed())
+    });
+    assert_eq!(taken.amount, a(2));
+    let s = state(&other, &id).await;
+    assert!(s.reserved == a(3) || s.reserved == a(2), "{s:?}");
+}

@@ -15,7 +15,8 @@
 //! cost, each voucher, the receipt, the close, and the on-chain balances.
 //!
 //! `serve` reads `examples/llm_proxy.toml` (or `--config`): upstream providers, models and
-//! prices, the fee, and the chain. With no upstream usable (no API key set) it serves the
+//! prices, the fee, the chain, and the store (`[store] url`: `"memory"`, or a Redis or
+//! PostgreSQL server that several instances share). With no upstream usable (no API key set) it serves the
 //! simulated model. The payee key and the HMAC secret come from the environment variables
 //! the file names. With `--chain local` it first starts anvil in Tempo mode on the port of
 //! `[payment] rpc_url` (8545) with the escrow installed, as the demo does, and is paid there
@@ -99,7 +100,10 @@ async fn serve(config: &Config) -> Result<(), String> {
 
 /// Serves `config`'s proxy, paid as `settings` says, until Ctrl-C.
 async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), String> {
-    let proxy = Proxy::build(config, &settings, false, None)?;
+    // An unreachable store ends the start here, before anything listens: an instance that
+    // cannot reach the money state must not take traffic.
+    let store = config.store.connect().await?;
+    let proxy = Proxy::build_on(config, &settings, false, None, store)?;
     if proxy.catalog.is_simulated() {
         eprintln!("no upstream is usable (no API key set?): serving the SIMULATED model only");
     }
@@ -117,7 +121,11 @@ async fn serve_with(config: &Config, settings: PaymentSettings) -> Result<(), St
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let models: Vec<&str> = proxy.catalog.models().iter().map(|m| m.id.as_str()).collect();
-    eprintln!("llm_proxy listening on http://{addr}, selling {}", models.join(", "));
+    eprintln!(
+        "llm_proxy listening on http://{addr}, selling {}, money state in {}",
+        models.join(", "),
+        proxy.layer.store().backend()
+    );
     let limits = &config.server.limits;
     let shutdown = async {
         server::shutdown_signal().await;

@@ -74,7 +74,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         // Ask for a window ahead, but not past the deposit unless the next frame needs it.
         let required = least.saturating_add(window).min(state.deposit.max(least));
         if let Some(pause) = &mut self.pause {
-            if pause.asked != Some(required) {
+            // Ask again only once the last ask was met (and the stream is still short):
+            // until then the payer's answer to it is on its way, and re-asking on every
+            // other stream's voucher made concurrent streams ask many times over.
+            if pause.asked.is_none_or(|asked| state.accepted >= asked) {
                 pause.asked = Some(required);
                 let event = frames::need_voucher(&self.channel, required, state.accepted, state.deposit);
                 let ask: BoxFuture<_> = Box::pin(pause.asker.ask(required, self.policy.pause_deadline));

@@ -22,7 +22,8 @@ use crate::amount::Amount;
 /// Right for a single server instance, tests and examples. The accounting is
 /// **per process**: it is not shared between instances and does not survive a restart, so
 /// two instances behind a load balancer would each let a payer spend the same voucher. Run
-/// several instances on a shared backend (Redis and PostgreSQL stores are planned).
+/// several instances on a shared backend: [`RedisStore`](super::RedisStore) (feature `redis`) or
+/// [`PostgresStore`](super::PostgresStore) (feature `postgres`).
 ///
 /// Channels do not contend with each other: a map lock is taken only to find or insert a
 /// channel, and each channel's state sits behind its own mutex, which is never held across
@@ -39,7 +40,7 @@ use crate::amount::Amount;
 #[derive(Clone)]
 pub struct MemoryStore {
     channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
-    shelves: Arc<Mutex<HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>>>,
+    shelves: Arc<Mutex<Shelves>>,
     locks: Arc<Mutex<HashMap<String, (LockHolder, Instant)>>>,
     lease: Duration,
 }
@@ -49,6 +50,9 @@ impl Default for MemoryStore {
         MemoryStore { channels: Arc::default(), shelves: Arc::default(), locks: Arc::default(), lease: DEFAULT_LEASE }
     }
 }
+
+/// Every shelf's contents, by shelf name and channel.
+type Shelves = HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>;
 
 /// Process-wide rather than per store, so a reservation handed to the wrong store is never
 /// mistaken for one of that store's own.
@@ -120,8 +124,10 @@ impl Ledger {
             let Some(&held) = self.reservations.get(&id) else { continue };
             let (mut state, mut held) = (self.state.clone(), held);
             let (used, units) = (held.committed.max(held.delivered), held.units.max(held.delivered_units));
-            let reclaimed = commit(&mut state, &mut held, used, units)
-                .and_then(|()| Ok(state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?));
+            let reclaimed = commit(&mut state, &mut held, used, units).and_then(|()| {
+                state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
+                Ok(())
+            });
             if reclaimed.is_ok() {
                 self.state = state;
                 self.reservations.remove(&id);
@@ -143,7 +149,7 @@ impl MemoryStore {
         self
     }
 
-    fn shelves(&self) -> Result<MutexGuard<'_, HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>>, StoreError> {
+    fn shelves(&self) -> Result<MutexGuard<'_, Shelves>, StoreError> {
         self.shelves.lock().map_err(|_| poisoned())
     }
 

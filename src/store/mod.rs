@@ -185,6 +185,16 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         DEFAULT_LEASE
     }
 
+    /// The largest amount (and unit count) this store keeps exactly: an `accepted`,
+    /// `deposit` or ask above it is [`StoreErrorKind::Invalid`]. A caller checks amounts from
+    /// outside (an on-chain deposit) against it before it commits to them elsewhere (a
+    /// broadcast transaction), so a store's range never strands a payer's funds in a
+    /// channel the server cannot account for. Unbounded (`u128::MAX`) unless a backend
+    /// says otherwise.
+    fn max_amount(&self) -> Amount {
+        Amount::new(u128::MAX)
+    }
+
     /// Renews `reservation`'s lease and records that it has delivered `delivered` so far
     /// (`units` units): a provisional figure that counts only if the holder dies (the lease
     /// is then reclaimed with the larger of it and what was committed). Lower figures than
@@ -327,6 +337,9 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     }
     fn lease(&self) -> Duration {
         (**self).lease()
+    }
+    fn max_amount(&self) -> Amount {
+        (**self).max_amount()
     }
     fn renew(
         &self,

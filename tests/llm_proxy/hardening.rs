@@ -23,7 +23,7 @@ use crate::support::*;
 const IDLE: usize = 5_000;
 
 /// The example's binary, built (its build is cached once the tests' is done).
-fn example_binary() -> std::path::PathBuf {
+pub fn example_binary() -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--quiet", "--features", "full", "--example", "llm_proxy"])

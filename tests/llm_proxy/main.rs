@@ -22,6 +22,7 @@ mod nonstream;
 mod openai;
 mod prepay;
 mod recipe;
+mod shared_store;
 mod support;
 mod surface;
 #[allow(unused_imports)]

@@ -113,3 +113,23 @@ async fn issue8_06_a_voucher_answering_a_live_ask_is_not_refused_as_too_small() 
     let small = f.post(client.voucher(&c, 5 * PRICE + 10).unwrap()).await;
     assert_eq!(problem_type(small).await, "session/delta-too-small");
 }
+
+#[tokio::test]
+async fn a_small_voucher_while_a_stream_is_live_is_answered_not_refused() {
+    // Two instances: a stream's ask was withdrawn (another stream's voucher covered it)
+    // just before the voucher answering it landed. Refusing it as too small killed the
+    // payer's honest stream (seen with mppx on two instances sharing Redis).
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 1_000_000).await;
+    let id = store_id(client.channel_id().unwrap());
+    assert_eq!(f.post(client.voucher(&c, 5 * PRICE).unwrap()).await.status(), StatusCode::NO_CONTENT);
+    let live = f.store.reserve(&id, Amount::new(PRICE), Amount::new(PRICE)).await.unwrap();
+    let small = f.post(client.voucher(&c, 5 * PRICE + 5).unwrap()).await;
+    assert_eq!(small.status(), StatusCode::NO_CONTENT, "{}", problem_type(small).await);
+    assert_eq!(f.store.load(&id).await.unwrap().unwrap().accepted, Amount::new(5 * PRICE), "answered, not accepted");
+    f.store.release(&live, Amount::new(PRICE), 1).await.unwrap();
+    // With no stream live it is spam again.
+    let small = f.post(client.voucher(&c, 5 * PRICE + 10).unwrap()).await;
+    assert_eq!(problem_type(small).await, "session/delta-too-small");
+}

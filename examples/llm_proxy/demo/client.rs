@@ -68,6 +68,8 @@ pub struct Streamed {
     pub error: Option<Value>,
     /// A non-200 answer's JSON body.
     pub body: Option<Value>,
+    /// The answer's headers.
+    pub headers: http::HeaderMap,
 }
 
 /// One payer, one channel, over HTTP.
@@ -85,6 +87,12 @@ impl PayingClient {
     pub fn new(base: impl Into<String>, signer: PrivateKeySigner) -> Self {
         let http = Client::builder(TokioExecutor::new()).build_http();
         PayingClient { http, base: base.into(), signer, challenge: None, session: None }
+    }
+
+    /// Sends its requests to the proxy at `base` from now on (another instance on the same
+    /// store: the channel goes on there).
+    pub fn set_base(&mut self, base: impl Into<String>) {
+        self.base = base.into();
     }
 
     /// The challenge in use.
@@ -181,7 +189,8 @@ impl PayingClient {
             object.insert("stream".into(), Value::Bool(true));
         }
         let response = self.post(Some(&body), Some(auth)).await?;
-        let mut out = Streamed { status: response.status(), ..Streamed::default() };
+        let mut out =
+            Streamed { status: response.status(), headers: response.headers().clone(), ..Streamed::default() };
         if response.status() != StatusCode::OK {
             let (_, bytes) = collect(response).await?;
             out.body = serde_json::from_slice(&bytes).ok();

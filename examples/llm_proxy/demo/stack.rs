@@ -17,6 +17,7 @@ use super::devnet::{Devnet, ESCROW};
 use crate::proxy::config::{Config, base_units};
 use crate::proxy::payment::{PaymentSettings, Sessions};
 use crate::proxy::simulated::Simulator;
+use crate::proxy::store::ProxyStore;
 use crate::proxy::{Proxy, Running, spawn};
 
 /// How to run the proxy.
@@ -56,14 +57,21 @@ pub struct Stack {
     pub server: Running,
     /// Who it pays.
     pub payee: PrivateKeySigner,
+    /// How it is paid (another instance built with them answers the same challenges).
+    pub settings: PaymentSettings,
     /// The chain (dropped last: anvil stops after the proxy).
     pub devnet: Devnet,
 }
 
 impl Stack {
     /// Starts anvil (chain `config.demo.chain_id`), installs the escrow and serves the proxy
-    /// paying dev account 1.
+    /// paying dev account 1, on a store of its own.
     pub async fn start(config: &Config, options: Options) -> Result<Stack, String> {
+        Stack::start_on(config, options, ProxyStore::default()).await
+    }
+
+    /// As [`start`](Stack::start), keeping the money state in `store`.
+    pub async fn start_on(config: &Config, options: Options, store: ProxyStore) -> Result<Stack, String> {
         let devnet = Devnet::start(config.demo.chain_id).await?;
         let payee = devnet.signer(1);
         let decimals = config.payment.decimals;
@@ -73,7 +81,8 @@ impl Stack {
             escrow: ESCROW,
             currency: PATH_USD,
             payee: payee.clone(),
-            secret: PrivateKeySigner::random().to_bytes().to_vec(),
+            // Printable, so an instance started as a process can be given it too.
+            secret: alloy::hex::encode(PrivateKeySigner::random().to_bytes()).into_bytes(),
             realm: config.server.realm.clone(),
             suggested_deposit: Amount::new(base_units(config.payment.suggested_deposit, decimals)?),
             voucher_window: options.voucher_window,
@@ -87,10 +96,27 @@ impl Stack {
                 ..Sessions::default()
             },
         };
-        let proxy = Proxy::build(config, &settings, options.simulated, options.simulator)?;
-        let server =
-            spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
-        Ok(Stack { proxy, server, payee, devnet })
+        let (proxy, server) = serve_instance(config, &settings, &options, store).await?;
+        Ok(Stack { proxy, server, payee, settings, devnet })
+    }
+
+    /// Another instance of the proxy on the same chain, paid the same way (same payee, same
+    /// challenge secret), keeping its money state in `store`: give it a handle on this
+    /// stack's store and the two serve one set of channels, as instances behind a load
+    /// balancer do.
+    pub async fn instance(
+        &self,
+        config: &Config,
+        options: &Options,
+        store: ProxyStore,
+    ) -> Result<(Proxy, Running), String> {
+        let settings = PaymentSettings {
+            voucher_window: options.voucher_window,
+            pause_deadline: options.pause_deadline,
+            keep_alive: options.keep_alive,
+            ..self.settings.clone()
+        };
+        serve_instance(config, &settings, options, store).await
     }
 
     /// A client paying from dev account `n` (2 and up; 0 and 1 are the chain's and the payee's).
@@ -113,12 +139,30 @@ impl Stack {
     /// (what the proxy's settlement loop does to an idle channel). Returns the close
     /// pass's report.
     pub async fn close_idle_v2(&self) -> SettlementReport {
-        let Some(v2) = &self.proxy.layer.method().0.v2 else { return SettlementReport::default() };
-        v2.settle_all(&**self.proxy.layer.store(), 0).await
+        close_idle_v2(&self.proxy).await
     }
 
     /// The store's view of `channel`.
     pub async fn state(&self, channel: B256) -> Option<ChannelState> {
         self.proxy.layer.store().load(&ChannelId::new(format!("{channel:#x}"))).await.ok().flatten()
     }
+}
+
+/// Builds the proxy of `config` on `store` and serves it on a free port of 127.0.0.1.
+async fn serve_instance(
+    config: &Config,
+    settings: &PaymentSettings,
+    options: &Options,
+    store: ProxyStore,
+) -> Result<(Proxy, Running), String> {
+    let proxy = Proxy::build_on(config, settings, options.simulated, options.simulator.clone(), store)?;
+    let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.map_err(|e| e.to_string())?;
+    Ok((proxy, server))
+}
+
+/// Closes every v2 channel of `proxy`'s store with nothing in flight, capturing exactly
+/// what was delivered (what the settlement loop does to an idle channel).
+pub async fn close_idle_v2(proxy: &Proxy) -> SettlementReport {
+    let Some(v2) = &proxy.layer.method().0.v2 else { return SettlementReport::default() };
+    v2.settle_all(&**proxy.layer.store(), 0).await
 }

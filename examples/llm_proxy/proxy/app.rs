@@ -42,7 +42,7 @@ use super::payment::{ChatPricing, PromptMeter};
 use super::upstream::Upstreams;
 use super::{completion, unstream};
 use tollgate::method::Methods;
-use tollgate::store::MemoryStore;
+use tollgate::store::ChannelStore;
 use tollgate::{PaymentContext, PaymentLayer};
 
 /// What the handlers share.
@@ -57,10 +57,10 @@ pub struct AppState {
 }
 
 /// The app. `layer: None` serves completions unpaid (the load run's baseline). Any
-/// payment method does (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
-pub fn router<M: Methods>(
+/// store and any payment methods do (the proxy's is [`Layer`](super::payment::Layer); tests use a fake one).
+pub fn router<M: Methods, St: ChannelStore + Clone>(
     state: AppState,
-    layer: Option<PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter>>,
+    layer: Option<PaymentLayer<M, St, ChatPricing, PromptMeter>>,
 ) -> Router {
     let chat = post(chat_completions);
     let chat = match layer {

@@ -29,6 +29,9 @@ pub struct Config {
     /// What `llm_proxy demo` does.
     #[serde(default)]
     pub demo: DemoConfig,
+    /// Where the money state lives (default: in this process).
+    #[serde(default)]
+    pub store: super::store::StoreConfig,
 }
 
 /// `[server]`.

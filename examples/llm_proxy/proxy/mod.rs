@@ -13,6 +13,7 @@ pub mod payment;
 pub mod server;
 pub mod simulated;
 pub mod sse;
+pub mod store;
 pub mod unstream;
 pub mod upstream;
 
@@ -28,6 +29,7 @@ use catalog::Catalog;
 use config::Config;
 use payment::{Layer, PaymentSettings};
 use simulated::Simulator;
+use store::ProxyStore;
 use upstream::Upstreams;
 
 /// A built proxy.
@@ -42,16 +44,29 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// The proxy of `config`, paid as `settings` says. `simulated` forces the simulated
-    /// model even when upstreams are usable; `simulator` overrides its pace and faults.
+    /// The proxy of `config`, paid as `settings` says, on a store of its own in this
+    /// process. `simulated` forces the simulated model even when upstreams are usable;
+    /// `simulator` overrides its pace and faults.
     pub fn build(
         config: &Config,
         settings: &PaymentSettings,
         simulated: bool,
         simulator: Option<Simulator>,
     ) -> Result<Proxy, String> {
+        Proxy::build_on(config, settings, simulated, simulator, ProxyStore::default())
+    }
+
+    /// As [`build`](Proxy::build), keeping its money state in `store` (which other
+    /// instances may share).
+    pub fn build_on(
+        config: &Config,
+        settings: &PaymentSettings,
+        simulated: bool,
+        simulator: Option<Simulator>,
+        store: ProxyStore,
+    ) -> Result<Proxy, String> {
         let catalog = Arc::new(Catalog::from_config(config, simulated)?);
-        let layer = payment::layer(settings, catalog.clone())?;
+        let layer = payment::layer(settings, catalog.clone(), store)?;
         let state = state(config, catalog.clone(), simulator);
         Ok(Proxy { router: app::router(state, Some(layer.clone())), catalog, layer })
     }
@@ -59,7 +74,7 @@ impl Proxy {
     /// The same app without the payment layer (the load run's baseline).
     pub fn unpaid(config: &Config, simulated: bool, simulator: Option<Simulator>) -> Result<Router, String> {
         let catalog = Arc::new(Catalog::from_config(config, simulated)?);
-        Ok(app::router::<payment::PricedSession>(state(config, catalog, simulator), None))
+        Ok(app::router::<payment::PricedSession, ProxyStore>(state(config, catalog, simulator), None))
     }
 }
 

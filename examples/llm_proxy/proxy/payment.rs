@@ -26,15 +26,16 @@ use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveS
 use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::scheme::Credential;
-use tollgate::store::{ChannelStore, MemoryStore};
+use tollgate::store::ChannelStore;
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote};
 
 use super::catalog::{Catalog, PER};
 use super::chat::ChatRequest;
+use super::store::ProxyStore;
 
 /// The layer in front of `POST /v1/chat/completions`: the sessions and a whole-request
 /// charge, all in one 402.
-pub type Layer = PaymentLayer<(PricedSession, TempoCharge<ProxyChain>), MemoryStore, ChatPricing, PromptMeter>;
+pub type Layer = PaymentLayer<(PricedSession, TempoCharge<ProxyChain>), ProxyStore, ChatPricing, PromptMeter>;
 
 /// What the payment layer needs, resolved from the configuration (or the demo's chain).
 #[derive(Clone, Debug)]
@@ -164,8 +165,8 @@ impl TempoChain for ProxyChain {
     }
 }
 
-/// The payment layer and its store.
-pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer, String> {
+/// The payment layer, keeping its money state in `store`.
+pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStore) -> Result<Layer, String> {
     let inner = RpcChain::new(&settings.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
     let before = settings.sessions.before_broadcast.clone().map(|step| (step, Arc::default()));
     let chain = ProxyChain { inner, before };
@@ -204,7 +205,7 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
     let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
         .map_err(|e| e.to_string())?
         .whole_request();
-    let layer = PaymentLayer::try_new((method, charge), MemoryStore::new(), settings.realm.clone(), &settings.secret)
+    let layer = PaymentLayer::try_new((method, charge), store, settings.realm.clone(), &settings.secret)
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }
@@ -212,11 +213,11 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>) -> Result<Layer,
 /// The proxy's payment settings on a layer with any method: priced per token by model with
 /// the prompt's bound upfront, metered with [`PromptMeter`], and the prompt asked for in
 /// the stream when a session cannot cover it (streams are all the proxy serves).
-pub fn configure<M>(
-    layer: PaymentLayer<M, MemoryStore>,
+pub fn configure<M, St>(
+    layer: PaymentLayer<M, St>,
     settings: &PaymentSettings,
     catalog: Arc<Catalog>,
-) -> PaymentLayer<M, MemoryStore, ChatPricing, PromptMeter> {
+) -> PaymentLayer<M, St, ChatPricing, PromptMeter> {
     layer
         .pricing(ChatPricing { catalog: catalog.clone() })
         .meter(PromptMeter { catalog })

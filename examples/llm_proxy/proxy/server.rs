@@ -113,7 +113,7 @@ pub async fn run(
     serve(listener, proxy.router.clone(), limits, shutdown).await;
     settlers.iter().for_each(|settler| settler.abort());
     // Every connection is gone and its account released: capture what was delivered,
-    // however little (the vouchers live only in this process).
+    // however little (with the memory store the vouchers live only in this process).
     for (protocol, session) in &sessions {
         let report = session.settle_all(&store, 1).await;
         eprintln!(

@@ -215,33 +215,33 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn accept(&self, id: &ChannelId, cumulative: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| ledger.accept(cumulative, deposit)).await?.state)
+        Ok(self.step(id, Target::Channel, move |ledger| ledger.accept(cumulative, deposit)).await?.state)
     }
 
     async fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
-        let stepped = self.step(id, Target::Channel, |ledger| ledger.reserve(min, max)).await?;
+        let stepped = self.step(id, Target::Channel, move |ledger| ledger.reserve(min, max)).await?;
         let opened = stepped.opened.ok_or_else(|| corrupt("reservation"))?;
         Ok(Reservation { channel: id.clone(), id: opened, amount: stepped.out })
     }
 
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
         let target = Target::Reservation(reservation.id);
-        let stepped = self.step(&reservation.channel, target, |ledger| ledger.extend(min, max)).await?;
+        let stepped = self.step(&reservation.channel, target, move |ledger| ledger.extend(min, max)).await?;
         Ok(Reservation { amount: stepped.out, ..reservation.clone() })
     }
 
     async fn commit(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
         let target = Target::Reservation(reservation.id);
-        Ok(self.step(&reservation.channel, target, |ledger| ledger.commit(used, units)).await?.state)
+        Ok(self.step(&reservation.channel, target, move |ledger| ledger.commit(used, units)).await?.state)
     }
 
     async fn release(&self, reservation: &Reservation, used: Amount, units: u64) -> Result<ChannelState, StoreError> {
         let target = Target::Reservation(reservation.id);
-        Ok(self.step(&reservation.channel, target, |ledger| ledger.release(used, units)).await?.state)
+        Ok(self.step(&reservation.channel, target, move |ledger| ledger.release(used, units)).await?.state)
     }
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| ledger.finalize()).await?.state)
+        Ok(self.step(id, Target::Channel, move |ledger| ledger.finalize()).await?.state)
     }
 
     async fn ask(
@@ -251,11 +251,11 @@ impl ChannelStore for PostgresStore {
         cumulative: Amount,
         ttl: Duration,
     ) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| ledger.ask(asker, cumulative, ttl)).await?.state)
+        Ok(self.step(id, Target::Channel, move |ledger| ledger.ask(asker, cumulative, ttl)).await?.state)
     }
 
     async fn withdraw_ask(&self, id: &ChannelId, asker: AskId) -> Result<ChannelState, StoreError> {
-        Ok(self.step(id, Target::Channel, |ledger| ledger.withdraw_ask(asker)).await?.state)
+        Ok(self.step(id, Target::Channel, move |ledger| ledger.withdraw_ask(asker)).await?.state)
     }
 
     async fn changed(&self, id: &ChannelId, seen: u64) -> Result<ChannelState, StoreError> {
@@ -290,7 +290,7 @@ impl ChannelStore for PostgresStore {
 
     async fn renew(&self, reservation: &Reservation, delivered: Amount, units: u64) -> Result<(), StoreError> {
         let target = Target::Reservation(reservation.id);
-        self.step(&reservation.channel, target, |ledger| ledger.renew(delivered, units)).await.map(drop)
+        self.step(&reservation.channel, target, move |ledger| ledger.renew(delivered, units)).await.map(drop)
     }
 
     async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {

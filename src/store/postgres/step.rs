@@ -34,7 +34,24 @@ impl PostgresStore {
     /// Runs `step` on channel `id` (and `target`) atomically. A refused step changes
     /// nothing but the reclaim of lapsed leases, which stands (and is announced) like any
     /// other change.
-    pub(super) async fn step<T>(
+    ///
+    /// The step runs on a task of its own: it holds the channel's row lock across round
+    /// trips, so it must run to its commit or rollback even when the caller stops polling
+    /// (a stream whose client stopped reading) or drops the call half-way. Otherwise every
+    /// other step on the channel, on every instance, would wait on that lock.
+    pub(super) async fn step<T: Send + 'static>(
+        &self,
+        id: &ChannelId,
+        target: Target,
+        step: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Stepped<T>, StoreError> {
+        let (store, id) = (self.clone(), id.clone());
+        tokio::spawn(async move { store.step_to_the_end(&id, target, step).await })
+            .await
+            .unwrap_or_else(|joined| Err(backend(joined)))
+    }
+
+    async fn step_to_the_end<T>(
         &self,
         id: &ChannelId,
         target: Target,

@@ -67,9 +67,11 @@ const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// ledger step touches a single slot. Two kinds of keys live in their own slots: a lock's,
 /// and a shelf's index of channels (what [`shelved`](ChannelStore::shelved) reads without
 /// scanning the keyspace). [`keep`](ChannelStore::keep) and
-/// [`discard`](ChannelStore::discard) update a channel's shelf and that index in one
-/// script, so they need both on one node: this store talks to one server (standalone, or
-/// a failover setup with a single primary), not to a sharded cluster. Channels are kept
+/// [`discard`](ChannelStore::discard) change the channel's shelf in one single-slot script
+/// and the index in a command of its own (the index after the value), so every script runs
+/// on Redis Cluster too. The connection itself is a single-server connection manager:
+/// behind a sharded cluster, put a cluster-aware proxy in front (or run one primary with
+/// failover). Channels are kept
 /// until deleted by hand (the trait has no delete yet).
 ///
 /// # Failing closed
@@ -207,10 +209,25 @@ impl RedisStore {
     }
 
     /// An invocation of `script` on `id`'s `shelf` and the shelf's index.
+    /// A shelf step touches the channel's shelf only (one slot, so it runs on Redis
+    /// Cluster); the shelf's index of channels is kept apart by [`index`](Self::index).
     fn shelf_step<'s>(&self, script: &'s Script, id: &ChannelId, shelf: &str) -> ScriptInvocation<'s> {
         let mut invocation = script.prepare_invoke();
-        invocation.key(self.keys.shelf(id, shelf)).key(self.keys.shelved(shelf));
+        invocation.key(self.keys.shelf(id, shelf));
         invocation
+    }
+
+    /// Adds `id` to (or removes it from) `shelf`'s index of channels.
+    async fn index(&self, shelf: &str, id: &ChannelId, listed: bool) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let key = self.keys.shelved(shelf);
+        let call = async {
+            match listed {
+                true => connection.sadd::<_, _, i64>(key, id.as_str()).await,
+                false => connection.srem::<_, _, i64>(key, id.as_str()).await,
+            }
+        };
+        timeout(STEP_TIMEOUT, call).await.map_err(|_| timed_out(STEP_TIMEOUT))?.map_err(backend).map(drop)
     }
 }
 
@@ -341,6 +358,10 @@ impl ChannelStore for RedisStore {
         self.lease
     }
 
+    fn max_amount(&self) -> Amount {
+        MAX_AMOUNT
+    }
+
     async fn renew(&self, reservation: &Reservation, delivered: Amount, units: u64) -> Result<(), StoreError> {
         let args = [bound(delivered), exact_count(units)?];
         self.reservation_step(&SCRIPTS.renew, reservation, &[&args[0], &args[1]]).await.map(drop)
@@ -348,8 +369,11 @@ impl ChannelStore for RedisStore {
 
     async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {
         let mut invocation = self.shelf_step(&SCRIPTS.keep, id, shelf);
-        invocation.arg(key.to_string()).arg(value.as_ref()).arg(id.as_str());
-        self.run::<i64>(&invocation).await.map(drop)
+        invocation.arg(key.to_string()).arg(value.as_ref());
+        self.run::<i64>(&invocation).await?;
+        // The index is listed by settlement: written after the value, so a listed channel
+        // may have an empty shelf (harmless) but a kept value is always listed.
+        self.index(shelf, id, true).await
     }
 
     async fn kept(&self, id: &ChannelId, shelf: &str) -> Result<Vec<(Amount, Bytes)>, StoreError> {
@@ -367,7 +391,6 @@ impl ChannelStore for RedisStore {
 
     async fn discard(&self, id: &ChannelId, shelf: &str, keys: Option<&[Amount]>) -> Result<(), StoreError> {
         let mut invocation = self.shelf_step(&SCRIPTS.discard, id, shelf);
-        invocation.arg(id.as_str());
         match keys {
             None => {
                 invocation.arg("all");
@@ -379,7 +402,13 @@ impl ChannelStore for RedisStore {
                 }
             }
         }
-        self.run::<i64>(&invocation).await.map(drop)
+        match self.run::<i64>(&invocation).await? {
+            // A `keep` racing this may re-add the channel between the two calls and lose
+            // its listing; only a closed channel's shelf is emptied, so nothing is left to
+            // settle on it.
+            1 => self.index(shelf, id, false).await,
+            _ => Ok(()),
+        }
     }
 
     async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, StoreError> {

@@ -68,15 +68,27 @@ impl<C: TempoChain> TempoSession<C> {
         let mut state = store.finalize(&id).await.map_err(unavailable)?;
         // A drain too long to add to now (`Duration::MAX`) means no deadline.
         let deadline = tokio::time::Instant::now().checked_add(self.drain);
+        // A lease whose holder died lapses during the drain, but only a step on the channel
+        // reclaims it, and nothing else steps on a closing channel: so the drain looks again
+        // at least once per lease, or it would count that lease's whole reservation as
+        // delivered at the deadline.
+        let look_again = store.lease().max(Duration::from_millis(10));
         while !state.reserved.is_zero() {
-            let changed = store.changed(&id, state.version);
-            let changed = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, changed).await,
-                None => Ok(changed.await),
+            let now = tokio::time::Instant::now();
+            let wake = now.checked_add(look_again).unwrap_or(now);
+            let (wake, last) = match deadline {
+                Some(deadline) if deadline <= wake => (deadline, true),
+                _ => (wake, false),
             };
-            match changed {
+            match tokio::time::timeout_at(wake, store.changed(&id, state.version)).await {
                 Ok(changed) => state = changed.map_err(unavailable)?,
-                Err(_) => break,
+                // Reclaims what lapsed meanwhile.
+                Err(_) => {
+                    state = store.load(&id).await.map_err(unavailable)?.ok_or_else(gone)?;
+                    if last {
+                        break;
+                    }
+                }
             }
         }
         // `reserved` is zero when the leases drained; what is left is counted as delivered.
@@ -167,6 +179,11 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 fn unavailable(e: StoreError) -> ChainError {
     ChainError::new(ChainErrorKind::Unavailable, e)
+}
+
+/// The channel vanished from the store while it was being closed.
+fn gone() -> ChainError {
+    ChainError::new(ChainErrorKind::Unavailable, "the channel is no longer in the store")
 }
 
 /// Another settlement or close of the channel is under way (here or on another instance).

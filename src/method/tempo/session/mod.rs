@@ -266,6 +266,20 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         super::verify_voucher(&self.session.domain, channel, cumulative, &signature, expected).map_err(invalid)
     }
 
+    /// A deposit the store can keep: checked before an open or a top-up is broadcast, so
+    /// a store with a narrower range (Redis: 2^53 − 1) refuses it before the payer's
+    /// funds are locked in a channel this server could not account for.
+    fn check_storable(&self, deposit: Amount) -> Result<(), PaymentError> {
+        let most = self.store.max_amount();
+        if deposit > most {
+            return Err(PaymentError::new(
+                PaymentErrorKind::VerificationFailed,
+                format!("the deposit is above what this server's payment store keeps ({most} at most)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The open voucher must cover one unit and stay within a nonzero deposit.
     fn check_open_amount(&self, cumulative: Amount, deposit: u128) -> Result<(), PaymentError> {
         if deposit == 0 || cumulative < self.unit_price()? || cumulative.get() > deposit {
@@ -274,6 +288,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
                 "the open voucher must cover one unit and stay within a nonzero deposit",
             ));
         }
+        self.check_storable(Amount::new(deposit))?;
         let ahead = self.max_ahead()?;
         if cumulative > ahead {
             return Err(PaymentError::new(

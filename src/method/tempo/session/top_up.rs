@@ -92,6 +92,8 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if !before.exists() || before.finalized {
             return Err(PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not open on chain"));
         }
+        let topped_up = Amount::new(before.deposit).saturating_add(top_up.additional_deposit);
+        self.check_storable(topped_up)?;
         let mined = self.session.chain.broadcast(top_up.transaction.clone()).await.map_err(chain_error)?;
         let topped = mined.success
             && mined.logs.iter().filter(|log| log.address == escrow).any(|log| {

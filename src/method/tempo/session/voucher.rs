@@ -76,6 +76,13 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         // amounts less than a unit apart).
         let min = self.min_delta()?;
         if voucher.cumulative_amount > stored.asked && voucher.cumulative_amount.saturating_sub(stored.accepted) < min {
+            // While streams are live, the ask this voucher answers may have just been
+            // withdrawn (another stream's voucher covered it, maybe on another instance): a
+            // 402 would kill an honest stream. It is answered like a retry instead, changing
+            // nothing (no store write, so tiny vouchers cost a spammer a signature each).
+            if !stored.reserved.is_zero() && late == Late::Idempotent {
+                return Ok(self.outcome(voucher.channel_id, &stored, None, &channel));
+            }
             return Err(PaymentError::new(
                 PaymentErrorKind::DeltaTooSmall,
                 format!("vouchers must add at least {min}"),
