@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::arithmetic::{self, add, grant, invalid, sub};
 use super::{
     AskId, ChannelId, ChannelState, ChannelStore, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError,
     StoreErrorKind,
@@ -220,47 +221,9 @@ impl Channel {
     }
 }
 
-/// What a reservation may take: `min(available, max)`, if that is at least `min`.
-fn grant(state: &ChannelState, min: Amount, max: Amount) -> Result<Amount, StoreError> {
-    if state.finalized {
-        return Err(StoreError::new(StoreErrorKind::Finalized));
-    }
-    if min > max {
-        return Err(invalid());
-    }
-    let available = sub(sub(state.accepted, state.spent)?, state.reserved)?;
-    let grant = available.min(max);
-    if grant < min {
-        return Err(StoreError::new(StoreErrorKind::Insufficient { available }));
-    }
-    Ok(grant)
-}
-
-/// Raises `held`'s committed totals to `used` / `units` and moves the difference from
-/// reserved to spent, on copies the caller writes back.
+/// Raises `held`'s committed totals to `used` / `units`, on copies the caller writes back.
 fn commit(state: &mut ChannelState, held: &mut Held, used: Amount, units: u64) -> Result<(), StoreError> {
-    if used > held.amount {
-        return Err(invalid());
-    }
-    let delta = used.saturating_sub(held.committed);
-    state.reserved = sub(state.reserved, delta)?;
-    state.spent = add(state.spent, delta)?;
-    state.units = state.units.checked_add(units.saturating_sub(held.units)).ok_or_else(invalid)?;
-    held.committed = held.committed.max(used);
-    held.units = held.units.max(units);
-    Ok(())
-}
-
-fn add(x: Amount, y: Amount) -> Result<Amount, StoreError> {
-    x.checked_add(y).ok_or_else(invalid)
-}
-
-fn sub(x: Amount, y: Amount) -> Result<Amount, StoreError> {
-    x.checked_sub(y).ok_or_else(invalid)
-}
-
-fn invalid() -> StoreError {
-    StoreError::new(StoreErrorKind::Invalid)
+    arithmetic::commit(state, held.amount, &mut held.committed, &mut held.units, used, units)
 }
 
 fn exists() -> StoreError {

@@ -47,6 +47,7 @@
 //!
 //! Backends must pass the shared conformance suite in `tests/common/store_suite.rs`.
 
+mod arithmetic;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::error::{finalized, invalid, not_found};
 use crate::amount::Amount;
-use crate::store::{AskId, ChannelState, StoreError, StoreErrorKind};
+use crate::store::arithmetic::{self, add, grant, sub};
+use crate::store::{AskId, ChannelState, StoreError};
 
 /// One open reservation, as its row holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,44 +151,10 @@ fn released(state: &ChannelState, mut held: Held, used: Amount, units: u64) -> R
     Ok(state)
 }
 
-/// What a reservation may take: `min(available, max)`, if that is at least `min`.
-fn grant(state: &ChannelState, min: Amount, max: Amount) -> Result<Amount, StoreError> {
-    if state.finalized {
-        return Err(finalized());
-    }
-    if min > max {
-        return Err(invalid());
-    }
-    let available = sub(sub(state.accepted, state.spent)?, state.reserved)?;
-    let grant = available.min(max);
-    if grant < min {
-        return Err(StoreError::new(StoreErrorKind::Insufficient { available }));
-    }
-    Ok(grant)
-}
-
 /// Raises `held`'s committed totals to `used` / `units` and moves the difference from
 /// reserved to spent.
 fn commit(state: &mut ChannelState, held: &mut Held, used: Amount, units: u64) -> Result<(), StoreError> {
-    if used > held.amount {
-        return Err(invalid());
-    }
-    let delta = used.saturating_sub(held.committed);
-    let reserved = sub(state.reserved, delta)?;
-    let spent = add(state.spent, delta)?;
-    let total_units = state.units.checked_add(units.saturating_sub(held.units)).ok_or_else(invalid)?;
-    (state.reserved, state.spent, state.units) = (reserved, spent, total_units);
-    held.committed = held.committed.max(used);
-    held.units = held.units.max(units);
-    Ok(())
-}
-
-fn add(x: Amount, y: Amount) -> Result<Amount, StoreError> {
-    x.checked_add(y).ok_or_else(invalid)
-}
-
-fn sub(x: Amount, y: Amount) -> Result<Amount, StoreError> {
-    x.checked_sub(y).ok_or_else(invalid)
+    arithmetic::commit(state, held.amount, &mut held.committed, &mut held.units, used, units)
 }
 
 #[cfg(test)]
