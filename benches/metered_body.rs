@@ -14,8 +14,8 @@ use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use tollgate::meter::OpenAiTokenMeter;
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
-use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -23,17 +23,19 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 struct Funded;
 
 impl PaymentMethod for Funded {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+    type Request = serde_json::Value;
+    type Payload = serde_json::Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<serde_json::Value>> {
         let amount = quote.price.output.unit_price().to_string();
-        vec![Offer {
-            method: "bench".into(),
-            intent: "session".into(),
-            request: json!({"amount": amount}),
-            description: None,
-        }]
+        vec![Offer::mpp("bench", "session", json!({"amount": amount}))]
     }
 
-    async fn verify<St: ChannelStore>(&self, _: Verify<'_>, _: &St) -> Result<Verified, PaymentError> {
+    async fn verify<St: ChannelStore>(
+        &self,
+        _: Verify<'_, serde_json::Value, serde_json::Value>,
+        _: &St,
+    ) -> Result<Verified, PaymentError> {
         Ok(Verified::Serve(Grant::new(ChannelId::new("bench"), Renewal::Never, Receipt::new("bench", "bench"))))
     }
 }

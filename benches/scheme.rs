@@ -11,8 +11,8 @@ use http::{HeaderMap, Request, Response, header};
 use http_body_util::Empty;
 use serde_json::json;
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
-use tollgate::scheme::{Challenge, ChallengeSigner, Credential, encode_request, format_expires};
 use tollgate::store::{ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, ChallengeSigner, Credential, encode_request, format_expires};
 use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Pricing, Quote};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -20,11 +20,14 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 struct SessionOffer;
 
 impl PaymentMethod for SessionOffer {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
-        vec![Offer {
-            method: "tempo".into(),
-            intent: "session".into(),
-            request: json!({
+    type Request = serde_json::Value;
+    type Payload = serde_json::Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<serde_json::Value>> {
+        vec![Offer::mpp(
+            "tempo",
+            "session",
+            json!({
                 "amount": quote.price.output.unit_price().to_string(),
                 "currency": "0x20c0000000000000000000000000000000000000",
                 "methodDetails": {"chainId": 4217, "escrowContract": "0x4d50500000000000000000000000000000000000", "sessionProtocol": "v2"},
@@ -32,11 +35,14 @@ impl PaymentMethod for SessionOffer {
                 "suggestedDeposit": "10000000",
                 "unitType": quote.price.unit,
             }),
-            description: None,
-        }]
+        )]
     }
 
-    async fn verify<St: ChannelStore>(&self, _: Verify<'_>, _: &St) -> Result<Verified, PaymentError> {
+    async fn verify<St: ChannelStore>(
+        &self,
+        _: Verify<'_, serde_json::Value, serde_json::Value>,
+        _: &St,
+    ) -> Result<Verified, PaymentError> {
         Err(PaymentError::new(PaymentErrorKind::VerificationFailed, "bench"))
     }
 }

@@ -19,8 +19,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate::meter::EventMeter;
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
-use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate};
 use tower::ServiceExt;
 
@@ -29,18 +29,21 @@ use tower::ServiceExt;
 struct DemoCredits;
 
 impl PaymentMethod for DemoCredits {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+    type Request = Value;
+    type Payload = Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<Value>> {
         let amount = quote.price.output.unit_price().to_string();
-        vec![Offer {
-            method: "democredits".into(),
-            intent: "session".into(),
-            request: json!({"amount": amount, "unitType": quote.price.unit}),
-            description: Some("demo credits (not real money)".into()),
-        }]
+        let request = json!({"amount": amount, "unitType": quote.price.unit});
+        vec![Offer::mpp("democredits", "session", request).description("demo credits (not real money)")]
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-        let payload = &verify.credential.payload;
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, serde_json::Value, serde_json::Value>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
+        let payload = verify.payload;
         let invalid = || PaymentError::new(PaymentErrorKind::InvalidPayload, "expected {channel, paid}");
         let channel = ChannelId::new(payload["channel"].as_str().ok_or_else(invalid)?);
         let paid: Amount = payload["paid"].as_str().and_then(|s| s.parse().ok()).ok_or_else(invalid)?;
@@ -48,7 +51,7 @@ impl PaymentMethod for DemoCredits {
         store.open(&channel, Amount::ZERO, Amount::new(u128::MAX)).await.map_err(unavailable)?;
         let state = store.accept(&channel, paid, Amount::new(u128::MAX)).await.map_err(unavailable)?;
         let mut receipt = Receipt::new("democredits", channel.as_str());
-        receipt.challenge_id = Some(verify.credential.challenge.id.clone());
+        receipt.challenge_id = verify.challenge().map(|c| c.id.clone());
         if is_management_request(verify.head) {
             receipt.accepted_cumulative = Some(state.accepted);
             receipt.spent = Some(state.spent);

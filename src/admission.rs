@@ -1,9 +1,17 @@
 //! Admission: everything between a request arriving and the inner service being called.
 //!
-//! Order (the reference server's, so clients see the same problem types): read the body if
-//! pricing needs it → quote → credential present and decodable → HMAC id → realm →
-//! pinned request fields → `expires` → method verification → reserve the upfront cost.
-//! Every refusal happens before the inner service runs.
+//! Order (the reference server's, so clients see the same problem types): a management
+//! request a method recognises (see below) → read the body if pricing needs it → quote →
+//! payment present and decodable → matched to an offer of this route (MPP: HMAC id →
+//! realm → pinned request → `expires`; x402: `accepted` pinned, or v1 scheme + network) →
+//! the offer's method verifies → reserve the upfront cost. Every refusal happens before
+//! the inner service runs.
+//!
+//! A management request (a bodiless `POST` or `HEAD` with an MPP credential: a session's
+//! voucher, top-up or close) is recognised before pricing by the method that issued its
+//! challenge ([`PaymentMethod::manages`](crate::method::PaymentMethod::manages)), after
+//! the HMAC id, realm and expiry are checked: it needs no price, so a route priced by its
+//! body need not guess one for a request without.
 //!
 //! One exception: when the body must be read to price the request, a credential's HMAC id
 //! and realm are checked first, so a forged credential never makes the server read a body
@@ -25,13 +33,15 @@ use crate::context::PaymentContext;
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::MakeMeter;
 use crate::metering::StreamPolicy;
-use crate::method::{Methods, Offers, Renewal, Verified, Verify};
+use crate::method::{Checked, Grant, Methods, Offered, Offers, Renewal, Verified, is_management_request};
 use crate::prepay::Pending;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
-use crate::scheme::{Credential, Receipt, check_expires};
 use crate::store::{ChannelId, ChannelStore, StoreError, StoreErrorKind};
+use crate::wire::Presented;
+use crate::wire::mpp::{Credential, Receipt, check_expires};
+use crate::wire::x402::network;
 
 /// What admission decided.
 pub(crate) enum Admission<ReqB, Mt, St: ChannelStore> {
@@ -71,6 +81,19 @@ where
     Ok(Some((quote, offers)))
 }
 
+/// Prices a request known to have no body (a management request).
+fn price_bodiless<M, St, P, MM>(
+    shared: &Shared<M, St, P, MM>,
+    head: &request::Parts,
+) -> Result<Option<(Quote, Offers)>, PaymentError>
+where
+    M: Methods,
+    P: Pricing,
+{
+    let empty = Bytes::new();
+    price(shared, head, shared.pricing.reads_body(head).then_some(&empty))
+}
+
 pub(crate) async fn admit<M, St, P, MM, ReqB>(
     shared: Arc<Shared<M, St, P, MM>>,
     head: request::Parts,
@@ -91,63 +114,172 @@ where
         // Known empty, whatever the headers say (an HTTP/2 POST with END_STREAM).
         head.extensions.insert(crate::method::EmptyBody);
     }
-    let (body, read) = if shared.pricing.reads_body(&head) {
-        if let Err(error) = forged(&shared, &head) {
-            return Admission::Answer(respond::problem(error));
+    let managed = if is_management_request(&head) { manage(&shared, &head).await } else { None };
+    let (quote, offers, grant, context) = match managed {
+        Some(Managed::Answer(response)) => return Admission::Answer(response),
+        Some(Managed::Serve(grant, method, intent)) => {
+            // A method served its own management request: price it as any bodiless one.
+            let (quote, offers) = match price_bodiless(&shared, &head) {
+                Ok(Some(priced)) => priced,
+                Ok(None) => {
+                    let error = PaymentError::new(PaymentErrorKind::Unpriced, "this request has no price");
+                    return Admission::Answer(respond::problem(error));
+                }
+                Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
+            };
+            let context = payment_context(method, intent, &grant, &quote);
+            (quote, offers, grant, context)
         }
-        let read = Limited::new(body, settings.body_limit).collect();
-        match tokio::time::timeout(settings.body_timeout, read).await {
-            Ok(Ok(collected)) => {
-                let bytes = collected.to_bytes();
-                (RequestBody::read(bytes.clone()), Some(bytes))
-            }
-            Ok(Err(_)) => {
-                let error = PaymentError::new(
-                    PaymentErrorKind::PayloadTooLarge,
-                    "request body is over the limit the layer reads to price it",
-                );
-                return Admission::Answer(respond::refusal(settings, &head, &[], error));
-            }
-            Err(_) => {
-                let error = PaymentError::new(
-                    PaymentErrorKind::RequestTimeout,
-                    "request body did not arrive in time to price the request",
-                );
-                return Admission::Answer(respond::refusal(settings, &head, &[], error));
-            }
+        None => {
+            let (body_read, read) = if shared.pricing.reads_body(&head) {
+                if let Err(error) = forged(&shared, &head) {
+                    return Admission::Answer(respond::problem(error));
+                }
+                let read = Limited::new(body, settings.body_limit).collect();
+                match tokio::time::timeout(settings.body_timeout, read).await {
+                    Ok(Ok(collected)) => {
+                        let bytes = collected.to_bytes();
+                        (RequestBody::read(bytes.clone()), Some(bytes))
+                    }
+                    Ok(Err(_)) => {
+                        let error = PaymentError::new(
+                            PaymentErrorKind::PayloadTooLarge,
+                            "request body is over the limit the layer reads to price it",
+                        );
+                        return Admission::Answer(respond::refusal(settings, &head, &[], error));
+                    }
+                    Err(_) => {
+                        let error = PaymentError::new(
+                            PaymentErrorKind::RequestTimeout,
+                            "request body did not arrive in time to price the request",
+                        );
+                        return Admission::Answer(respond::refusal(settings, &head, &[], error));
+                    }
+                }
+            } else {
+                (RequestBody::untouched(body), None)
+            };
+            return paid(shared, head, body_read, read).await;
         }
-    } else {
-        (RequestBody::untouched(body), None)
     };
+    reserve(shared, head, RequestBody::untouched(body), quote, &offers, grant, context).await
+}
+
+/// What a method made of a management request it recognised.
+enum Managed {
+    Answer(Response<Bytes>),
+    Serve(Grant, String, String),
+}
+
+/// A management request's credential, recognised before pricing by the method that issued
+/// its challenge. `None`: no method recognises it (the request is priced as any other).
+async fn manage<M, St, P, MM>(shared: &Shared<M, St, P, MM>, head: &request::Parts) -> Option<Managed>
+where
+    M: Methods,
+    St: ChannelStore,
+    P: Pricing,
+{
+    let settings = &shared.settings;
+    let Ok(Some(credential)) = Credential::from_headers(&head.headers) else { return None };
+    let challenge = &credential.challenge;
+    if !settings.signer.verify(challenge) || challenge.realm != settings.realm {
+        return None;
+    }
+    let echoed = challenge.decode_request().ok()?;
+    let issuer = shared.method.manages(challenge, &echoed)?;
+    let presented = Presented::Mpp(credential.clone());
+    let outcome = match check_expires(challenge.expires.as_deref(), SystemTime::now()) {
+        Ok(()) => {
+            let window = (Amount::ZERO, settings.policy.window_units);
+            let checked = Checked::new(&presented, &echoed, head, None, window);
+            shared.method.verify(issuer, checked, &*shared.store).await
+        }
+        Err(error) => Err(error),
+    };
+    Some(match outcome {
+        Ok(Verified::Respond(receipt)) => Managed::Answer(respond::management(&receipt)),
+        Ok(Verified::Serve(grant)) => Managed::Serve(grant, challenge.method.clone(), challenge.intent.clone()),
+        Err(error) => {
+            // A fresh challenge needs a price: offered when the route can price a bodiless
+            // request, else the problem alone.
+            let offers = price_bodiless(shared, head).ok().flatten().map(|(_, offers)| offers).unwrap_or_default();
+            Managed::Answer(respond::refusal(settings, head, offers.as_slice(), error))
+        }
+    })
+}
+
+/// Prices the request, matches its payment to an offer and has the offer's method verify
+/// it, then reserves.
+async fn paid<M, St, P, MM, ReqB>(
+    shared: Arc<Shared<M, St, P, MM>>,
+    head: request::Parts,
+    body: RequestBody<ReqB>,
+    read: Option<Bytes>,
+) -> Admission<ReqB, MM::Meter, St>
+where
+    M: Methods,
+    St: ChannelStore,
+    P: Pricing,
+    MM: MakeMeter,
+    ReqB: Body + Send + 'static,
+    ReqB::Data: Send,
+    ReqB::Error: Into<BoxError>,
+{
+    let settings = &shared.settings;
     let (quote, offers) = match price(&shared, &head, read.as_ref()) {
         Ok(Some(priced)) => priced,
         Ok(None) => return Admission::Serve { request: Request::from_parts(head, body), paid: None },
         Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
     };
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
-    let credential = match Credential::from_headers(&head.headers) {
-        Ok(Some(credential)) => credential,
+    let presented = match Presented::from_headers(&head.headers) {
+        Ok(Some(presented)) => presented,
         Ok(None) => return refuse(PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.")),
         Err(error) => return refuse(error),
     };
-    let (echoed, issuer) = match check_challenge(&shared, &credential, &offers) {
-        Ok(checked) => checked,
+    let (echoed, offered) = match match_offer(&shared, &presented, offers.as_slice()) {
+        Ok(matched) => matched,
         Err(error) => return refuse(error),
     };
-    let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
-    let verify = Verify::new(&credential, &echoed, &head, &quote).window(window);
-    let grant = match shared.method.verify(issuer, verify, &*shared.store).await {
+    let units = settings.policy.window_units;
+    let window = quote.price.output.cost(units).unwrap_or(Amount::ZERO);
+    let checked = Checked::new(&presented, &echoed, &head, Some(&quote), (window, units));
+    let grant = match shared.method.verify(offered.issuer(), checked, &*shared.store).await {
         Ok(Verified::Serve(grant)) => grant,
         Ok(Verified::Respond(receipt)) => return Admission::Answer(respond::management(&receipt)),
         Err(error) => return refuse(error),
     };
-    let context = PaymentContext {
-        method: credential.challenge.method.clone(),
-        intent: credential.challenge.intent.clone(),
+    let context = payment_context(offered.method().to_owned(), offered.intent().to_owned(), &grant, &quote);
+    reserve(shared.clone(), head, body, quote, &offers, grant, context).await
+}
+
+fn payment_context(method: String, intent: String, grant: &Grant, quote: &Quote) -> PaymentContext {
+    PaymentContext {
+        method,
+        intent,
         payer: grant.payer_id().map(str::to_owned),
         channel: grant.channel().clone(),
         quote: quote.clone(),
-    };
+    }
+}
+
+/// Reserves the upfront cost on the grant's channel and sends the request on.
+async fn reserve<M, St, P, MM, ReqB>(
+    shared: Arc<Shared<M, St, P, MM>>,
+    mut head: request::Parts,
+    body: RequestBody<ReqB>,
+    quote: Quote,
+    offers: &Offers,
+    grant: Grant,
+    context: PaymentContext,
+) -> Admission<ReqB, MM::Meter, St>
+where
+    St: ChannelStore,
+    MM: MakeMeter,
+{
+    let settings = &shared.settings;
+    let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
+    let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
     let least = quote.minimum();
     let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
         Ok(lease) => lease,
@@ -191,13 +323,36 @@ fn forged<M, St, P, MM>(shared: &Shared<M, St, P, MM>, head: &request::Parts) ->
     Ok(())
 }
 
-/// The method-agnostic checks of the echoed challenge; returns its decoded `request` and
-/// the position of the method whose offer it echoes (pinned by that method's own rule).
-fn check_challenge<M: Methods, St, P, MM>(
+/// The offer of this route a payment pays, and the request it names (echoed, `accepted`,
+/// or the matched x402 offer), still JSON. MPP: the HMAC id, realm, method, intent, the
+/// issuer's pinning rule and `expires`. x402 (no HMAC): `accepted` pinned by the issuer's
+/// rule; a payment without one (v1, and clients that send a v1 shape) by scheme and
+/// network, leaving the amount to the method's own rule.
+fn match_offer<'o, M: Methods, St, P, MM>(
     shared: &Shared<M, St, P, MM>,
-    credential: &Credential,
-    offers: &Offers,
-) -> Result<(serde_json::Value, usize), PaymentError> {
+    presented: &Presented,
+    offers: &'o [Offered],
+) -> Result<(serde_json::Value, &'o Offered), PaymentError> {
+    let invalid = |detail: &'static str| PaymentError::new(PaymentErrorKind::InvalidChallenge, detail);
+    let credential = match presented {
+        Presented::Mpp(credential) => credential,
+        Presented::X402 { payment, .. } => {
+            let x402 = offers.iter().filter(|offer| offer.requirements().is_some());
+            if let Some(accepted) = &payment.accepted {
+                let offer = x402.into_iter().find(|offer| shared.method.pins(offer, accepted));
+                let offer = offer.ok_or_else(|| invalid("the accepted offer is not one this route makes"))?;
+                return Ok((accepted.clone(), offer));
+            }
+            let (scheme, net) = (payment.scheme(), payment.network());
+            let offer = x402.into_iter().find(|offer| {
+                offer.requirements().is_some_and(|r| {
+                    Some(r.scheme.as_str()) == scheme && net.is_some_and(|net| network::same(&r.network, net))
+                })
+            });
+            let offer = offer.ok_or_else(|| invalid("no offer of this route has that scheme and network"))?;
+            return Ok((offer.x402_json().cloned().unwrap_or_default(), offer));
+        }
+    };
     let challenge = &credential.challenge;
     let invalid = |detail: &'static str| PaymentError::new(PaymentErrorKind::InvalidChallenge, detail);
     if !shared.settings.signer.verify(challenge) {
@@ -207,15 +362,15 @@ fn check_challenge<M: Methods, St, P, MM>(
         return Err(invalid("challenge was issued for another realm"));
     }
     let echoed = challenge.decode_request()?;
-    let issuer = offers.iter().find_map(|(issuer, offer)| {
-        let same = offer.method == challenge.method.as_str()
-            && offer.intent == challenge.intent.as_str()
-            && shared.method.pins(issuer, &echoed, &offer.request);
-        same.then_some(issuer)
+    let offer = offers.iter().find(|offer| {
+        offer.mpp_request().is_some()
+            && offer.method() == challenge.method
+            && offer.intent() == challenge.intent
+            && shared.method.pins(offer, &echoed)
     });
-    let Some(issuer) = issuer else { return Err(invalid("challenge does not match what this route offers")) };
+    let Some(offer) = offer else { return Err(invalid("challenge does not match what this route offers")) };
     check_expires(challenge.expires.as_deref(), SystemTime::now())?;
-    Ok((echoed, issuer))
+    Ok((echoed, offer))
 }
 
 fn reservation_error(error: StoreError, least: Amount) -> PaymentError {

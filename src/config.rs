@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metering::StreamPolicy;
-use crate::respond::IssuedChallenges;
-use crate::scheme::ChallengeSigner;
+use crate::wire::mpp::{ChallengeSigner, IssuedChallenges};
 
 /// Settings of a [`PaymentLayer`](crate::PaymentLayer), set through its builder methods.
 #[derive(Clone)]

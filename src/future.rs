@@ -20,8 +20,8 @@ use crate::metering::Metering;
 use crate::prepay::{self, Call, Prepay};
 use crate::request_body::RequestBody;
 use crate::respond;
-use crate::scheme::set_private_cache;
 use crate::store::ChannelStore;
+use crate::wire::mpp::set_private_cache;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -166,7 +166,7 @@ fn metered<B, Mt: Meter, St: ChannelStore>(
         head.headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     } else {
         // The payment as verified; the metered usage of a plain body is in the store.
-        head.headers.insert(crate::scheme::PAYMENT_RECEIPT, header);
+        head.headers.insert(crate::wire::mpp::PAYMENT_RECEIPT, header);
     }
     Response::from_parts(head, MeteredBody::metered(body, metering))
 }

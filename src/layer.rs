@@ -10,8 +10,8 @@ use crate::config::{Settings, Shared};
 use crate::error::{ConfigError, MIN_SECRET_LEN};
 use crate::meter::RequestMeter;
 use crate::pricing::Unpriced;
-use crate::scheme::ChallengeSigner;
 use crate::service::PaymentService;
+use crate::wire::mpp::ChallengeSigner;
 
 /// Makes the wrapped service payable. See the [crate docs](crate) for an example.
 ///

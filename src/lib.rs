@@ -17,7 +17,7 @@
 //! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
 //! use tollgate::meter::EventMeter;
 //! use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
-//! use tollgate::scheme::{Challenge, Credential, Receipt};
+//! use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 //! use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
@@ -25,15 +25,18 @@
 //! struct Honor;
 //!
 //! impl PaymentMethod for Honor {
-//!     fn offers(&self, quote: &Quote) -> Vec<Offer> {
+//!     type Request = serde_json::Value; // a real method has its own serde types
+//!     type Payload = serde_json::Value;
+//!
+//!     fn offers(&self, quote: &Quote) -> Vec<Offer<serde_json::Value>> {
 //!         let amount = quote.price.output.unit_price().to_string();
-//!         vec![Offer { method: "honor".into(), intent: "charge".into(),
-//!                      request: serde_json::json!({ "amount": amount }), description: None }]
+//!         vec![Offer::mpp("honor", "charge", serde_json::json!({ "amount": amount }))]
 //!     }
 //!
-//!     async fn verify<St: ChannelStore>(&self, v: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-//!         let paid: Amount = v.credential.payload["paid"].as_str().unwrap_or("0").parse().unwrap_or_default();
-//!         let account = ChannelId::new(&v.credential.challenge.id);
+//!     async fn verify<St: ChannelStore>(&self, v: Verify<'_, serde_json::Value, serde_json::Value>, store: &St)
+//!         -> Result<Verified, PaymentError> {
+//!         let paid: Amount = v.payload["paid"].as_str().unwrap_or("0").parse().unwrap_or_default();
+//!         let account = ChannelId::new(v.challenge().map_or_else(String::new, |c| c.id.clone()));
 //!         store.open(&account, paid, paid).await.expect("memory store");
 //!         Ok(Verified::Serve(Grant::new(account, Renewal::Never, Receipt::new("honor", "demo"))))
 //!     }
@@ -66,14 +69,23 @@
 //! # }
 //! ```
 //!
-//! # Several methods, one route
+//! # Several methods, one route, every client
 //!
 //! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to four
 //! ([`Methods`](method::Methods)): `PaymentLayer::new((session, charge), store, realm,
-//! secret)`. The `402` carries one challenge per offer of every method; a credential is
-//! dispatched to the method whose current offer its challenge echoes (method, intent, and
-//! that method's pinning rule), so a credential for one method never reaches another and a
-//! cheap offer's challenge never pays for a dear one. Dispatch is static (no boxing).
+//! secret)`. An offer says which wire form it travels in ([`Wire`](method::Wire)): the
+//! `402` carries one `WWW-Authenticate: Payment` challenge per MPP offer, a
+//! `PAYMENT-REQUIRED` header with the x402 offers, and one `application/problem+json` body
+//! whose extension members repeat the x402 offers in v1 form ([`wire`]). A payment is
+//! dispatched to the method whose current offer it matches (MPP: HMAC id, realm, method,
+//! intent, that method's pinning rule; x402: its `accepted`, or scheme and network), so a
+//! payment for one method never reaches another and a cheap offer never pays for a dear
+//! one. Dispatch is static (no boxing of methods).
+//!
+//! A method's challenge request and payload are its own serde types
+//! ([`PaymentMethod::Request`](method::PaymentMethod::Request),
+//! [`Payload`](method::PaymentMethod::Payload)); the core encodes offers once and decodes
+//! what comes back into them.
 //!
 //! # What the inner service sees
 //!
@@ -83,12 +95,24 @@
 //!
 //! # The request flow, in the source
 //!
-//! `service.rs` (the fast unpaid 402) → `admission.rs` (read the body if pricing needs it,
-//! price, list the offers of every method, check the credential's HMAC id, realm, pinning and
-//! expiry, dispatch to its method, reserve, insert the [`PaymentContext`]) → `future.rs` (call
-//! the inner service, wrap its body) → `body.rs` + `metering/` (meter, pause for vouchers,
-//! settle). `respond.rs` writes the layer's own answers (402 problems, 204 receipts).
+//! Read top to bottom:
 //!
+//! 1. `service.rs`: the fast unpaid `402` (no payment presented, nothing to read).
+//! 2. `admission.rs`: a management request its method recognises (before pricing) → read
+//!    the body if pricing needs it → price → the offers of every method → the payment
+//!    presented ([`wire::Presented`]) matched to one offer → that offer's method verifies
+//!    → reserve → insert the [`PaymentContext`].
+//! 3. `future.rs`: call the inner service, wrap its body; `body.rs` + `metering/`: meter,
+//!    pause for vouchers, settle.
+//! 4. `respond.rs`: the layer's own answers (the `402` with every wire form, `204`
+//!    receipts).
+//!
+//! Layout: `method/` (what is offered and how it verifies: [`method::PaymentMethod`],
+//! [`method::Methods`], `method/tempo/`), `wire/` (how offers and payments travel:
+//! `wire/mpp/` the MPP `Payment` scheme and its challenge cache, `wire/x402/` the x402
+//! forms), `store/` (the money ledger), `meter/` (what a response used), `amount.rs` and
+//! `pricing.rs` (what it costs).
+
 //! # Pricing by body
 //!
 //! The core reads a body only for a [`Pricing`] that asks ([`PriceByBody`]), capped by
@@ -104,15 +128,18 @@
 //! 1. The request is priced ([`Pricing`]); pricing may read the body up to a limit and a
 //!    time limit (`413`, `408`). Before a body is read, a credential's challenge id
 //!    (HMAC) and realm are checked: a forged one is refused without reading the body.
-//! 2. No credential: `402` with a challenge per [`Offer`](method::Offer), a
-//!    `payment-required` problem, `Cache-Control: no-store`. Every challenge is unique (a
-//!    nonce in its `opaque`, bound into its id).
-//! 3. A credential: decoded, its challenge id checked (HMAC), its realm, its pinned request
-//!    fields and `expires`; then the [`PaymentMethod`](method::PaymentMethod) verifies it.
-//!    Any failure is a `402` (or the problem's own status) with a fresh challenge; a store
-//!    or chain failure is a `503` with none, so the client never pays twice.
-//! 4. A management action (a voucher on a bodiless `POST`) is answered `204` with a
-//!    `Payment-Receipt`; the inner service never runs.
+//! 2. No payment: `402` with every [`Offer`](method::Offer) in its wire form, a
+//!    `payment-required` problem, `Cache-Control: no-store`. Every MPP challenge is unique
+//!    (a nonce in its `opaque`, bound into its id).
+//! 3. A payment: decoded (an x402 header that does not decode is a `400`), matched to an
+//!    offer this route makes now (MPP: HMAC id, realm, pinned request, `expires`; x402:
+//!    `accepted`, or scheme and network); then that offer's
+//!    [`PaymentMethod`](method::PaymentMethod) verifies it. Any failure is a `402` (or the
+//!    problem's own status) with fresh offers; a store or chain failure is a `503` with
+//!    none, so the client never pays twice.
+//! 4. A management action (a voucher, top-up or close on a bodiless `POST`) is recognised
+//!    by its method before pricing and answered `204` with a `Payment-Receipt`; the inner
+//!    service never runs.
 //! 5. Otherwise the upfront cost is reserved, the inner service runs, and a `2xx` response
 //!    is metered; anything else passes through uncharged (a `101 Switching Protocols` is
 //!    refused with a `501`: what follows it could not be metered). The quote's upfront is
@@ -168,9 +195,9 @@ mod prepay;
 mod pricing;
 mod request_body;
 mod respond;
-pub mod scheme;
 mod service;
 pub mod store;
+pub mod wire;
 
 pub use amount::{Amount, Price, Quote, Rate, Usage};
 pub use body::MeteredBody;

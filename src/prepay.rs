@@ -29,8 +29,8 @@ use crate::meter::{Meter, is_event_stream};
 use crate::metering::ask::AskGuard;
 use crate::metering::{Metering, StreamPolicy, frames};
 use crate::method::{Renewal, Settled};
-use crate::scheme::{Receipt, problem_body, set_private_cache};
 use crate::store::{ChannelId, ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
+use crate::wire::mpp::{Receipt, problem_body, set_private_cache};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

@@ -19,8 +19,8 @@ use crate::method::Methods;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
-use crate::scheme::Credential;
 use crate::store::ChannelStore;
+use crate::wire::Presented;
 
 /// Makes the inner service payable. Built by [`PaymentLayer`].
 ///
@@ -104,7 +104,7 @@ where
         let (head, body) = request.into_parts();
         let shared = &self.shared;
         // Fast path for the common unpaid request: answer the 402 without boxing anything.
-        if !Credential::is_present(&head.headers) && !shared.pricing.reads_body(&head) {
+        if !Presented::is_present(&head.headers) && !shared.pricing.reads_body(&head) {
             let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
             return match admission::price(shared, &head, None) {
                 Ok(Some((_, offers))) => {

@@ -25,8 +25,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use support::*;
 use tollgate::meter::EventMeter;
-use tollgate::scheme::Challenge;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::Challenge;
 use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::json;
 use tollgate::meter::{Meter, OpenAiTokenMeter, SseScanner, sse_data, sse_fields};
-use tollgate::scheme::{Challenge, Credential, Receipt};
+use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 
 const CASES: u32 = 10_000;
 

@@ -11,8 +11,8 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use support::*;
-use tollgate::scheme::{Challenge, ChallengeFields, ChallengeSigner, Receipt, encode_request, format_expires};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, ChallengeFields, ChallengeSigner, Receipt, encode_request, format_expires};
 use tollgate::{Amount, PaymentErrorKind, PaymentLayer, Price};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -82,7 +82,7 @@ async fn one_shot_payment_serves_and_charges_once() {
     let response = svc.clone().oneshot(request).await.unwrap();
     ok_status(&response);
     assert!(response.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("private"));
-    let receipt = Receipt::from_header_value(&response.headers()[tollgate::scheme::PAYMENT_RECEIPT]).unwrap();
+    let receipt = Receipt::from_header_value(&response.headers()[tollgate::wire::mpp::PAYMENT_RECEIPT]).unwrap();
     assert_eq!((receipt.status.as_str(), receipt.reference.as_str()), ("success", "pay:n1"));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"paid content");
@@ -288,7 +288,7 @@ async fn session_open_and_voucher_on_bodiless_post_are_management() {
         svc.clone().oneshot(management("/", credential(&challenge, open_payload("0xC1", 100, 10_000)))).await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()[header::CACHE_CONTROL], "private");
-    let receipt = Receipt::from_header_value(&response.headers()[tollgate::scheme::PAYMENT_RECEIPT]).unwrap();
+    let receipt = Receipt::from_header_value(&response.headers()[tollgate::wire::mpp::PAYMENT_RECEIPT]).unwrap();
     assert_eq!((receipt.status.as_str(), receipt.challenge_id.as_deref()), ("success", Some(challenge.id.as_str())));
     assert_eq!(receipt.accepted_cumulative, Some(Amount::new(100)));
 

@@ -14,8 +14,8 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use support::{REALM, SECRET, credential, get, problem, problem_type};
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
-use tollgate::scheme::{Challenge, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Receipt};
 use tollgate::{Amount, PaymentContext, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -39,25 +39,31 @@ impl Toy {
 }
 
 impl PaymentMethod for Toy {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+    type Request = serde_json::Value;
+    type Payload = serde_json::Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<serde_json::Value>> {
         let amount = quote.price.output.unit_price().get() * self.factor;
-        vec![Offer {
-            method: "toy".into(),
-            intent: self.intent.into(),
-            request: json!({ "amount": amount.to_string() }),
-            description: None,
-        }]
+        vec![Offer::mpp("toy", self.intent, json!({ "amount": amount.to_string() }))]
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, serde_json::Value, serde_json::Value>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
         self.verified.fetch_add(1, Ordering::SeqCst);
         // The echoed request is this method's own offer: its amount is what must be paid.
         let owed: Amount = verify.request["amount"].as_str().and_then(|a| a.parse().ok()).unwrap_or_default();
-        let paid: Amount = verify.credential.payload["paid"].as_str().and_then(|a| a.parse().ok()).unwrap_or_default();
+        let paid: Amount = verify.payload["paid"].as_str().and_then(|a| a.parse().ok()).unwrap_or_default();
         if paid < owed {
             return Err(PaymentError::new(PaymentErrorKind::VerificationFailed, "paid less than offered"));
         }
-        let channel = ChannelId::new(format!("{}:{}", self.intent, verify.credential.challenge.id));
+        let channel = ChannelId::new(format!(
+            "{}:{}",
+            self.intent,
+            verify.challenge().map(|c| c.id.as_str()).unwrap_or_default()
+        ));
         store
             .open(&channel, paid, paid)
             .await

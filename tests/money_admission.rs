@@ -14,8 +14,8 @@ use http::{Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use support::*;
-use tollgate::scheme::{Challenge, ChallengeFields, ChallengeSigner, encode_request, format_expires};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, ChallengeFields, ChallengeSigner, encode_request, format_expires};
 use tollgate::{Amount, ConfigError, MIN_SECRET_LEN, PaymentLayer, Price, PriceByBody, Quote};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

@@ -22,8 +22,8 @@ use mock_rpc::MockRpc;
 use tollgate::method::tempo::chain::{ChainError, ChainErrorKind, Mined, OnChainChannel, ReserveState};
 use tollgate::method::tempo::tx::TempoTxBuilder;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoChain, TempoCharge, attribution_memo};
-use tollgate::scheme::{Challenge, Credential};
 use tollgate::store::MemoryStore;
+use tollgate::wire::mpp::{Challenge, Credential};
 use tollgate::{Amount, PaymentLayer, Price};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

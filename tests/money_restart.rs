@@ -17,7 +17,7 @@ use money_support::*;
 use tollgate::client::SessionClient;
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, SessionConfig, TempoSession};
-use tollgate::scheme::Challenge;
+use tollgate::wire::mpp::Challenge;
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 use tower::ServiceExt;
 

@@ -163,9 +163,10 @@ async fn review_v1_a_voucher_posted_to_a_pricier_route_does_not_lift_the_bound()
     let pricey = Request::get("/").header("x-price", "100").body(Body::empty()).unwrap();
     let response = svc.clone().oneshot(pricey).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
-    let expensive = tollgate::scheme::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
-        .unwrap()
-        .remove(0);
+    let expensive =
+        tollgate::wire::mpp::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
+            .unwrap()
+            .remove(0);
     let far = PRICE + 1_000_000;
     let voucher = client.voucher(&expensive, far).unwrap();
     let request =
@@ -271,8 +272,8 @@ mod charge {
     use http::{Request, StatusCode, header};
     use tollgate::method::tempo::tx::TempoTxBuilder;
     use tollgate::method::tempo::{ChargeConfig, PATH_USD, SessionProtocol, TempoCharge, attribution_memo};
-    use tollgate::scheme::{Challenge, Credential};
     use tollgate::store::MemoryStore;
+    use tollgate::wire::mpp::{Challenge, Credential};
     use tollgate::{Amount, PaymentLayer, Price};
     use tower::ServiceExt;
 

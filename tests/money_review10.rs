@@ -103,7 +103,7 @@ async fn finding_02_redis_open_above_the_amount_cap_is_refused_before_broadcast(
         async move { service.oneshot(request).await.unwrap().map(Body::new) }
     };
     let response = call(get(None)).await;
-    let c = tollgate::scheme::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
+    let c = tollgate::wire::mpp::Challenge::parse_all(response.headers().get_all(http::header::WWW_AUTHENTICATE))
         .unwrap()
         .remove(0);
     let payer = f.payer(1);

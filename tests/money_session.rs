@@ -22,8 +22,8 @@ use serde_json::json;
 use tollgate::Amount;
 use tollgate::client::SessionClient;
 use tollgate::method::{PaymentMethod, Verified, Verify};
-use tollgate::scheme::Credential;
 use tollgate::store::ChannelStore;
+use tollgate::wire::mpp::Credential;
 use tollgate::{Price, Quote, Rate};
 use tower::ServiceExt;
 
@@ -57,14 +57,14 @@ async fn fake_chain_runs_open_stream_close_with_exact_balances() {
 /// An open credential for `channel` that proves nothing: junk transaction, a signature by
 /// someone else.
 fn junk_open(
-    c: &tollgate::scheme::Challenge,
+    c: &tollgate::wire::mpp::Challenge,
     attacker: &PrivateKeySigner,
     channel: B256,
     amount: u128,
 ) -> http::HeaderValue {
     let mut theirs = SessionClient::with_channel(attacker.clone(), c, channel, 0).unwrap();
     let voucher = theirs.voucher(c, amount).unwrap();
-    let credential = tollgate::scheme::Credential::from_headers(&http::HeaderMap::from_iter([(
+    let credential = tollgate::wire::mpp::Credential::from_headers(&http::HeaderMap::from_iter([(
         http::header::AUTHORIZATION,
         voucher,
     )]))
@@ -218,11 +218,14 @@ async fn scenario_14_grant_payer_is_the_verified_channel_payer() {
     let expected = format!("did:pkh:eip155:{CHAIN_ID}:{}", payer.address());
     let session = f.layer.method().clone();
     let head = http::Request::get("/").body(()).unwrap().into_parts().0;
-    let request = credential.challenge.decode_request().unwrap();
+    let request: tollgate::method::tempo::SessionRequest =
+        serde_json::from_value(credential.challenge.decode_request().unwrap()).unwrap();
+    let payload: tollgate::method::tempo::SessionPayload = serde_json::from_value(credential.payload.clone()).unwrap();
     let quote = Quote::new(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))));
     for source in [None, Some(format!("did:pkh:eip155:{CHAIN_ID}:{}", payer.address().to_string().to_lowercase()))] {
         credential.source = source;
-        let verify = Verify::new(&credential, &request, &head, &quote);
+        let presented = tollgate::wire::Presented::Mpp(credential.clone());
+        let verify = Verify::new(&presented, &request, &payload, &head, Some(&quote));
         let Verified::Serve(grant) = PaymentMethod::verify(&*session, verify, &f.store).await.unwrap() else {
             panic!("a content request is served")
         };

@@ -14,8 +14,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use support::*;
 use tollgate::meter::{ByteMeter, EventMeter, MakeMeter, OpenAiTokenMeter};
-use tollgate::scheme::Challenge;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::Challenge;
 use tollgate::{Amount, BoxError, BudgetExhausted, PaymentLayer, Price, Quote, Rate, Usage};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 

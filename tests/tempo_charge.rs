@@ -22,8 +22,8 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tollgate::method::tempo::tx::TempoTxBuilder;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoCharge, attribution_memo};
-use tollgate::scheme::{Challenge, Credential, PAYMENT_RECEIPT, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Credential, PAYMENT_RECEIPT, Receipt};
 use tollgate::{Amount, PaymentLayer, Price};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

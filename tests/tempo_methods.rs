@@ -19,8 +19,8 @@ use serde_json::Value;
 use tempo_support::onchain::{ESCROW, balance, install_escrow};
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, SessionConfig, TempoCharge, TempoSession};
-use tollgate::scheme::Challenge;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::Challenge;
 use tollgate::{Amount, PaymentContext, PaymentError, PaymentLayer, Price, Quote, Rate};
 
 const CHAIN_ID: u64 = 4242;

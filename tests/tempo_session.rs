@@ -22,8 +22,8 @@ use tempo_support::onchain::{ESCROW, balance, install_escrow};
 use tollgate::client::{SessionClient, TxParams};
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, RpcChain, SessionConfig, TempoSession};
-use tollgate::scheme::{Challenge, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Receipt};
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -111,7 +111,7 @@ where
 }
 
 fn receipt(response: &Response<impl http_body::Body>) -> Receipt {
-    Receipt::from_header_value(&response.headers()[tollgate::scheme::PAYMENT_RECEIPT]).unwrap()
+    Receipt::from_header_value(&response.headers()[tollgate::wire::mpp::PAYMENT_RECEIPT]).unwrap()
 }
 
 async fn challenge(
@@ -287,7 +287,7 @@ fn forged(
 ) -> HeaderValue {
     let signed = voucher_as(forger, c, channel, amount);
     let mut credential =
-        tollgate::scheme::Credential::from_headers(&http::HeaderMap::from_iter([(header::AUTHORIZATION, signed)]))
+        tollgate::wire::mpp::Credential::from_headers(&http::HeaderMap::from_iter([(header::AUTHORIZATION, signed)]))
             .unwrap()
             .unwrap();
     credential.source = Some(format!("did:pkh:eip155:{CHAIN_ID}:{}", payer.address()));
@@ -299,10 +299,10 @@ fn wrong_domain(payer: &PrivateKeySigner, c: &Challenge, channel: B256, amount: 
     let mut other = c.clone();
     let mut request = other.decode_request().unwrap();
     request["methodDetails"]["chainId"] = serde_json::json!(CHAIN_ID + 1);
-    other.request = tollgate::scheme::encode_request(&request);
+    other.request = tollgate::wire::mpp::encode_request(&request);
     let signed = voucher_as(payer, &other, channel, amount);
     let mut credential =
-        tollgate::scheme::Credential::from_headers(&http::HeaderMap::from_iter([(header::AUTHORIZATION, signed)]))
+        tollgate::wire::mpp::Credential::from_headers(&http::HeaderMap::from_iter([(header::AUTHORIZATION, signed)]))
             .unwrap()
             .unwrap();
     credential.challenge = c.clone();

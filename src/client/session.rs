@@ -11,7 +11,7 @@ use super::ClientError;
 use crate::method::tempo::escrow::{IStreamChannelEscrow, ITip20};
 use crate::method::tempo::tx::TempoTxBuilder;
 use crate::method::tempo::{ChannelDescriptor, SessionProtocol, VoucherDomain};
-use crate::scheme::{Challenge, Credential};
+use crate::wire::mpp::{Challenge, Credential};
 
 /// Nonce and fees for a transaction the client signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::{ClientError, SessionClient, TxParams};
-use crate::scheme::Challenge;
+use crate::wire::mpp::Challenge;
 
 fn challenge() -> Challenge {
     let request = json!({

@@ -4,8 +4,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::amount::Amount;
-use crate::scheme::Receipt;
 use crate::store::ChannelId;
+use crate::wire::mpp::Receipt;
 
 /// The keep-alive comment sent while a stream waits for a voucher.
 pub(crate) const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";

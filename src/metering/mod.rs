@@ -24,8 +24,8 @@ use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
 use crate::meter::{Meter, SseScanner, is_event_stream};
 use crate::method::Renewal;
-use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
+use crate::wire::mpp::Receipt;
 
 use growth::{Grown, Growth};
 use pause::Pause;
@@ -370,7 +370,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
 
     fn final_receipt(&self, state: &ChannelState) -> Receipt {
         let mut receipt = self.receipt.clone();
-        receipt.timestamp = crate::scheme::format_expires(SystemTime::now());
+        receipt.timestamp = crate::wire::mpp::format_expires(SystemTime::now());
         receipt.channel_id.get_or_insert_with(|| self.channel.to_string());
         receipt.accepted_cumulative = Some(state.accepted);
         receipt.spent = Some(state.spent);

@@ -3,8 +3,8 @@
 use std::fmt;
 
 use crate::amount::Amount;
-use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState};
+use crate::wire::mpp::Receipt;
 
 /// What a verified credential funds: the store channel a response draws on, who pays, and
 /// how to ask for more when the headroom runs out.

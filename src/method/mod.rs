@@ -1,84 +1,109 @@
 //! Payment methods: what a route offers in its challenges and how a credential is checked.
 //!
 //! A [`PaymentMethod`] turns a [`Quote`] into [`Offer`]s (one `WWW-Authenticate: Payment`
-//! challenge each) and a verified credential into a [`Verified`] outcome: either a
+//! challenge or one x402 `accepts` entry each, as the offer's [`Wire`] says) and a verified credential into a [`Verified`] outcome: either a
 //! management action answered at once (a session's open, top-up, voucher or close on a
 //! bodiless request) or a [`Grant`] that funds the response.
 //!
-//! The layer does everything method-agnostic before `verify` runs: it decodes the
-//! credential, checks the HMAC id binding, the realm, the pinned request fields
-//! ([`PaymentMethod::pins`]) and `expires`. A method never sees a challenge this server did
-//! not issue for this route.
+//! The layer does everything method-agnostic before `verify` runs. An MPP credential: its
+//! HMAC id, realm, pinned request ([`PaymentMethod::pins`]) and `expires`. An x402
+//! payment (no HMAC): its `accepted` must equal (pin) an offer this route makes now, or,
+//! for a v1 payment that names none, its scheme and network must match one (the method
+//! then applies its own amount rule). Either way the payment goes only to the method that
+//! made the matched offer, and a method never sees a request this route does not offer.
 
+mod forward;
 mod grant;
 mod methods;
+mod offer;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
 
 pub use grant::{Grant, Renewal, Settled};
-pub use methods::{Methods, Offers};
+pub use methods::{Checked, Methods, Offered, Offers};
+pub use offer::{Offer, Wire};
 
-use std::borrow::Cow;
 use std::future::Future;
 
 use http::request;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
-use crate::scheme::{Credential, Receipt};
 use crate::store::ChannelStore;
+use crate::wire::Presented;
+use crate::wire::mpp::{Challenge, Credential, Receipt};
+use crate::wire::x402::PaymentPayload;
 
-/// One offer of a route: it becomes one challenge.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Offer {
-    /// The method name (`tempo`, …).
-    pub method: Cow<'static, str>,
-    /// The intent (`session`, `charge`, …).
-    pub intent: Cow<'static, str>,
-    /// The challenge's `request` object (encoded as base64url JCS by the layer).
-    pub request: serde_json::Value,
-    /// An optional human-readable description (not bound into the id).
-    pub description: Option<String>,
-}
-
-/// What a method was asked to verify: the credential, its echoed request (decoded), the
-/// request head and the quote this route gives now.
+/// What a method was asked to verify: the payment as presented, the request it pays for
+/// and the payload, both decoded into the method's own types, the request head, and the
+/// quote this route gives now.
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Verify<'a> {
-    /// The credential, its challenge already checked by the layer.
-    pub credential: &'a Credential,
-    /// The echoed challenge's `request`, decoded.
-    pub request: &'a serde_json::Value,
+pub struct Verify<'a, R, P> {
+    /// The payment as the client presented it (its wire form).
+    pub presented: &'a Presented,
+    /// The offer paid for: the echoed challenge's `request` (MPP), the payment's
+    /// `accepted` or, for a v1 payment that names none, the offer it matched (x402).
+    pub request: &'a R,
+    /// The method's proof.
+    pub payload: &'a P,
     /// The HTTP request head (method, URI, headers).
     pub head: &'a request::Parts,
-    /// The price of this request.
-    pub quote: &'a Quote,
+    /// The price of this request; `None` for a management request the method recognised
+    /// before pricing ([`PaymentMethod::manages`]).
+    pub quote: Option<&'a Quote>,
     /// What the layer's voucher window costs at this request's price: how far ahead of
-    /// delivery a stream asks a payer to pay ([`PaymentLayer::voucher_window`]). A method
-    /// may bound how far one payment runs ahead of delivery by it.
+    /// delivery a stream asks a payer to pay ([`PaymentLayer::voucher_window`]). Zero
+    /// without a quote: see [`window_units`](Verify::window_units).
     ///
     /// [`PaymentLayer::voucher_window`]: crate::PaymentLayer::voucher_window
     pub window: Amount,
+    /// The voucher window in units, for a method that prices it itself (no quote).
+    pub window_units: u64,
 }
 
-impl<'a> Verify<'a> {
+impl<'a, R, P> Verify<'a, R, P> {
     /// What a method verifies, outside the layer (to test a method, or to drive one from
     /// another framework); `window` is zero.
     pub fn new(
-        credential: &'a Credential,
-        request: &'a serde_json::Value,
+        presented: &'a Presented,
+        request: &'a R,
+        payload: &'a P,
         head: &'a request::Parts,
-        quote: &'a Quote,
+        quote: Option<&'a Quote>,
     ) -> Self {
-        Verify { credential, request, head, quote, window: Amount::ZERO }
+        Verify { presented, request, payload, head, quote, window: Amount::ZERO, window_units: 0 }
     }
 
-    /// Sets [`window`](Verify::window).
-    pub fn window(mut self, window: Amount) -> Self {
+    /// Sets [`window`](Verify::window) and [`window_units`](Verify::window_units).
+    pub fn window(mut self, window: Amount, units: u64) -> Self {
         self.window = window;
+        self.window_units = units;
         self
+    }
+
+    /// The MPP credential, when the payment came as one.
+    pub fn credential(&self) -> Option<&'a Credential> {
+        match self.presented {
+            Presented::Mpp(credential) => Some(credential),
+            Presented::X402 { .. } => None,
+        }
+    }
+
+    /// The echoed MPP challenge, when the payment came as a credential.
+    pub fn challenge(&self) -> Option<&'a Challenge> {
+        self.credential().map(|credential| &credential.challenge)
+    }
+
+    /// The x402 payment, when the payment came as one.
+    pub fn x402(&self) -> Option<&'a PaymentPayload> {
+        match self.presented {
+            Presented::X402 { payment, .. } => Some(payment),
+            Presented::Mpp(_) => None,
+        }
     }
 }
 
@@ -93,26 +118,49 @@ pub enum Verified {
 }
 
 /// A way to pay. See the [module docs](self).
+///
+/// A method's challenge request and payload are its own serde types: the layer encodes an
+/// offer's request once (JCS base64url for MPP, JSON for x402), decodes what a client
+/// echoes into [`Request`](PaymentMethod::Request) and pins it by comparing typed values
+/// ([`pins`](PaymentMethod::pins)), and decodes the proof into
+/// [`Payload`](PaymentMethod::Payload) before [`verify`](PaymentMethod::verify) runs.
 pub trait PaymentMethod: Send + Sync + 'static {
-    /// The offers for a request priced at `quote`; each becomes one challenge. An empty
-    /// list means this method cannot sell the request (the layer fails closed).
-    fn offers(&self, quote: &Quote) -> Vec<Offer>;
+    /// What an offer asks for (an MPP challenge's `request`, an x402 `accepts[i]`).
+    type Request: Serialize + DeserializeOwned + PartialEq + Send + Sync + 'static;
+    /// The method's proof (an MPP credential's `payload`, an x402 payment's `payload`).
+    type Payload: DeserializeOwned + Send + Sync + 'static;
 
-    /// Whether an echoed challenge `request` still matches what this route offers now
-    /// (`offered`). Pinning stops a client from replaying a cheaper challenge on a pricier
-    /// route. The default demands equality of the whole object.
-    fn pins(&self, echoed: &serde_json::Value, offered: &serde_json::Value) -> bool {
+    /// The offers for a request priced at `quote`; each becomes one challenge (or one
+    /// x402 `accepts` entry). An empty list means this method cannot sell the request (the
+    /// layer fails closed).
+    fn offers(&self, quote: &Quote) -> Vec<Offer<Self::Request>>;
+
+    /// Whether an echoed request still matches what this route offers now (`offered`).
+    /// Pinning stops a client from replaying a cheaper challenge on a pricier route. The
+    /// default demands equality.
+    fn pins(&self, echoed: &Self::Request, offered: &Self::Request) -> bool {
         echoed == offered
     }
 
-    /// Verifies the credential and decides what happens to the request.
+    /// Whether a management request (a bodiless `POST` or `HEAD`, see
+    /// [`is_management_request`]) echoing `challenge` and `echoed` is this method's own: it
+    /// is then verified without pricing the request (its [`Verify::quote`] is `None`),
+    /// after the layer checked the challenge's HMAC id, realm and expiry. The method checks
+    /// the rest by its own rules (a session: a voucher signed for a channel it knows).
+    /// Default: never.
+    fn manages(&self, challenge: &Challenge, echoed: &Self::Request) -> bool {
+        let _ = (challenge, echoed);
+        false
+    }
+
+    /// Verifies the payment and decides what happens to the request.
     ///
     /// Errors become `402` responses with a fresh challenge (or the kind's own status);
     /// [`PaymentErrorKind::Unavailable`](crate::PaymentErrorKind::Unavailable) becomes a
     /// `503` with none.
     fn verify<St: ChannelStore>(
         &self,
-        verify: Verify<'_>,
+        verify: Verify<'_, Self::Request, Self::Payload>,
         store: &St,
     ) -> impl Future<Output = Result<Verified, PaymentError>> + Send;
 }

@@ -4,7 +4,7 @@
 //! the handler reads the payment context and names the method it was paid with.
 
 use serde_json::{Value, json};
-use tollgate::scheme::Challenge;
+use tollgate::wire::mpp::Challenge;
 
 use crate::demo::stack::Stack;
 use crate::guide::{options, run_node};

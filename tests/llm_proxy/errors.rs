@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{StatusCode, header};
 use serde_json::{Value, json};
 use tollgate::Amount;
-use tollgate::scheme::Challenge;
+use tollgate::wire::mpp::Challenge;
 
 use crate::demo::stack::{Options, Stack};
 use crate::proxy::simulated::{Fault, Simulator};

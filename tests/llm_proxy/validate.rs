@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use tollgate::scheme::Challenge;
+use tollgate::wire::mpp::Challenge;
 
 use crate::demo::stack::{Options, Stack};
 use crate::support::*;

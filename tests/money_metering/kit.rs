@@ -18,8 +18,8 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tollgate::method::{PaymentMethod, Settled, Verified, Verify};
-use tollgate::scheme::Challenge;
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore, Reservation, StoreError};
+use tollgate::wire::mpp::Challenge;
 use tollgate::{Amount, BoxError, PaymentError, PaymentLayer, Quote};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -263,11 +263,18 @@ impl Hooked {
 }
 
 impl PaymentMethod for Hooked {
-    fn offers(&self, quote: &Quote) -> Vec<tollgate::method::Offer> {
+    type Request = serde_json::Value;
+    type Payload = serde_json::Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<tollgate::method::Offer<serde_json::Value>> {
         TestMethod.offers(quote)
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, serde_json::Value, serde_json::Value>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
         match TestMethod.verify(verify, store).await? {
             Verified::Serve(grant) => {
                 let settled = self.settled.clone();

@@ -18,8 +18,8 @@ use tollgate::method::tempo::tx::{SignedTempoTx, TempoTxBuilder};
 use tollgate::method::tempo::{
     CHANNEL_RESERVE, ChannelDescriptor, PATH_USD, SessionConfig, SessionProtocol, TempoSession, VoucherDomain,
 };
-use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -208,7 +208,7 @@ pub async fn problem_type(response: Response<Body>) -> String {
 }
 
 pub fn receipt(response: &Response<Body>) -> Option<Receipt> {
-    Receipt::from_header_value(response.headers().get(tollgate::scheme::PAYMENT_RECEIPT)?).ok()
+    Receipt::from_header_value(response.headers().get(tollgate::wire::mpp::PAYMENT_RECEIPT)?).ok()
 }
 
 /// The fixture's protocol switch: a v2 (channel reserve) session on the fake chain.

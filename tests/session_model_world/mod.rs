@@ -20,8 +20,8 @@ use http_body_util::BodyExt;
 use tollgate::client::{SessionClient, TxParams};
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, SessionConfig, SessionProtocol, TempoSession};
-use tollgate::scheme::{Challenge, Credential};
 use tollgate::store::{ChannelStore, MemoryStore};
+use tollgate::wire::mpp::{Challenge, Credential};
 use tollgate::{Amount, PaymentLayer, Price, Rate};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

@@ -14,8 +14,8 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
-use tollgate::scheme::{Challenge, Credential, Receipt};
 use tollgate::store::{ChannelId, ChannelStore, StoreErrorKind};
+use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 use tollgate::{Amount, PaymentError, PaymentErrorKind, Quote};
 
 pub const SECRET: &str = "test-secret-of-at-least-32-bytes!";
@@ -25,21 +25,24 @@ pub const REALM: &str = "api.test";
 pub struct TestMethod;
 
 impl PaymentMethod for TestMethod {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
-        vec![Offer {
-            method: "test".into(),
-            intent: "session".into(),
-            request: json!({
-                "amount": quote.price.output.unit_price().to_string(),
-                "currency": "test-usd",
-                "unitType": quote.price.unit,
-            }),
-            description: Some("test session".into()),
-        }]
+    type Request = Value;
+    type Payload = Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<Value>> {
+        let request = json!({
+            "amount": quote.price.output.unit_price().to_string(),
+            "currency": "test-usd",
+            "unitType": quote.price.unit,
+        });
+        vec![Offer::mpp("test", "session", request).description("test session")]
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-        let payload = &verify.credential.payload;
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, serde_json::Value, serde_json::Value>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
+        let payload = verify.payload;
         let field = |name: &str| payload.get(name).and_then(Value::as_str);
         let amount = |name: &str| -> Result<Amount, PaymentError> {
             field(name)
@@ -49,7 +52,7 @@ impl PaymentMethod for TestMethod {
         if field("signature") != Some("ok") {
             return Err(PaymentError::new(PaymentErrorKind::InvalidSignature, "bad signature"));
         }
-        let challenge_id = verify.credential.challenge.id.clone();
+        let challenge_id = verify.challenge().map(|c| c.id.clone()).unwrap_or_default();
         let mut receipt = Receipt::new("test", "ref");
         receipt.intent = Some("session".into());
         receipt.challenge_id = Some(challenge_id);

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tollgate::client::{SessionClient, TxParams};
-use tollgate::scheme::{Challenge, PAYMENT_RECEIPT, Receipt};
+use tollgate::wire::mpp::{Challenge, PAYMENT_RECEIPT, Receipt};
 
 /// The paid route.
 pub const CHAT: &str = "/v1/chat/completions";

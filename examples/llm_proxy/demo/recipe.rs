@@ -8,7 +8,7 @@
 //! `viem/tempo/chains` knows).
 
 use serde_json::{Value, json};
-use tollgate::scheme::Challenge;
+use tollgate::wire::mpp::Challenge;
 
 use super::devnet::{Devnet, ESCROW};
 

@@ -9,8 +9,8 @@ use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use tollgate::Amount;
 use tollgate::method::tempo::{PATH_USD, SettlementReport};
-use tollgate::scheme::Receipt;
 use tollgate::store::{ChannelId, ChannelState, ChannelStore};
+use tollgate::wire::mpp::Receipt;
 
 use super::client::PayingClient;
 use super::devnet::{Devnet, ESCROW};
@@ -163,6 +163,6 @@ async fn serve_instance(
 /// Closes every v2 channel of `proxy`'s store with nothing in flight, capturing exactly
 /// what was delivered (what the settlement loop does to an idle channel).
 pub async fn close_idle_v2(proxy: &Proxy) -> SettlementReport {
-    let Some(v2) = &proxy.layer.method().0.v2 else { return SettlementReport::default() };
+    let Some(v2) = &proxy.layer.method().0 else { return SettlementReport::default() };
     v2.settle_all(&**proxy.layer.store(), 0).await
 }

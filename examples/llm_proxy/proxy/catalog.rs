@@ -184,14 +184,6 @@ impl Catalog {
         &self.models
     }
 
-    /// The first model with this challenge `amount` (what a session-management request is
-    /// priced as, so its echoed challenge matches), else the first model.
-    pub fn by_unit_price(&self, amount: Option<Amount>) -> &Arc<Model> {
-        amount
-            .and_then(|amount| self.models.iter().find(|m| m.price.output.unit_price() == amount))
-            .unwrap_or(&self.models[0])
-    }
-
     /// Whether only the simulated model is sold.
     pub fn is_simulated(&self) -> bool {
         self.models.iter().all(|m| m.is_simulated())

@@ -74,7 +74,7 @@ impl Proxy {
     /// The same app without the payment layer (the load run's baseline).
     pub fn unpaid(config: &Config, simulated: bool, simulator: Option<Simulator>) -> Result<Router, String> {
         let catalog = Arc::new(Catalog::from_config(config, simulated)?);
-        Ok(app::router::<payment::PricedSession, ProxyStore>(state(config, catalog, simulator), None))
+        Ok(app::router::<payment::ProxyMethods, ProxyStore>(state(config, catalog, simulator), None))
     }
 }
 

@@ -24,18 +24,22 @@ use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
 use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
 use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
-use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
-use tollgate::scheme::Credential;
-use tollgate::store::ChannelStore;
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote};
 
 use super::catalog::{Catalog, PER};
 use super::chat::ChatRequest;
 use super::store::ProxyStore;
 
+/// A Tempo session the proxy offers (shared with its settlement loop), if configured.
+pub type Session = Option<Arc<TempoSession<ProxyChain>>>;
+
+/// The proxy's methods: the v2 session, the v1 session (each if configured) and a
+/// whole-request charge, one challenge each, in that order.
+pub type ProxyMethods = (Session, Session, TempoCharge<ProxyChain>);
+
 /// The layer in front of `POST /v1/chat/completions`: the sessions and a whole-request
 /// charge, all in one 402.
-pub type Layer = PaymentLayer<(PricedSession, TempoCharge<ProxyChain>), ProxyStore, ChatPricing, PromptMeter>;
+pub type Layer = PaymentLayer<ProxyMethods, ProxyStore, ChatPricing, PromptMeter>;
 
 /// What the payment layer needs, resolved from the configuration (or the demo's chain).
 #[derive(Clone, Debug)]
@@ -171,41 +175,44 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStor
     let before = settings.sessions.before_broadcast.clone().map(|step| (step, Arc::default()));
     let chain = ProxyChain { inner, before };
     let (chain_id, currency, payee) = (settings.chain_id, settings.currency, settings.payee.address());
-    let session = |config: SessionConfig| {
-        Arc::new(TempoSession::new(config.suggested_deposit(settings.suggested_deposit), chain.clone()))
+    let decimals = settings.decimals;
+    // The exact per-million prices in words (the `amount` is the per-token output price
+    // rounded up to a base unit), and a non-streamed request's whole maximum as its amount.
+    let priced = move |session: TempoSession<ProxyChain>| {
+        session.description(move |quote| describe(&quote.price, decimals)).amount(whole_request)
     };
-    let method = PricedSession {
-        v1: settings.sessions.v1.then(|| {
-            let ahead = v1_run_ahead(&catalog, settings.voucher_window);
-            session(SessionConfig::v1(chain_id, settings.escrow, currency, payee).max_voucher_ahead(ahead))
-        }),
-        v2: settings.sessions.v2.then(|| {
-            let mut v2 = TempoSession::new(
-                SessionConfig::v2(chain_id, currency, payee)
-                    .suggested_deposit(settings.suggested_deposit)
-                    // v2 captures exactly what was delivered, so a voucher ahead costs the
-                    // payer nothing (refunded at close). mppx's plain client signs
-                    // `accepted + amount` on each new request, and `accepted` can sit far
-                    // above what was charged once a stream's one-token-per-byte bound is
-                    // lowered to the upstream's usage: the default bound (two windows)
-                    // would refuse its second request.
-                    .max_voucher_ahead(Amount::new(u128::MAX)),
-                chain.clone(),
-            );
-            if let Some(after) = settings.sessions.close_idle_after {
-                v2 = v2.close_idle_after(after);
-            }
-            Arc::new(v2)
-        }),
-        decimals: settings.decimals,
-    };
+    let v1 = settings.sessions.v1.then(|| {
+        let ahead = v1_run_ahead(&catalog, settings.voucher_window);
+        let config = SessionConfig::v1(chain_id, settings.escrow, currency, payee)
+            .suggested_deposit(settings.suggested_deposit)
+            .max_voucher_ahead(ahead);
+        Arc::new(priced(TempoSession::new(config, chain.clone())))
+    });
+    let v2 = settings.sessions.v2.then(|| {
+        let mut v2 = TempoSession::new(
+            SessionConfig::v2(chain_id, currency, payee)
+                .suggested_deposit(settings.suggested_deposit)
+                // v2 captures exactly what was delivered, so a voucher ahead costs the
+                // payer nothing (refunded at close). mppx's plain client signs
+                // `accepted + amount` on each new request, and `accepted` can sit far
+                // above what was charged once a stream's one-token-per-byte bound is
+                // lowered to the upstream's usage: the default bound (two windows)
+                // would refuse its second request.
+                .max_voucher_ahead(Amount::new(u128::MAX)),
+            chain.clone(),
+        );
+        if let Some(after) = settings.sessions.close_idle_after {
+            v2 = v2.close_idle_after(after);
+        }
+        Arc::new(priced(v2))
+    });
     // A client that does not want a channel pays the whole request at its maximum (prompt
     // bound and output cap), settled at once. A request without an output cap (a stream
     // without `max_tokens`) has no maximum and is offered the sessions alone.
     let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
         .map_err(|e| e.to_string())?
         .whole_request();
-    let layer = PaymentLayer::try_new((method, charge), store, settings.realm.clone(), &settings.secret)
+    let layer = PaymentLayer::try_new((v2, v1, charge), store, settings.realm.clone(), &settings.secret)
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }
@@ -228,63 +235,9 @@ pub fn configure<M, St>(
         .upfront_in_stream()
 }
 
-/// The Tempo session methods (v2 and v1, one challenge each, v2 first), with the exact
-/// per-million prices in each challenge's `description` (the `amount` is the per-token
-/// output price rounded up to a base unit).
-#[derive(Debug)]
-pub struct PricedSession {
-    /// The v1 session (escrow contract), if offered.
-    pub v1: Option<Arc<TempoSession<ProxyChain>>>,
-    /// The v2 session (TIP-1034 channel reserve), if offered.
-    pub v2: Option<Arc<TempoSession<ProxyChain>>>,
-    decimals: u32,
-}
-
-impl PricedSession {
-    /// The sessions offered (each settles its own channels).
-    pub fn sessions(&self) -> impl Iterator<Item = &Arc<TempoSession<ProxyChain>>> {
-        self.v2.iter().chain(self.v1.iter())
-    }
-
-    /// The session an echoed (or offered) challenge `request` belongs to: its
-    /// `methodDetails.sessionProtocol`.
-    fn session_of(&self, request: &serde_json::Value) -> Option<&Arc<TempoSession<ProxyChain>>> {
-        match request["methodDetails"]["sessionProtocol"].as_str() {
-            Some("v2") => self.v2.as_ref(),
-            _ => self.v1.as_ref(),
-        }
-    }
-}
-
-impl PaymentMethod for PricedSession {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
-        let description = describe(&quote.price, self.decimals);
-        let mut offers: Vec<Offer> = self.sessions().flat_map(|session| session.offers(quote)).collect();
-        let whole = whole_request(quote);
-        for offer in &mut offers {
-            offer.description = Some(description.clone());
-            if let Some(amount) = whole {
-                offer.request["amount"] = serde_json::Value::String(amount.to_string());
-            }
-        }
-        offers
-    }
-
-    fn pins(&self, echoed: &serde_json::Value, offered: &serde_json::Value) -> bool {
-        self.session_of(offered).is_some_and(|session| session.pins(echoed, offered))
-    }
-
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-        // The layer checked that the echoed request is one this route offers now, so its
-        // protocol picks the session.
-        match self.session_of(verify.request) {
-            Some(session) => session.verify(verify, store).await,
-            None => Err(PaymentError::new(
-                tollgate::PaymentErrorKind::InvalidChallenge,
-                "this session protocol is not offered",
-            )),
-        }
-    }
+/// The sessions `methods` offers (each settles its own channels): v2, then v1.
+pub fn sessions(methods: &ProxyMethods) -> impl Iterator<Item = &Arc<TempoSession<ProxyChain>>> {
+    methods.0.iter().chain(methods.1.iter())
 }
 
 /// How far a v1 voucher may run ahead: two voucher windows and four tokens at the cheapest
@@ -325,9 +278,10 @@ pub fn dollars(value: f64) -> String {
 }
 
 /// Prices a chat completion by its `model`, read from the [`ChatRequest`] the parsing
-/// middleware put in the request's extensions. A request without one is a session
-/// management request (a bodiless POST: open, voucher, top-up, close); it is priced as the
-/// model its echoed challenge was issued for, so the challenge still matches.
+/// middleware put in the request's extensions. A session's management requests (bodiless
+/// POSTs: open, voucher, top-up, close) never get here: the session recognises them before
+/// pricing. Another request without a chat (a bodiless POST with no credential) is priced
+/// as the first model streamed, so it is answered with challenges.
 #[derive(Debug)]
 pub struct ChatPricing {
     /// The models.
@@ -342,15 +296,8 @@ impl Pricing for ChatPricing {
                 |model: &Arc<super::catalog::Model>| model.quote(chat.prompt_tokens, chat.output_cap(), chat.stream);
             return Ok(self.catalog.get(&chat.model).map(quote));
         }
-        Ok(Some(self.catalog.by_unit_price(echoed_amount(head)).quote(0, None, true)))
+        Ok(self.catalog.models().first().map(|model| model.quote(0, None, true)))
     }
-}
-
-/// The `amount` of the challenge a credential echoes.
-fn echoed_amount(head: &request::Parts) -> Option<Amount> {
-    let credential = Credential::from_headers(&head.headers).ok()??;
-    let request = credential.challenge.decode_request().ok()?;
-    request.get("amount")?.as_str()?.parse().ok()
 }
 
 /// An [`OpenAiTokenMeter`] per request, starting from the request's prompt bound (the

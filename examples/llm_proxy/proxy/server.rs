@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tollgate::method::is_management_request;
 use tollgate::method::tempo::{SessionProtocol, SettlementPolicy};
-use tollgate::scheme::Credential;
+use tollgate::wire::mpp::Credential;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -98,8 +98,8 @@ pub async fn run(
     policy: impl Fn(SessionProtocol) -> Option<SettlementPolicy>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let method = &proxy.layer.method().0;
-    let sessions: Vec<_> = [(SessionProtocol::V1, &method.v1), (SessionProtocol::V2, &method.v2)]
+    let (v2, v1, _) = &**proxy.layer.method();
+    let sessions: Vec<_> = [(SessionProtocol::V1, v1), (SessionProtocol::V2, v2)]
         .into_iter()
         .filter_map(|(protocol, session)| session.clone().map(|session| (protocol, session)))
         .collect();

@@ -5,21 +5,27 @@ use serde::Deserialize;
 
 use super::ChannelDescriptor;
 use crate::amount::Amount;
+#[cfg(test)]
 use crate::error::{PaymentError, PaymentErrorKind};
 
-/// A session credential's payload. Unknown actions are refused.
+/// A session credential's payload, one shape per `action`. Unknown actions are refused.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
-pub(crate) enum SessionPayload {
+pub enum SessionPayload {
+    /// Open a channel (a signed transaction to broadcast and a first voucher).
     Open(OpenPayload),
+    /// Add to the deposit.
     TopUp(TopUpPayload),
+    /// Raise what the channel has paid for.
     Voucher(VoucherPayload),
+    /// Close the channel.
     Close(VoucherPayload),
 }
 
+/// The `open` action's fields.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct OpenPayload {
+pub struct OpenPayload {
     pub(crate) channel_id: B256,
     pub(crate) transaction: Bytes,
     pub(crate) cumulative_amount: Amount,
@@ -30,9 +36,10 @@ pub(crate) struct OpenPayload {
     pub(crate) descriptor: Option<ChannelDescriptor>,
 }
 
+/// The `topUp` action's fields.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct TopUpPayload {
+pub struct TopUpPayload {
     pub(crate) channel_id: B256,
     pub(crate) transaction: Bytes,
     pub(crate) additional_deposit: Amount,
@@ -41,7 +48,7 @@ pub(crate) struct TopUpPayload {
 /// `voucher` and `close` carry the same fields.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct VoucherPayload {
+pub struct VoucherPayload {
     pub(crate) channel_id: B256,
     pub(crate) cumulative_amount: Amount,
     pub(crate) signature: String,
@@ -50,6 +57,7 @@ pub(crate) struct VoucherPayload {
 }
 
 impl SessionPayload {
+    #[cfg(test)]
     pub(crate) fn parse(payload: &serde_json::Value) -> Result<Self, PaymentError> {
         SessionPayload::deserialize(payload)
             .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidPayload, format!("session payload: {e}")))

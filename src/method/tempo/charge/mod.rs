@@ -11,6 +11,8 @@ mod request;
 
 pub use config::{ChargeConfig, ChargeConfigError, ChargeModes, Split};
 pub use memo::attribution_memo;
+pub use payload::ChargePayload;
+pub use request::ChargeRequest;
 
 use alloy::primitives::{Address, B256};
 
@@ -18,12 +20,10 @@ use super::chain::{ChainError, ChainErrorKind, Mined, TempoChain};
 use crate::amount::Quote;
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
-use crate::scheme::Receipt;
 use crate::store::ChannelStore;
+use crate::wire::mpp::Receipt;
 use claim::Claim;
 use matching::{Expected, Mismatch};
-use payload::ChargePayload;
-use request::ChargeRequest;
 
 /// The Tempo charge method (`method="tempo"`, `intent="charge"`): each request is paid by
 /// one on-chain TIP-20 payment, verified before the response starts.
@@ -120,26 +120,27 @@ impl<C: TempoChain> TempoCharge<C> {
 }
 
 impl<C: TempoChain> PaymentMethod for TempoCharge<C> {
+    type Request = ChargeRequest;
+    type Payload = ChargePayload;
+
     /// One `tempo`/`charge` offer for the quote's minimum (its maximum with
     /// [`whole_request`](TempoCharge::whole_request)), or none when that cannot be sold
     /// (zero, no maximum, or not above the splits).
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
+    fn offers(&self, quote: &Quote) -> Vec<Offer<ChargeRequest>> {
         let amount = if self.whole_request { quote.maximum() } else { Some(quote.minimum()) };
         let Some(amount) = amount else { return Vec::new() };
         let request = ChargeRequest::offer(&self.config, amount);
-        let offer = |request: ChargeRequest| Offer {
-            method: "tempo".into(),
-            intent: "charge".into(),
-            request: request.to_json(),
-            description: None,
-        };
-        request.map(offer).into_iter().collect()
+        request.map(|request| Offer::mpp("tempo", "charge", request)).into_iter().collect()
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
-        let request = ChargeRequest::parse(verify.request)?;
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, ChargeRequest, ChargePayload>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
+        let request = verify.request.clone();
         let ctx = Context { charge: self, verify: &verify, store, request };
-        match ChargePayload::parse(&verify.credential.payload)? {
+        match verify.payload.clone() {
             ChargePayload::Transaction { signature } => ctx.pull(signature).await,
             ChargePayload::Hash { hash } => ctx.push(hash).await,
             ChargePayload::Proof {} => {
@@ -152,7 +153,7 @@ impl<C: TempoChain> PaymentMethod for TempoCharge<C> {
 /// One credential being verified.
 struct Context<'a, C, St> {
     charge: &'a TempoCharge<C>,
-    verify: &'a Verify<'a>,
+    verify: &'a Verify<'a, ChargeRequest, ChargePayload>,
     store: &'a St,
     request: ChargeRequest,
 }
@@ -172,14 +173,14 @@ fn chain_error(e: ChainError) -> PaymentError {
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     /// The transfers to find, and the challenge binding unless the request fixes a memo.
     fn expected(&self) -> Result<Expected<'_>, PaymentError> {
-        let challenge = &self.verify.credential.challenge;
+        let challenge = self.verify.challenge().ok_or_else(|| refuse("a charge is paid with an MPP credential"))?;
         let binding = self.request.memo.is_none().then_some((challenge.realm.as_str(), challenge.id.as_str()));
         Ok(Expected { transfers: self.request.transfers()?, binding })
     }
 
     /// The credential's `source` address, if it names one; it must be on this chain.
     fn source(&self) -> Result<Option<Address>, PaymentError> {
-        let credential = self.verify.credential;
+        let Some(credential) = self.verify.credential() else { return Ok(None) };
         let Some((chain_id, address)) = credential.source_address() else {
             return match credential.source {
                 Some(_) => {

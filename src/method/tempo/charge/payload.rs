@@ -3,21 +3,29 @@
 use alloy::primitives::{B256, Bytes};
 use serde::Deserialize;
 
+#[cfg(test)]
 use crate::error::{PaymentError, PaymentErrorKind};
 
-/// A charge credential's payload. Unknown types are refused.
+/// A charge credential's payload, one shape per `type`. Unknown types are refused.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-pub(crate) enum ChargePayload {
+pub enum ChargePayload {
     /// Pull: the signed transaction, for the server to broadcast.
-    Transaction { signature: Bytes },
+    Transaction {
+        /// The signed transaction.
+        signature: Bytes,
+    },
     /// Push: the hash of a transaction the client broadcast.
-    Hash { hash: B256 },
+    Hash {
+        /// Its hash.
+        hash: B256,
+    },
     /// A zero-amount proof (not supported).
     Proof {},
 }
 
 impl ChargePayload {
+    #[cfg(test)]
     pub(crate) fn parse(payload: &serde_json::Value) -> Result<Self, PaymentError> {
         ChargePayload::deserialize(payload)
             .map_err(|e| PaymentError::new(PaymentErrorKind::InvalidPayload, format!("charge payload: {e}")))

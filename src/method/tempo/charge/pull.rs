@@ -14,8 +14,8 @@ use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::chain::TempoChain;
 use crate::method::tempo::tx::{FeePayer, SignedTempoTx, TxError};
-use crate::scheme::check_expires;
 use crate::store::ChannelStore;
+use crate::wire::mpp::check_expires;
 
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn pull(&self, raw: Bytes) -> Result<Verified, PaymentError> {
@@ -69,7 +69,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
             let Some(until) = UNIX_EPOCH.checked_add(Duration::from_secs(valid_before)) else {
                 return Err(refuse("the transaction stays valid after the challenge expires"));
             };
-            if check_expires(self.verify.credential.challenge.expires.as_deref(), until).is_err() {
+            if check_expires(self.verify.challenge().and_then(|c| c.expires.as_deref()), until).is_err() {
                 return Err(refuse("the transaction stays valid after the challenge expires"));
             }
         }

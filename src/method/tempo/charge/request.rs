@@ -11,8 +11,11 @@ use crate::amount::Amount;
 use crate::error::{PaymentError, PaymentErrorKind};
 
 /// What a charge asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ChargeRequest {
+/// What a charge challenge asks for (§5.1): an amount of a token to a recipient on a
+/// chain, with optional splits and memo. Read from and written as the challenge's JSON.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub struct ChargeRequest {
     pub(crate) amount: Amount,
     pub(crate) currency: Address,
     pub(crate) recipient: Address,
@@ -53,6 +56,20 @@ struct WireSplit {
 
 fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
     PaymentError::new(PaymentErrorKind::InvalidChallenge, detail)
+}
+
+impl TryFrom<Value> for ChargeRequest {
+    type Error = PaymentError;
+
+    fn try_from(value: Value) -> Result<Self, PaymentError> {
+        ChargeRequest::parse(&value)
+    }
+}
+
+impl From<ChargeRequest> for Value {
+    fn from(request: ChargeRequest) -> Value {
+        request.to_json()
+    }
 }
 
 impl ChargeRequest {

@@ -1,7 +1,6 @@
 //! The `close` action: settle what was delivered, refund the rest (§4.6).
 
-use super::voucher::hex_bytes;
-use super::{Context, chain_error, store_error};
+use super::{Context, chain_error, hex_bytes, no_descriptor, store_error};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
 use crate::method::tempo::SessionProtocol;
@@ -84,8 +83,4 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         receipt.accepted_cumulative = Some(close.cumulative_amount.max(state.accepted));
         Ok(Verified::Respond(receipt))
     }
-}
-
-pub(super) fn no_descriptor() -> PaymentError {
-    PaymentError::new(PaymentErrorKind::InvalidPayload, "a v2 channel needs its descriptor")
 }

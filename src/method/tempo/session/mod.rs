@@ -9,17 +9,19 @@ mod ladder;
 mod lock;
 mod open;
 mod open_v2;
+mod request;
 mod settle;
 mod top_up;
 mod voucher;
 
 pub use book::Remembered;
+pub use request::{SessionDetails, SessionRequest};
 pub use settle::{SettlementPolicy, SettlementReport};
 
+use std::fmt;
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
-use serde_json::{Map, Value, json};
 
 use super::chain::{ChainError, ChainErrorKind, OnChainChannel, TempoChain};
 use super::escrow::ITip20ChannelReserve;
@@ -28,8 +30,8 @@ use super::{SessionConfig, VoucherDomain};
 use crate::amount::{Amount, Quote};
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
-use crate::scheme::Receipt;
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError, StoreErrorKind};
+use crate::wire::mpp::{Challenge, Receipt};
 use activity::Activity;
 use book::VoucherBook;
 use cache::ChannelCache;
@@ -70,7 +72,6 @@ use cache::ChannelCache;
 /// store lock `settle:<channel>`). In memory stay only what is safe to lose: the on-chain
 /// read cache ([`channel_state_ttl`](Self::channel_state_ttl)) and the idle timestamps of
 /// [`close_idle_after`](Self::close_idle_after) (a restart starts the idle clock again).
-#[derive(Debug)]
 pub struct TempoSession<C> {
     config: SessionConfig,
     domain: VoucherDomain,
@@ -80,7 +81,15 @@ pub struct TempoSession<C> {
     activity: Activity,
     drain: Duration,
     idle: Option<Duration>,
+    describe: Option<Describe>,
+    amount: Option<OfferAmount>,
 }
+
+/// Sets an offer's amount from its quote.
+type OfferAmount = Box<dyn Fn(&Quote) -> Option<Amount> + Send + Sync>;
+
+/// Writes an offer's description from its quote.
+type Describe = Box<dyn Fn(&Quote) -> String + Send + Sync>;
 
 impl<C: TempoChain> TempoSession<C> {
     /// A session method advertising `config`, talking to the chain through `chain`.
@@ -96,6 +105,8 @@ impl<C: TempoChain> TempoSession<C> {
             activity: Activity::default(),
             drain: Duration::from_secs(10),
             idle: None,
+            describe: None,
+            amount: None,
         }
     }
 
@@ -142,41 +153,76 @@ impl<C: TempoChain> TempoSession<C> {
         self.book.remembered(store).await
     }
 
-    fn request(&self, quote: &Quote) -> Value {
-        let mut details = Map::new();
-        details.insert("chainId".into(), json!(self.config.chain_id));
-        details.insert("escrowContract".into(), json!(self.config.escrow.to_checksum(None)));
-        details.insert("sessionProtocol".into(), json!(self.config.protocol.as_str()));
-        if let Some(delta) = self.config.min_voucher_delta {
-            details.insert("minVoucherDelta".into(), json!(delta.to_string()));
+    fn request(&self, quote: &Quote) -> SessionRequest {
+        let amount = self.amount.as_ref().and_then(|amount| amount(quote));
+        SessionRequest {
+            amount: amount.unwrap_or_else(|| quote.price.output.unit_price()),
+            currency: self.config.currency.to_checksum(None),
+            method_details: self.details(),
+            recipient: self.config.recipient.to_checksum(None),
+            unit_type: quote.price.unit.to_string(),
+            suggested_deposit: self.config.suggested_deposit,
         }
-        let mut request = json!({
-            "amount": quote.price.output.unit_price().to_string(),
-            "currency": self.config.currency.to_checksum(None),
-            "methodDetails": details,
-            "recipient": self.config.recipient.to_checksum(None),
-            "unitType": quote.price.unit,
-        });
-        if let Some(deposit) = self.config.suggested_deposit {
-            request["suggestedDeposit"] = json!(deposit.to_string());
+    }
+
+    fn details(&self) -> SessionDetails {
+        SessionDetails {
+            chain_id: self.config.chain_id,
+            escrow_contract: self.config.escrow.to_checksum(None),
+            session_protocol: self.config.protocol.as_str().to_owned(),
+            min_voucher_delta: self.config.min_voucher_delta,
         }
-        request
+    }
+
+    /// Sets the `amount` of this method's offers for the quotes where `amount` gives one
+    /// (default: one unit's price). A response that cannot pause for a voucher (a JSON
+    /// answer) may ask for its whole maximum, so that a client signing a voucher `amount`
+    /// above its last one covers it.
+    pub fn amount(mut self, amount: impl Fn(&Quote) -> Option<Amount> + Send + Sync + 'static) -> Self {
+        self.amount = Some(Box::new(amount));
+        self
+    }
+
+    /// Sets the description of this method's offers (the exact price in words, say: the
+    /// `amount` is rounded up to a base unit).
+    pub fn description(mut self, describe: impl Fn(&Quote) -> String + Send + Sync + 'static) -> Self {
+        self.describe = Some(Box::new(describe));
+        self
     }
 }
 
 impl<C: TempoChain> PaymentMethod for TempoSession<C> {
-    fn offers(&self, quote: &Quote) -> Vec<Offer> {
-        vec![Offer {
-            method: "tempo".into(),
-            intent: "session".into(),
-            request: self.request(quote),
-            description: None,
-        }]
+    type Request = SessionRequest;
+    type Payload = SessionPayload;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<SessionRequest>> {
+        let offer = Offer::mpp("tempo", "session", self.request(quote));
+        match &self.describe {
+            Some(describe) => vec![offer.description(describe(quote))],
+            None => vec![offer],
+        }
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_>, store: &St) -> Result<Verified, PaymentError> {
+    /// A voucher, top-up or close on a bodiless request, for a challenge this session
+    /// issued (same chain, escrow, protocol, token and payee): verified without the
+    /// route's price. The voucher rules take the unit price the challenge names.
+    fn manages(&self, challenge: &Challenge, echoed: &SessionRequest) -> bool {
+        challenge.method == "tempo"
+            && challenge.intent == "session"
+            && echoed.method_details.chain_id == self.config.chain_id
+            && echoed.method_details.escrow_contract == self.config.escrow.to_checksum(None)
+            && echoed.method_details.session_protocol == self.config.protocol.as_str()
+            && echoed.currency == self.config.currency.to_checksum(None)
+            && echoed.recipient == self.config.recipient.to_checksum(None)
+    }
+
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, SessionRequest, SessionPayload>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
         let ctx = Context { session: self, verify: &verify, store };
-        match SessionPayload::parse(&verify.credential.payload)? {
+        match verify.payload.clone() {
             SessionPayload::Open(open) => ctx.open(open).await,
             SessionPayload::Voucher(voucher) => ctx.voucher(voucher).await,
             SessionPayload::TopUp(top_up) => ctx.top_up(top_up).await,
@@ -185,10 +231,22 @@ impl<C: TempoChain> PaymentMethod for TempoSession<C> {
     }
 }
 
+impl<C: fmt::Debug> fmt::Debug for TempoSession<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TempoSession")
+            .field("config", &self.config)
+            .field("chain", &self.chain)
+            .field("drain", &self.drain)
+            .field("idle", &self.idle)
+            .field("described", &self.describe.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One credential being verified.
 struct Context<'a, C, St> {
     session: &'a TempoSession<C>,
-    verify: &'a Verify<'a>,
+    verify: &'a Verify<'a, SessionRequest, SessionPayload>,
     store: &'a St,
 }
 
@@ -199,19 +257,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
 
     /// The price of one unit, as the echoed challenge says.
     fn unit_price(&self) -> Result<Amount, PaymentError> {
-        self.verify
-            .request
-            .get("amount")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| PaymentError::new(PaymentErrorKind::InvalidChallenge, "challenge has no amount"))
+        Ok(self.verify.request.amount)
     }
 
     fn receipt(&self, channel: B256, state: &ChannelState, tx: Option<B256>) -> Receipt {
         let id = format!("{channel:#x}");
         let mut receipt = Receipt::new("tempo", id.clone());
         receipt.intent = Some("session".into());
-        receipt.challenge_id = Some(self.verify.credential.challenge.id.clone());
+        receipt.challenge_id = self.verify.challenge().map(|challenge| challenge.id.clone());
         receipt.channel_id = Some(id);
         receipt.accepted_cumulative = Some(state.accepted);
         receipt.spent = Some(state.spent);
@@ -236,8 +289,9 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
 
     /// The credential's `source` must be the channel's payer or signer when present.
     fn check_source(&self, channel: &OnChainChannel) -> Result<(), PaymentError> {
-        let Some((chain_id, address)) = self.verify.credential.source_address() else {
-            return match self.verify.credential.source {
+        let Some(credential) = self.verify.credential() else { return Ok(()) };
+        let Some((chain_id, address)) = credential.source_address() else {
+            return match credential.source {
                 Some(_) => {
                     Err(PaymentError::new(PaymentErrorKind::InvalidPayload, "source is not a did:pkh:eip155 address"))
                 }
@@ -393,6 +447,15 @@ pub(crate) fn chain_error(e: ChainError) -> PaymentError {
         ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
         _ => PaymentError::new(PaymentErrorKind::VerificationFailed, format!("chain refused: {e}")),
     }
+}
+
+/// A hex signature's bytes (open, voucher and close all keep them).
+fn hex_bytes(text: &str) -> Result<alloy::primitives::Bytes, PaymentError> {
+    text.parse().map_err(|_| PaymentError::new(PaymentErrorKind::InvalidSignature, "signature is not hex"))
+}
+
+fn no_descriptor() -> PaymentError {
+    PaymentError::new(PaymentErrorKind::InvalidPayload, "a v2 channel needs its descriptor")
 }
 
 pub(crate) fn store_error(e: StoreError) -> PaymentError {

@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256, TxKind, U256};
 use alloy::sol_types::{SolCall, SolEvent};
 
-use super::voucher::hex_bytes;
+use super::hex_bytes;
 use super::{Context, chain_error, store_error};
 use crate::amount::Amount;
 use crate::error::{PaymentError, PaymentErrorKind};

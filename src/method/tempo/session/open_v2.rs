@@ -4,8 +4,8 @@
 use alloy::primitives::{TxKind, U256};
 use alloy::sol_types::{SolCall, SolEvent};
 
+use super::hex_bytes;
 use super::open::refuse;
-use super::voucher::hex_bytes;
 use super::{Context, chain_error, store_error};
 use crate::amount::Amount;
 use crate::error::PaymentError;
@@ -20,7 +20,7 @@ use crate::store::ChannelStore;
 impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
     pub(super) async fn open_v2(&self, open: OpenPayload) -> Result<Verified, PaymentError> {
         let id = super::store_id(open.channel_id);
-        let claimed = open.descriptor.ok_or_else(super::close::no_descriptor)?;
+        let claimed = open.descriptor.ok_or_else(super::no_descriptor)?;
         let tx = SignedTempoTx::decode(&open.transaction).map_err(|e| refuse(format!("open transaction: {e}")))?;
         let sender = tx.sender().map_err(|e| refuse(format!("open transaction sender: {e}")))?;
         let (reserve, currency) = (self.config().escrow, self.config().currency);

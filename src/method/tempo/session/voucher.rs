@@ -4,9 +4,7 @@
 //! signature, and only then anything that depends on the channel's private state (accepted,
 //! spent), so an unsigned request learns nothing about it and changes nothing.
 
-use alloy::primitives::Bytes;
-
-use super::{Context, store_error};
+use super::{Context, hex_bytes, store_error};
 use crate::amount::Amount;
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::method::Verified;
@@ -30,7 +28,7 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         let claimed = voucher.descriptor.is_some();
         let descriptor = self.descriptor(voucher.channel_id, voucher.descriptor).await?;
         if self.config().protocol == SessionProtocol::V2 && descriptor.is_none() {
-            return Err(super::close::no_descriptor());
+            return Err(super::no_descriptor());
         }
         let id = super::store_id(voucher.channel_id);
         let Some(stored) = self.store.load(&id).await.map_err(store_error)? else {
@@ -133,8 +131,12 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if let Some(min) = self.config().min_voucher_delta {
             return Ok(min);
         }
-        let rate = self.verify.quote.price.output;
-        let floor = rate.amount().get() / u128::from(rate.per());
+        // Without a quote (a management request, not priced) the challenge's unit price,
+        // which is the rate rounded up.
+        let floor = match self.verify.quote {
+            Some(quote) => quote.price.output.amount().get() / u128::from(quote.price.output.per()),
+            None => self.unit_price()?.get(),
+        };
         Ok(Amount::new(floor.max(1)))
     }
 
@@ -145,7 +147,12 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         let unit = self.unit_price()?;
         let units = unit.get().saturating_mul(4);
-        Ok(self.verify.window.saturating_add(self.verify.window).saturating_add(Amount::new(units)))
+        // Without a quote, the window at the challenge's unit price.
+        let window = match self.verify.quote {
+            Some(_) => self.verify.window,
+            None => Amount::new(unit.get().saturating_mul(u128::from(self.verify.window_units))),
+        };
+        Ok(window.saturating_add(window).saturating_add(Amount::new(units)))
     }
 }
 
@@ -156,8 +163,4 @@ enum Late {
     Idempotent,
     /// A 402.
     Refused,
-}
-
-pub(super) fn hex_bytes(text: &str) -> Result<Bytes, PaymentError> {
-    text.parse::<Bytes>().map_err(|_| PaymentError::new(PaymentErrorKind::InvalidSignature, "signature is not hex"))
 }

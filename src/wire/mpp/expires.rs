@@ -10,7 +10,7 @@ use crate::error::{PaymentError, PaymentErrorKind};
 /// use std::time::{Duration, UNIX_EPOCH};
 ///
 /// let t = UNIX_EPOCH + Duration::from_secs(1_767_225_900);
-/// assert_eq!(tollgate::scheme::format_expires(t), "2026-01-01T00:05:00.000Z");
+/// assert_eq!(tollgate::wire::mpp::format_expires(t), "2026-01-01T00:05:00.000Z");
 /// ```
 pub fn format_expires(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()

@@ -19,7 +19,7 @@ use crate::amount::Amount;
 /// are left out. Unknown fields are ignored when reading.
 ///
 /// ```
-/// use tollgate::scheme::Receipt;
+/// use tollgate::wire::mpp::Receipt;
 ///
 /// let receipt = Receipt::new("tempo", "0xabc");
 /// let back = Receipt::from_header_value(&receipt.to_header_value()).unwrap();

@@ -20,7 +20,7 @@
 //! use http::HeaderMap;
 //! use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 //! use serde_json::json;
-//! use tollgate::scheme::{
+//! use tollgate::wire::mpp::{
 //!     Challenge, ChallengeSigner, Credential, check_expires, encode_request, format_expires,
 //! };
 //!
@@ -62,28 +62,31 @@
 //! ```
 
 mod accept;
-mod binding;
 mod challenge;
+mod challenge_signer;
 mod credential;
 mod error;
 mod expires;
 mod fields;
 mod headers;
+mod issued;
 mod params;
 mod problem;
-mod quote;
+mod quoting;
 mod receipt;
 mod request;
 
 pub use accept::AcceptPayment;
-pub use binding::ChallengeSigner;
-pub(crate) use binding::IdPrefix;
 pub use challenge::Challenge;
+pub use challenge_signer::ChallengeSigner;
+pub(crate) use challenge_signer::IdPrefix;
 pub use credential::Credential;
 pub use error::{ChallengeEncodeError, ChallengeParseError, ReceiptParseError};
 pub use expires::{check_expires, format_expires};
 pub use fields::ChallengeFields;
 pub use headers::{ACCEPT_PAYMENT, PAYMENT_AUTHORIZATION, PAYMENT_RECEIPT, set_no_store, set_private_cache};
+pub(crate) use issued::{Issued, IssuedChallenges};
 pub use problem::{PROBLEM_JSON, ProblemDocument, problem_body};
 pub use receipt::Receipt;
+pub(crate) use request::decode_base64;
 pub use request::{decode_request, encode_request};

@@ -20,7 +20,7 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// RFC 8785 canonical JSON, so equal objects always give equal strings (and ids).
 ///
 /// ```
-/// let request = tollgate::scheme::encode_request(&serde_json::json!({"amount": "1000000"}));
+/// let request = tollgate::wire::mpp::encode_request(&serde_json::json!({"amount": "1000000"}));
 /// assert_eq!(request, "eyJhbW91bnQiOiIxMDAwMDAwIn0");
 /// ```
 ///

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ChallengeFields;
 use super::error::{ChallengeEncodeError, ChallengeParseError};
 use super::params::{self, Params};
-use super::quote;
+use super::quoting;
 use super::request::decode_request;
 use crate::error::{PaymentError, PaymentErrorKind};
 
@@ -86,7 +86,7 @@ impl Challenge {
                 present += 1;
             }
         }
-        Ok(quote::to_header_value(quote::serialize(&pairs[..present])?))
+        Ok(quoting::to_header_value(quoting::serialize(&pairs[..present])?))
     }
 
     /// Reads every `Payment` challenge from `WWW-Authenticate` values, for clients.
@@ -98,7 +98,7 @@ impl Challenge {
     ///
     /// ```
     /// use http::{HeaderMap, header::WWW_AUTHENTICATE};
-    /// use tollgate::scheme::Challenge;
+    /// use tollgate::wire::mpp::Challenge;
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.append(WWW_AUTHENTICATE, r#"Bearer realm="x", Payment id="a", realm="api.example.com", method="tempo", intent="charge", request="e30""#.parse().unwrap());
@@ -221,7 +221,7 @@ mod tests {
             params::header_text(a.to_header_value().unwrap().as_bytes()),
             params::header_text(b.to_header_value().unwrap().as_bytes()),
         );
-        let merged = quote::to_header_value(merged);
+        let merged = quoting::to_header_value(merged);
         assert_eq!(Challenge::parse_all([&merged]).unwrap(), vec![a.clone(), b.clone()]);
 
         let mut headers = HeaderMap::new();

@@ -5,12 +5,12 @@
 //! id cannot be claimed by someone who merely asked for a challenge at the same moment.
 //!
 //! What stays the same from one challenge of an offer to the next is made once per offer
-//! and millisecond of `expires`: the JCS base64url of its `request`, the HMAC state up to
+//! and millisecond of `expires` (an offer is known by its encoded `request`, made once
+//! when it was offered, with its method, intent and description): the HMAC state up to
 //! the `opaque` slot, the header value with the id and `opaque` left as blanks to fill in,
 //! and the problem body with the id blank. A challenge is then a nonce, one short HMAC
 //! finalization, and two copies with the blanks filled.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -24,10 +24,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::config::Settings;
+use super::{Challenge, ChallengeFields, ChallengeSigner, IdPrefix, format_expires, problem_body};
 use crate::error::{PaymentError, PaymentErrorKind};
-use crate::method::Offer;
-use crate::scheme::{Challenge, ChallengeFields, IdPrefix, encode_request, format_expires, problem_body};
+use crate::method::Offered;
 
 /// How many offers [`IssuedChallenges`] keeps, and how many it has issued once remembers.
 pub(super) const KEPT_OFFERS: usize = 16;
@@ -45,8 +44,8 @@ const OPAQUE_BLANK: &str = "________________________________________";
 /// push it out), so a route whose every quote differs pays a fingerprint per 402, not a
 /// copy.
 ///
-/// It belongs to [`Settings`], whose realm and current secret never change once made; a
-/// clone (a layer reconfigured while shared) starts empty, with new nonces.
+/// It belongs to the layer's settings, whose realm and current secret never change once
+/// made; a clone (a layer reconfigured while shared) starts empty, with new nonces.
 pub(crate) struct IssuedChallenges {
     recent: RwLock<Recent>,
     nonces: Nonces,
@@ -62,9 +61,7 @@ struct Recent {
 /// A kept offer and its latest template.
 struct Kept {
     fingerprint: u64,
-    offer: Arc<Offer>,
-    /// The offer's `request` as sent: base64url of its JCS JSON.
-    request: Arc<str>,
+    key: Key,
     /// `expires`, in milliseconds since the Unix epoch.
     expires: u64,
     template: Arc<Template>,
@@ -116,25 +113,45 @@ impl Issued {
     }
 }
 
+/// What tells one offer's challenges from another's: all the challenge says but its id,
+/// expiry and `opaque`.
+#[derive(PartialEq, Eq)]
+struct Key {
+    method: Box<str>,
+    intent: Box<str>,
+    description: Option<Box<str>>,
+    /// The offer's `request` as sent: base64url of its JCS JSON.
+    request: Arc<str>,
+}
+
+impl Key {
+    fn matches(&self, offer: &Offered, request: &Arc<str>) -> bool {
+        *self.request == **request
+            && *self.method == *offer.method()
+            && *self.intent == *offer.intent()
+            && self.description.as_deref() == offer.description()
+    }
+}
+
 impl IssuedChallenges {
-    /// A fresh challenge for `offer` expiring at `expires` (Unix milliseconds). `None` when
-    /// the offer cannot be sent (a description with a line break).
-    pub(crate) fn challenge(&self, settings: &Settings, offer: &Offer, expires: u64) -> Option<Issued> {
-        let fingerprint = fingerprint(offer);
-        let known = self.find(fingerprint, offer);
-        if let Some((_, _, template)) = known.as_ref().filter(|(_, kept_expires, _)| *kept_expires == expires) {
+    /// A fresh challenge for the MPP `offer` expiring at `expires` (Unix milliseconds),
+    /// signed by `signer` for `realm`. `None` when the offer cannot be sent (not an MPP
+    /// offer, a description with a line break).
+    pub(crate) fn challenge(
+        &self,
+        realm: &str,
+        signer: &ChallengeSigner,
+        offer: &Offered,
+        expires: u64,
+    ) -> Option<Issued> {
+        let request = offer.mpp_request()?;
+        let fingerprint = fingerprint(offer, request);
+        let known = self.find(fingerprint, offer, request);
+        if let Some((_, template)) = known.as_ref().filter(|(kept_expires, _)| *kept_expires == expires) {
             return Some(self.issue(template.clone()));
         }
-        let request = match &known {
-            Some((request, _, _)) => Cow::Borrowed(&**request),
-            None => Cow::Owned(encode_request(&offer.request)),
-        };
-        let template = Arc::new(template(settings, offer, &request, expires)?);
-        let request = match known {
-            Some((request, _, _)) => KeptRequest::Kept(request),
-            None => KeptRequest::New(request.into_owned()),
-        };
-        self.remember(fingerprint, offer, request, expires, template.clone());
+        let template = Arc::new(template(realm, signer, offer, request, expires)?);
+        self.remember(fingerprint, offer, request, known.is_some(), expires, template.clone());
         Some(self.issue(template))
     }
 
@@ -157,47 +174,65 @@ impl IssuedChallenges {
         Issued { id, value, template }
     }
 
-    /// The kept offer equal to `offer`: its request, expiry and template.
-    fn find(&self, fingerprint: u64, offer: &Offer) -> Option<(Arc<str>, u64, Arc<Template>)> {
+    /// The kept offer equal to `offer`: its expiry and template.
+    fn find(&self, fingerprint: u64, offer: &Offered, request: &Arc<str>) -> Option<(u64, Arc<Template>)> {
         let recent = self.recent.read().ok()?;
-        let kept = recent.kept.iter().rev().find(|kept| kept.fingerprint == fingerprint && *kept.offer == *offer)?;
-        Some((kept.request.clone(), kept.expires, kept.template.clone()))
+        let kept = recent
+            .kept
+            .iter()
+            .rev()
+            .find(|kept| kept.fingerprint == fingerprint && kept.key.matches(offer, request))?;
+        Some((kept.expires, kept.template.clone()))
     }
 
     /// Keeps the template of an offer that was kept before or issued once already.
-    fn remember(&self, fingerprint: u64, offer: &Offer, request: KeptRequest, expires: u64, template: Arc<Template>) {
+    fn remember(
+        &self,
+        fingerprint: u64,
+        offer: &Offered,
+        request: &Arc<str>,
+        was_kept: bool,
+        expires: u64,
+        template: Arc<Template>,
+    ) {
         // A poisoned lock only loses the cache, never a response.
         let Ok(mut recent) = self.recent.write() else { return };
         let Recent { kept, once } = &mut *recent;
-        let existing = match kept.iter().position(|known| known.fingerprint == fingerprint && *known.offer == *offer) {
-            Some(at) => kept.remove(at).map(|known| known.offer),
-            None => None,
-        };
-        let offer = match (existing, &request) {
-            (Some(offer), _) => offer,
-            (None, KeptRequest::Kept(_)) => Arc::new(offer.clone()),
-            (None, KeptRequest::New(_)) => match once.iter().position(|&seen| seen == fingerprint) {
-                Some(at) => {
-                    once.remove(at);
-                    Arc::new(offer.clone())
-                }
-                None => {
-                    if once.len() == ONCE_OFFERS {
-                        once.pop_front();
+        let existing =
+            match kept.iter().position(|known| known.fingerprint == fingerprint && known.key.matches(offer, request)) {
+                Some(at) => kept.remove(at).map(|known| known.key),
+                None => None,
+            };
+        let key = match existing {
+            Some(key) => key,
+            None => {
+                let seen = once.iter().position(|&seen| seen == fingerprint);
+                match (was_kept, seen) {
+                    (false, None) => {
+                        if once.len() == ONCE_OFFERS {
+                            once.pop_front();
+                        }
+                        once.push_back(fingerprint);
+                        return;
                     }
-                    once.push_back(fingerprint);
-                    return;
+                    (_, seen) => {
+                        if let Some(at) = seen {
+                            once.remove(at);
+                        }
+                        Key {
+                            method: offer.method().into(),
+                            intent: offer.intent().into(),
+                            description: offer.description().map(Into::into),
+                            request: request.clone(),
+                        }
+                    }
                 }
-            },
-        };
-        let request = match request {
-            KeptRequest::Kept(request) => request,
-            KeptRequest::New(request) => request.into(),
+            }
         };
         if kept.len() == KEPT_OFFERS {
             kept.pop_front();
         }
-        kept.push_back(Kept { fingerprint, offer, request, expires, template });
+        kept.push_back(Kept { fingerprint, key, expires, template });
     }
 
     #[cfg(test)]
@@ -207,62 +242,32 @@ impl IssuedChallenges {
 }
 
 /// The template of `offer`'s challenges expiring at `expires`.
-fn template(settings: &Settings, offer: &Offer, request: &str, expires: u64) -> Option<Template> {
+fn template(realm: &str, signer: &ChallengeSigner, offer: &Offered, request: &str, expires: u64) -> Option<Template> {
     let expires = format_expires(UNIX_EPOCH + Duration::from_millis(expires));
     let fields = ChallengeFields {
-        realm: &settings.realm,
-        method: &offer.method,
-        intent: &offer.intent,
+        realm,
+        method: offer.method(),
+        intent: offer.intent(),
         request,
         expires: Some(&expires),
         digest: None,
         opaque: Some(OPAQUE_BLANK),
     };
     // A description with a line break cannot be sent; drop that offer rather than fail.
-    let value = Challenge::header_value(ID_BLANK, &fields, offer.description.as_deref()).ok()?;
+    let value = Challenge::header_value(ID_BLANK, &fields, offer.description()).ok()?;
     let header = value.as_bytes().to_vec();
     // mppx's order: the id comes first and the `opaque` last; the realm, request and
     // description are quoted, so they cannot hold a blank's closing quote.
     let id_at = memchr::memmem::find(&header, format!("id=\"{ID_BLANK}\"").as_bytes())? + 4;
     let opaque_at = memchr::memmem::rfind(&header, format!("opaque=\"{OPAQUE_BLANK}\"").as_bytes())? + 8;
-    Some(Template { prefix: settings.signer.prefix(&fields), header, id_at, opaque_at, body: OnceLock::new() })
+    Some(Template { prefix: signer.prefix(&fields), header, id_at, opaque_at, body: OnceLock::new() })
 }
 
-/// A hash of an offer's content, to find it among the kept ones (compared in full after).
-fn fingerprint(offer: &Offer) -> u64 {
-    fn value(v: &serde_json::Value, h: &mut Fx) {
-        use serde_json::Value;
-        match v {
-            Value::Null => h.write_u8(0),
-            Value::Bool(b) => h.write_u8(1 + u8::from(*b)),
-            Value::Number(n) => {
-                h.write_u8(3);
-                n.as_u64().hash(h);
-                n.as_i64().hash(h);
-                n.as_f64().map(f64::to_bits).hash(h);
-            }
-            Value::String(s) => {
-                h.write_u8(4);
-                s.hash(h);
-            }
-            Value::Array(items) => {
-                h.write_u8(5);
-                h.write_usize(items.len());
-                items.iter().for_each(|item| value(item, h));
-            }
-            Value::Object(map) => {
-                h.write_u8(6);
-                h.write_usize(map.len());
-                for (k, v) in map {
-                    k.hash(h);
-                    value(v, h);
-                }
-            }
-        }
-    }
+/// A hash of an offer's content (its encoded request, made once when it was offered), to
+/// find it among the kept ones (compared in full after).
+fn fingerprint(offer: &Offered, request: &str) -> u64 {
     let mut h = Fx(0);
-    (&*offer.method, &*offer.intent, offer.description.as_deref()).hash(&mut h);
-    value(&offer.request, &mut h);
+    (offer.method(), offer.intent(), offer.description(), request).hash(&mut h);
     h.finish()
 }
 
@@ -298,13 +303,6 @@ impl Fx {
     fn add(&mut self, word: u64) {
         self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
-}
-
-/// An issued offer's `request`: kept already, or new (made into a kept one only if the
-/// offer is kept).
-enum KeptRequest {
-    Kept(Arc<str>),
-    New(String),
 }
 
 /// Nonces unique to this layer: a random 64-bit prefix (so instances sharing a secret
@@ -367,9 +365,55 @@ impl fmt::Debug for IssuedChallenges {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{issue, offer, settings};
     use super::*;
-    use crate::scheme::check_expires;
+    use crate::method::{Offer, Offers};
+    use crate::wire::mpp::check_expires;
+    use serde_json::json;
+
+    pub(crate) struct Fixture {
+        pub(crate) realm: String,
+        pub(crate) signer: ChallengeSigner,
+        pub(crate) issued: IssuedChallenges,
+    }
+
+    impl Fixture {
+        fn challenge(&self, offer: &Offered, expires: u64) -> Option<Issued> {
+            self.issued.challenge(&self.realm, &self.signer, offer, expires)
+        }
+
+        fn clone(&self) -> Fixture {
+            Fixture { realm: self.realm.clone(), signer: self.signer.clone(), issued: self.issued.clone() }
+        }
+    }
+
+    fn settings() -> Fixture {
+        Fixture {
+            realm: "api.example.com".into(),
+            signer: ChallengeSigner::new("secret"),
+            issued: IssuedChallenges::default(),
+        }
+    }
+
+    fn described(amount: &str, description: Option<&str>) -> Offered {
+        let request = json!({"amount": amount, "currency": "0x20c0", "methodDetails": {"chainId": 4217}});
+        let mut offer = Offer::mpp("tempo", "session", request);
+        offer.description = description.map(str::to_owned);
+        let mut offers = Offers::new();
+        offers.extend(0, vec![offer]);
+        offers.into_vec().remove(0)
+    }
+
+    fn offer(amount: &str) -> Offered {
+        described(amount, None)
+    }
+
+    /// The challenge `IssuedChallenges` gives, parsed back from its header.
+    fn issue(settings: &Fixture, offer: &Offered, expires: u64) -> Challenge {
+        let issued = settings.challenge(offer, expires).unwrap();
+        let challenge = Challenge::parse_all([&issued.value]).unwrap().remove(0);
+        assert_eq!(challenge.id, issued.id());
+        challenge
+    }
 
     #[test]
     fn every_challenge_is_fresh_and_verifies() {
@@ -377,7 +421,7 @@ mod tests {
         let expires = 1_767_225_900_000;
         let first = issue(&settings, &offer("25"), expires);
         assert_eq!(first.expires.as_deref(), Some("2026-01-01T00:05:00.000Z"));
-        assert_eq!(first.request, encode_request(&offer("25").request));
+        assert_eq!(first.request, offer("25").encoded_request().unwrap());
         assert!(settings.signer.verify(&first));
         let at = UNIX_EPOCH + Duration::from_millis(expires);
         assert!(check_expires(first.expires.as_deref(), at).is_ok());
@@ -399,10 +443,9 @@ mod tests {
         assert!(settings.signer.verify(&later));
         // Another quote: another request, never the cached one.
         let other = issue(&settings, &offer("26"), expires + 1);
-        assert_eq!(other.request, encode_request(&offer("26").request));
+        assert_eq!(other.request, offer("26").encoded_request().unwrap());
         assert!(settings.signer.verify(&other));
-        let described = Offer { description: Some("Pay per token".into()), ..offer("25") };
-        let described = issue(&settings, &described, expires + 1);
+        let described = issue(&settings, &described("25", Some("Pay per token")), expires + 1);
         assert_eq!(described.description.as_deref(), Some("Pay per token"));
         assert!(settings.signer.verify(&described));
         // A challenge with its `opaque` changed or dropped does not verify.
@@ -414,15 +457,15 @@ mod tests {
     fn keeps_offers_issued_twice_and_a_bounded_number_of_them() {
         let settings = settings();
         // Issued once: only its fingerprint is remembered; issued again: kept, then reused.
-        let first = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
+        let first = settings.challenge(&offer("1"), 1).unwrap();
         assert_eq!(settings.issued.kept().0, 0);
-        let second = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
+        let second = settings.challenge(&offer("1"), 1).unwrap();
         assert_eq!(settings.issued.kept().0, 1);
-        let third = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
+        let third = settings.challenge(&offer("1"), 1).unwrap();
         assert!(Arc::ptr_eq(&second.template, &third.template));
         assert_ne!(first.id(), second.id());
         // A kept offer stays kept from millisecond to millisecond, with one entry.
-        let later = settings.issued.challenge(&settings, &offer("1"), 2).unwrap();
+        let later = settings.challenge(&offer("1"), 2).unwrap();
         assert!(!Arc::ptr_eq(&later.template, &third.template));
         assert_eq!(settings.issued.kept().0, 1);
 
@@ -434,7 +477,10 @@ mod tests {
             issue(&settings, &offer(&format!("y{n}")), 1);
         }
         assert_eq!(settings.issued.kept(), (KEPT_OFFERS, ONCE_OFFERS));
-        assert_eq!(*settings.issued.recent.read().unwrap().kept[0].offer, offer("x4"));
+        assert_eq!(
+            &*settings.issued.recent.read().unwrap().kept[0].key.request,
+            offer("x4").encoded_request().unwrap()
+        );
         // A clone (a reconfigured layer) starts empty.
         assert_eq!(settings.clone().issued.kept(), (0, 0));
     }
@@ -444,7 +490,7 @@ mod tests {
         let settings = settings();
         let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
         for _ in 0..3 {
-            let issued = settings.issued.challenge(&settings, &offer("1"), 1).unwrap();
+            let issued = settings.challenge(&offer("1"), 1).unwrap();
             assert_eq!(issued.problem_body(&error), problem_body(&error, Some(issued.id())));
             let other = PaymentError::new(PaymentErrorKind::VerificationFailed, "no");
             assert_eq!(issued.problem_body(&other), problem_body(&other, Some(issued.id())));
@@ -454,8 +500,8 @@ mod tests {
     #[test]
     fn an_offer_that_cannot_be_sent_is_dropped() {
         let settings = settings();
-        let broken = Offer { description: Some("two\nlines".into()), ..offer("1") };
-        assert!(settings.issued.challenge(&settings, &broken, 1).is_none());
-        assert!(settings.issued.challenge(&settings, &broken, 1).is_none());
+        let broken = described("1", Some("two\nlines"));
+        assert!(settings.challenge(&broken, 1).is_none());
+        assert!(settings.challenge(&broken, 1).is_none());
     }
 }

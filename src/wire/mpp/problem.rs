@@ -28,7 +28,7 @@ struct Problem<'a> {
 ///
 /// ```
 /// use tollgate::{PaymentError, PaymentErrorKind};
-/// use tollgate::scheme::problem_body;
+/// use tollgate::wire::mpp::problem_body;
 ///
 /// let error = PaymentError::new(PaymentErrorKind::PaymentExpired, "challenge expired");
 /// let body = problem_body(&error, Some("abc"));
@@ -55,7 +55,7 @@ pub fn problem_body(error: &PaymentError, challenge_id: Option<&str>) -> Bytes {
 /// ```
 /// use serde_json::json;
 /// use tollgate::{PaymentError, PaymentErrorKind};
-/// use tollgate::scheme::{ProblemDocument, problem_body};
+/// use tollgate::wire::mpp::{ProblemDocument, problem_body};
 ///
 /// let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
 /// assert_eq!(ProblemDocument::new(&error, Some("abc")).to_bytes(), problem_body(&error, Some("abc")));

@@ -13,7 +13,7 @@ const MAX_ENTRIES: usize = 32;
 ///
 /// ```
 /// use http::HeaderValue;
-/// use tollgate::scheme::AcceptPayment;
+/// use tollgate::wire::mpp::AcceptPayment;
 ///
 /// let accept = AcceptPayment::parse(&HeaderValue::from_static("tempo/session, */*;q=0.1")).unwrap();
 /// let offers = [("tempo", "charge"), ("tempo", "session")];
