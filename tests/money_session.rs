@@ -290,3 +290,54 @@ async fn scenario_03_a_stream_asking_more_than_the_run_ahead_bound_is_still_paid
     assert_eq!((state.spent, state.reserved), (Amount::new(150 * PRICE), Amount::ZERO));
     assert!(state.accepted > Amount::new(100 * PRICE), "a voucher far ahead of delivery, as asked, was accepted");
 }
+
+/// A route that can price nothing without its body (and counts how often it is asked).
+#[derive(Clone, Default)]
+struct NeedsBody(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl tollgate::Pricing for NeedsBody {
+    fn quote(
+        &self,
+        _: &http::request::Parts,
+        _: Option<&bytes::Bytes>,
+    ) -> Result<Option<Quote>, tollgate::PaymentError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(tollgate::PaymentError::new(tollgate::PaymentErrorKind::Unpriced, "priced by the body only"))
+    }
+}
+
+#[tokio::test]
+async fn issue9_a_sessions_management_requests_are_verified_without_pricing() {
+    // The session recognises its own bodiless voucher and close before pricing: checked by
+    // HMAC, realm, expiry and its own rules, with no price for the route.
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 100_000).await;
+    let pricing = NeedsBody::default();
+    let layer = f.layer.clone().pricing(pricing.clone());
+    let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn(|_: http::Request<_>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::from("content")))
+    }));
+    let response = svc.clone().oneshot(post(client.voucher(&c, 2 * PRICE).unwrap())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(f.state(client.channel_id().unwrap()).await.accepted, Amount::new(2 * PRICE));
+    // The session's own rules still hold: too small a step is refused (no challenge can be
+    // priced, so the problem comes alone), and nothing changes.
+    let response = svc.clone().oneshot(post(client.voucher(&c, 2 * PRICE + 1).unwrap())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(problem_type(response).await, "session/delta-too-small");
+    assert_eq!(f.state(client.channel_id().unwrap()).await.accepted, Amount::new(2 * PRICE));
+    let asked = pricing.0.load(std::sync::atomic::Ordering::SeqCst);
+    // A challenge forged with another secret is not recognised: it is priced like any
+    // request (here: refused, since nothing can be priced without a body).
+    let forged = {
+        let mut forged = c.clone();
+        forged.id =
+            tollgate::wire::mpp::ChallengeSigner::new("another secret of thirty-two bytes!!").id(&forged.fields());
+        client.voucher(&forged, 3 * PRICE).unwrap()
+    };
+    let response = svc.oneshot(post(forged)).await.unwrap();
+    assert_ne!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(pricing.0.load(std::sync::atomic::Ordering::SeqCst), asked + 1, "the forged one was priced");
+    assert_eq!(f.state(client.channel_id().unwrap()).await.accepted, Amount::new(2 * PRICE));
+}

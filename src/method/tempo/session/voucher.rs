@@ -131,11 +131,11 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         if let Some(min) = self.config().min_voucher_delta {
             return Ok(min);
         }
-        // Without a quote (a management request, not priced) the challenge's unit price,
-        // which is the rate rounded up.
+        // Without a quote (a management request, not priced) the challenge's unit price is
+        // the rate rounded up: one base unit less is at most the rate rounded down.
         let floor = match self.verify.quote {
             Some(quote) => quote.price.output.amount().get() / u128::from(quote.price.output.per()),
-            None => self.unit_price()?.get(),
+            None => self.unit_price()?.get().saturating_sub(1),
         };
         Ok(Amount::new(floor.max(1)))
     }
