@@ -128,7 +128,7 @@ where
                 Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
             };
             let context = payment_context(method, intent, &grant, &quote);
-            (quote, offers, grant, context)
+            (quote, offers, *grant, context)
         }
         None => {
             let (body_read, read) = if shared.pricing.reads_body(&head) {
@@ -168,7 +168,7 @@ where
 /// What a method made of a management request it recognised.
 enum Managed {
     Answer(Response<Bytes>),
-    Serve(Grant, String, String),
+    Serve(Box<Grant>, String, String),
 }
 
 /// A management request's credential, recognised before pricing by the method that issued
@@ -198,12 +198,18 @@ where
     };
     Some(match outcome {
         Ok(Verified::Respond(receipt)) => Managed::Answer(respond::management(&receipt)),
-        Ok(Verified::Serve(grant)) => Managed::Serve(grant, challenge.method.clone(), challenge.intent.clone()),
+        Ok(Verified::Serve(grant)) => {
+            Managed::Serve(Box::new(grant), challenge.method.clone(), challenge.intent.clone())
+        }
         Err(error) => {
             // A fresh challenge needs a price: offered when the route can price a bodiless
             // request, else the problem alone.
-            let offers = price_bodiless(shared, head).ok().flatten().map(|(_, offers)| offers).unwrap_or_default();
-            Managed::Answer(respond::refusal(settings, head, offers.as_slice(), error))
+            match price_bodiless(shared, head) {
+                Ok(Some((_, offers))) if !offers.is_empty() => {
+                    Managed::Answer(respond::refusal(settings, head, offers.as_slice(), error))
+                }
+                _ => Managed::Answer(respond::problem(error)),
+            }
         }
     })
 }
