@@ -14,7 +14,7 @@
 //! ```
 //! use http::{Request, Response, StatusCode, header};
 //! use http_body_util::{BodyExt, Full};
-//! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
+//! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate, Secret};
 //! use tollgate::meter::EventMeter;
 //! use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 //! use tollgate::scheme::{Challenge, Credential, Receipt};
@@ -41,7 +41,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret of 32+ bytes")
+//! let secret = Secret::new("a long random secret of 32+ bytes");
+//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", secret)
 //!     .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
 //!     .meter(EventMeter::default());
 //! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req| async {
@@ -86,18 +87,19 @@
 //! `service.rs` (the fast unpaid 402) → `admission.rs` (read the body if pricing needs it,
 //! price, list the offers of every method, check the credential's HMAC id, realm, pinning and
 //! expiry, dispatch to its method, reserve, insert the [`PaymentContext`]) → `future.rs` (call
-//! the inner service, wrap its body) → `body.rs` + `metering/` (meter, pause for vouchers,
-//! settle). `respond.rs` writes the layer's own answers (402 problems, 204 receipts).
+//! the inner service, wrap its body) → `body.rs` + `metering/` (the whole engine: the
+//! account and its lease, the upfront asked in the stream, where SSE frames are cut, growth,
+//! pauses for vouchers, the release). `respond.rs` writes the layer's own answers (402 problems, 204 receipts).
 //!
 //! # Pricing by body
 //!
 //! The core reads a body only for a [`Pricing`] that asks ([`PriceByBody`]), capped by
-//! [`body_limit`](PaymentLayer::body_limit) and [`body_timeout`](PaymentLayer::body_timeout);
-//! the same bytes are then handed to the inner service, so the same request is quoted the
-//! same twice. A service that parses its body anyway (the LLM proxy example) can instead
-//! parse it in a small layer in front and price from the parsed value in the request's
-//! extensions, with a head-only [`Pricing`]: the example does this, and that is the shape
-//! we recommend; both are kept and tested.
+//! [`body_limit`](PaymentLayer::body_limit) (`413`) and
+//! [`body_timeout`](PaymentLayer::body_timeout) (`408`); the same bytes are then handed to
+//! the inner service, so the same request is quoted the same twice. No separate parsing
+//! layer is needed: a service that parses its body anyway (the LLM proxy example) may do so
+//! in its own middleware in front and price from the parsed value in the request's
+//! extensions with a head-only [`Pricing`]. See the [`Pricing`] docs.
 //!
 //! # When what happens
 //!
@@ -148,7 +150,6 @@
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
 #![deny(unreachable_pub, unsafe_code)]
 
-mod account;
 mod admission;
 pub mod amount;
 mod body;
@@ -164,11 +165,12 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
-mod prepay;
 mod pricing;
+mod realm;
 mod request_body;
 mod respond;
 pub mod scheme;
+mod secret;
 mod service;
 pub mod store;
 
@@ -182,5 +184,7 @@ pub use error::{BoxError, BudgetExhausted, ConfigError, MIN_SECRET_LEN, PaymentE
 pub use future::ResponseFuture;
 pub use layer::PaymentLayer;
 pub use pricing::{PriceByBody, Pricing, Unpriced};
+pub use realm::Realm;
 pub use request_body::RequestBody;
+pub use secret::Secret;
 pub use service::PaymentService;

@@ -54,7 +54,7 @@ impl Offers {
     }
 
     /// The position of the method that made the offer at `index`.
-    pub fn issuer(&self, index: usize) -> usize {
+    fn issuer(&self, index: usize) -> usize {
         self.issuers.get(index).copied().unwrap_or(0)
     }
 

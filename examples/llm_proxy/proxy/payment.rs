@@ -27,7 +27,7 @@ use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain,
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::scheme::Credential;
 use tollgate::store::ChannelStore;
-use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote};
+use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote, Secret};
 
 use super::catalog::{Catalog, PER};
 use super::chat::ChatRequest;
@@ -205,7 +205,7 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStor
     let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
         .map_err(|e| e.to_string())?
         .whole_request();
-    let layer = PaymentLayer::try_new((method, charge), store, settings.realm.clone(), &settings.secret)
+    let layer = PaymentLayer::try_new((method, charge), store, settings.realm.clone(), Secret::new(&settings.secret))
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }

@@ -21,5 +21,5 @@ pub use charge::{ChargeConfig, ChargeConfigError, ChargeModes, Split, TempoCharg
 pub use config::{CHANNEL_RESERVE, PATH_USD, SessionConfig};
 pub use domain::{SessionProtocol, VoucherDomain};
 pub use session::{Remembered, SettlementPolicy, SettlementReport, TempoSession};
-pub use signature::{SignatureError, SignatureKind, VoucherSignature};
+pub use signature::{SignatureError, VoucherSignature, VoucherSignatureKind};
 pub use voucher::verify_voucher;
