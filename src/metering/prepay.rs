@@ -185,7 +185,7 @@ where
 
     /// The inner service answered: a 2xx event stream is metered; anything else is refused
     /// uncharged.
-    fn answered(&mut self, response: Result<Response<B>, BoxError>, mut reserved: Box<Reserved<Mt, St>>) {
+    fn answered(&mut self, response: Result<Response<B>, BoxError>, mut reserved: Reserved<Mt, St>) {
         let account = &mut reserved.account;
         let response = match response {
             Ok(response) if response.status().is_success() && is_event_stream(response.headers()) => response,
@@ -201,7 +201,7 @@ where
             }
         };
         let (head, body) = response.into_parts();
-        let metering = Metering::new(&head, *reserved);
+        let metering = Metering::new(&head, reserved);
         self.stage = Stage::Streaming { inner: Box::pin(body), metering: Box::new(metering) };
     }
 
@@ -240,7 +240,7 @@ where
                     let Stage::Calling { reserved, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
                         continue;
                     };
-                    self.answered(response, reserved);
+                    self.answered(response, *reserved);
                 }
                 Stage::Loading(_) | Stage::Asking { .. } | Stage::Waiting(_) | Stage::Reserving(_) => {
                     // The store first: a reservation made just as the deadline passes is used.
