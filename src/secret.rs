@@ -16,6 +16,23 @@ use std::fmt;
 /// let secret = Secret::new("a long random secret of 32+ bytes");
 /// assert_eq!(format!("{secret:?}"), "Secret(33 bytes)");
 /// ```
+///
+/// Swapped, the call does not compile:
+///
+/// ```compile_fail
+/// use tollgate::store::MemoryStore;
+/// use tollgate::{PaymentLayer, Secret};
+///
+/// let secret = Secret::new("a long random secret of 32+ bytes");
+/// let layer = PaymentLayer::new((), MemoryStore::new(), secret, "api.example.com");
+/// ```
+///
+/// ```
+/// # use tollgate::store::MemoryStore;
+/// # use tollgate::{PaymentLayer, Secret};
+/// # let secret = Secret::new("a long random secret of 32+ bytes");
+/// let layer = PaymentLayer::new((), MemoryStore::new(), "api.example.com", secret);
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
