@@ -16,7 +16,7 @@ use tollgate::meter::OpenAiTokenMeter;
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Credential, Receipt};
-use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
+use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// Bench-only method: every credential draws on one pre-funded account.
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
         .block_on(store.open(&ChannelId::new("bench"), Amount::new(u128::MAX >> 8), Amount::new(u128::MAX >> 8)))
         .unwrap();
     let price = Price::tokens(Rate::new(Amount::new(15), 100), Rate::new(Amount::new(60), 100));
-    let layer = PaymentLayer::new(Funded, store, "bench", "bench-secret-of-at-least-32-bytes")
+    let layer = PaymentLayer::new(Funded, store, "bench", Secret::new("bench-secret-of-at-least-32-bytes"))
         .pricing(Quote::new(price))
         .meter(OpenAiTokenMeter::default());
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use tollgate::method::{Offer, PaymentMethod, Verified, Verify};
 use tollgate::store::{ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, ChallengeSigner, Credential, encode_request, format_expires};
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Pricing, Quote};
+use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Pricing, Quote, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// A session-shaped offer like the Tempo method's.
@@ -100,9 +100,13 @@ fn credential_headers(signer: &ChallengeSigner) -> HeaderMap {
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let layer =
-        PaymentLayer::new(SessionOffer, MemoryStore::new(), "api.example.com", "bench-secret-of-32-bytes-or-more")
-            .pricing(Price::per_request(Amount::new(25)));
+    let layer = PaymentLayer::new(
+        SessionOffer,
+        MemoryStore::new(),
+        "api.example.com",
+        Secret::new("bench-secret-of-32-bytes-or-more"),
+    )
+    .pricing(Price::per_request(Amount::new(25)));
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         |_req: Request<tollgate::RequestBody<Empty<Bytes>>>| async {
             Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
@@ -119,9 +123,13 @@ fn bench(c: &mut Criterion) {
     });
 
     // The worst case: no 402 issued before sold the same offer.
-    let layer =
-        PaymentLayer::new(SessionOffer, MemoryStore::new(), "api.example.com", "bench-secret-of-32-bytes-or-more")
-            .pricing(EverChanging(AtomicU64::new(1)));
+    let layer = PaymentLayer::new(
+        SessionOffer,
+        MemoryStore::new(),
+        "api.example.com",
+        Secret::new("bench-secret-of-32-bytes-or-more"),
+    )
+    .pricing(EverChanging(AtomicU64::new(1)));
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         |_req: Request<tollgate::RequestBody<Empty<Bytes>>>| async {
             Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))

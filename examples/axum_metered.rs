@@ -21,7 +21,7 @@ use tollgate::meter::EventMeter;
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify, is_management_request};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Credential, Receipt};
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate};
+use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 
 /// Demo only: trusts the client's claimed cumulative payment. Never use it for money.
@@ -74,12 +74,16 @@ fn authorization(challenge: &Challenge, paid: u128) -> String {
 
 #[tokio::main]
 async fn main() {
-    let layer =
-        PaymentLayer::new(DemoCredits, MemoryStore::new(), "demo.local", "demo-secret-change-me-to-32-random-bytes")
-            .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
-            .meter(EventMeter::default())
-            .voucher_window(3)
-            .pause_deadline(Duration::from_secs(10));
+    let layer = PaymentLayer::new(
+        DemoCredits,
+        MemoryStore::new(),
+        "demo.local",
+        Secret::new("demo-secret-change-me-to-32-random-bytes"),
+    )
+    .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
+    .meter(EventMeter::default())
+    .voucher_window(3)
+    .pause_deadline(Duration::from_secs(10));
     let app = Router::new().route("/ticks", get(ticker)).layer(layer);
 
     let response = app.clone().oneshot(Request::get("/ticks").body(Body::empty()).unwrap()).await.unwrap();

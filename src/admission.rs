@@ -26,21 +26,20 @@ use http::{Request, Response, request};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 
-use crate::account::Account;
 use crate::amount::{Amount, Quote};
 use crate::config::Shared;
 use crate::context::PaymentContext;
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::MakeMeter;
-use crate::metering::StreamPolicy;
+use crate::metering::prepay::Pending;
+use crate::metering::{Paid, Reserved};
 use crate::method::{Checked, Grant, Methods, Offered, Offers, Renewal, Verified, is_management_request};
-use crate::prepay::Pending;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
-use crate::store::{ChannelId, ChannelStore, StoreError, StoreErrorKind};
+use crate::store::{ChannelStore, StoreError, StoreErrorKind};
 use crate::wire::Presented;
-use crate::wire::mpp::{Credential, Receipt, check_expires};
+use crate::wire::mpp::{Credential, check_expires};
 use crate::wire::x402::network;
 
 /// What admission decided.
@@ -48,20 +47,9 @@ pub(crate) enum Admission<ReqB, Mt, St: ChannelStore> {
     /// Answer with this response; the inner service is not called.
     Answer(Response<Bytes>),
     /// Call the inner service; meter the response when `paid`.
-    Serve { request: Request<RequestBody<ReqB>>, paid: Option<Box<Paid<Mt, St>>> },
+    Serve { request: Request<RequestBody<ReqB>>, paid: Option<Box<Reserved<Mt, St>>> },
     /// Answer with an event stream that asks for the upfront, then call the inner service.
     Prepay { request: Request<RequestBody<ReqB>>, pending: Box<Pending<Mt, St>> },
-}
-
-/// A paid request on its way to the inner service.
-pub(crate) struct Paid<Mt, St: ChannelStore> {
-    pub(crate) meter: Mt,
-    pub(crate) quote: Quote,
-    pub(crate) account: Account<St>,
-    pub(crate) channel: ChannelId,
-    pub(crate) renewal: Renewal,
-    pub(crate) receipt: Receipt,
-    pub(crate) policy: StreamPolicy,
 }
 
 /// Prices the request and lists the offers of every method. `Ok(None)`: not for sale,
@@ -300,19 +288,16 @@ where
                 Err(error) => return refuse(reservation_error(error, least)),
             };
             let meter = shared.make_meter.make_meter(&head, &quote);
-            let (channel, _, receipt, on_settled) = grant.into_parts();
-            let store = shared.store.clone();
-            let policy = settings.policy;
-            let pending = Pending { meter, quote, store, channel, receipt, on_settled, policy, least, window, state };
+            let paid = Paid { grant, quote, meter, policy: settings.policy };
+            let pending = Pending { paid, store: shared.store.clone(), least, window, state };
             head.extensions.insert(context);
             return Admission::Prepay { request: Request::from_parts(head, body), pending: Box::new(pending) };
         }
         Err(error) => return refuse(reservation_error(error, least)),
     };
     let meter = shared.make_meter.make_meter(&head, &quote);
-    let (channel, renewal, receipt, on_settled) = grant.into_parts();
-    let account = Account::new(shared.store.clone(), lease, on_settled);
-    let paid = Paid { meter, quote, account, channel, renewal, receipt, policy: settings.policy };
+    let paid = Paid { grant, quote, meter, policy: settings.policy };
+    let paid = Reserved::new(paid, shared.store.clone(), lease);
     head.extensions.insert(context);
     Admission::Serve { request: Request::from_parts(head, body), paid: Some(Box::new(paid)) }
 }

@@ -164,15 +164,6 @@ impl Rate {
     pub fn unit_price(self) -> Amount {
         Amount(self.amount.0.div_ceil(u128::from(self.per)))
     }
-
-    /// How many whole units `budget` pays for at this rate (`u64::MAX` when free).
-    pub fn units_for(self, budget: Amount) -> u64 {
-        if self.amount.is_zero() {
-            return u64::MAX;
-        }
-        let units = budget.0.saturating_mul(u128::from(self.per)) / self.amount.0;
-        u64::try_from(units).unwrap_or(u64::MAX)
-    }
 }
 
 /// What one unit of a response costs: input and output priced apart, and the name of the
@@ -301,8 +292,6 @@ mod tests {
         assert_eq!(rate.cost(100), Some(Amount::new(15)));
         assert_eq!(rate.cost(101), Some(Amount::new(16)));
         assert_eq!(rate.unit_price(), Amount::new(1));
-        assert_eq!(rate.units_for(Amount::new(15)), 100);
-        assert_eq!(Rate::FREE.units_for(Amount::new(1)), u64::MAX);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use crate::error::BoxError;
 use crate::meter::Meter;
 use crate::metering::Metering;
-use crate::prepay::Prepay;
+use crate::metering::prepay::Prepay;
 use crate::store::ChannelStore;
 
 pin_project! {

@@ -11,13 +11,13 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::admission::{Admission, Paid};
+use crate::admission::Admission;
 use crate::amount::Amount;
 use crate::body::MeteredBody;
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::Meter;
-use crate::metering::Metering;
-use crate::prepay::{self, Call, Prepay};
+use crate::metering::prepay::{self, Call, Prepay};
+use crate::metering::{Metering, Reserved};
 use crate::request_body::RequestBody;
 use crate::respond;
 use crate::store::ChannelStore;
@@ -44,7 +44,7 @@ pin_project! {
         St: ChannelStore,
     {
         Admitting { admission: BoxFuture<Admission<ReqB, Mt, St>>, inner: Option<S> },
-        Calling { #[pin] future: F, paid: Option<Box<Paid<Mt, St>>> },
+        Calling { #[pin] future: F, paid: Option<Box<Reserved<Mt, St>>> },
         Answered { response: Option<Response<Bytes>> },
     }
 }
@@ -58,7 +58,7 @@ where
         ResponseFuture { state: State::Admitting { admission, inner: Some(inner) } }
     }
 
-    pub(crate) fn calling(future: S::Future, paid: Option<Box<Paid<Mt, St>>>) -> Self {
+    pub(crate) fn calling(future: S::Future, paid: Option<Box<Reserved<Mt, St>>>) -> Self {
         ResponseFuture { state: State::Calling { future, paid } }
     }
 
@@ -91,7 +91,7 @@ where
                         if let Some(paid) = &mut paid {
                             // The upfront is what calling the inner service costs the
                             // server: committed now, refunded if it fails or answers non-2xx.
-                            let (upfront, units) = prepay::upfront(&paid.quote);
+                            let (upfront, units) = prepay::upfront(&paid.paid.quote);
                             paid.account.deliver(upfront, units);
                         }
                         let future = inner.call(request);
@@ -138,7 +138,7 @@ where
 /// `101 Switching Protocols` is refused: what flows after it cannot be metered.
 fn metered<B, Mt: Meter, St: ChannelStore>(
     response: Response<B>,
-    paid: Option<Box<Paid<Mt, St>>>,
+    paid: Option<Box<Reserved<Mt, St>>>,
 ) -> Response<MeteredBody<B, Mt, St>> {
     let Some(mut paid) = paid else { return response.map(MeteredBody::untouched) };
     if response.status().is_informational() {
@@ -157,9 +157,8 @@ fn metered<B, Mt: Meter, St: ChannelStore>(
     // The layer may add events or stop early, so the inner length no longer holds.
     head.headers.remove(header::CONTENT_LENGTH);
     set_private_cache(&mut head.headers);
-    let Paid { meter, quote, account, channel, renewal, receipt, policy } = *paid;
-    let header = receipt.to_header_value();
-    let metering = Metering::new(meter, &head, quote.price, policy, account, channel, renewal, receipt);
+    let header = paid.paid.grant.receipt().to_header_value();
+    let metering = Metering::new(&head, *paid);
     if metering.is_event_stream() {
         // Proxies must not buffer a stream that pauses for vouchers. The receipt comes as the
         // stream's last event, once usage is final (the reference client expects no header).

@@ -10,6 +10,8 @@ use crate::config::{Settings, Shared};
 use crate::error::{ConfigError, MIN_SECRET_LEN};
 use crate::meter::RequestMeter;
 use crate::pricing::Unpriced;
+use crate::realm::Realm;
+use crate::secret::Secret;
 use crate::service::PaymentService;
 use crate::wire::mpp::ChallengeSigner;
 
@@ -55,7 +57,7 @@ impl<M, St> PaymentLayer<M, St> {
     ///
     /// [`MIN_SECRET_LEN`]: crate::MIN_SECRET_LEN
     #[track_caller]
-    pub fn new(method: M, store: St, realm: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
+    pub fn new(method: M, store: St, realm: impl Into<Realm>, secret: Secret) -> Self {
         match Self::try_new(method, store, realm, secret) {
             Ok(layer) => layer,
             Err(error) => panic!("PaymentLayer::new: {error}"),
@@ -64,13 +66,8 @@ impl<M, St> PaymentLayer<M, St> {
 
     /// [`new`](Self::new), refusing a `secret` shorter than
     /// [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes with a [`ConfigError`].
-    pub fn try_new(
-        method: M,
-        store: St,
-        realm: impl Into<String>,
-        secret: impl AsRef<[u8]>,
-    ) -> Result<Self, ConfigError> {
-        let secret = secret.as_ref();
+    pub fn try_new(method: M, store: St, realm: impl Into<Realm>, secret: Secret) -> Result<Self, ConfigError> {
+        let secret = secret.as_bytes();
         if secret.len() < MIN_SECRET_LEN {
             return Err(ConfigError::SecretTooShort { len: secret.len() });
         }
@@ -79,7 +76,7 @@ impl<M, St> PaymentLayer<M, St> {
             store: Arc::new(store),
             pricing: Arc::new(Unpriced),
             make_meter: Arc::new(RequestMeter),
-            settings: Arc::new(Settings::new(realm.into(), ChallengeSigner::new(secret))),
+            settings: Arc::new(Settings::new(realm.into().into_string(), ChallengeSigner::new(secret))),
         })
     }
 }
@@ -111,9 +108,9 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     /// Also accepts challenges bound with `secret`, the key used before a rotation, until
     /// they expire. It is accepted whatever its length, so a service can rotate away from a
     /// short secret.
-    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+    pub fn previous_secret(mut self, secret: Secret) -> Self {
         let settings = Arc::make_mut(&mut self.settings);
-        settings.signer = settings.signer.clone().with_previous(secret);
+        settings.signer = settings.signer.clone().with_previous(secret.as_bytes());
         self
     }
 

@@ -14,7 +14,7 @@
 //! ```
 //! use http::{Request, Response, StatusCode, header};
 //! use http_body_util::{BodyExt, Full};
-//! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate};
+//! use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate, Secret};
 //! use tollgate::meter::EventMeter;
 //! use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 //! use tollgate::wire::mpp::{Challenge, Credential, Receipt};
@@ -44,7 +44,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", "a long random secret of 32+ bytes")
+//! let secret = Secret::new("a long random secret of 32+ bytes");
+//! let layer = PaymentLayer::new(Honor, MemoryStore::new(), "api.example.com", secret)
 //!     .pricing(Price::per_unit("event", Rate::per_unit(Amount::new(10))))
 //!     .meter(EventMeter::default());
 //! let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_req| async {
@@ -116,12 +117,12 @@
 //! # Pricing by body
 //!
 //! The core reads a body only for a [`Pricing`] that asks ([`PriceByBody`]), capped by
-//! [`body_limit`](PaymentLayer::body_limit) and [`body_timeout`](PaymentLayer::body_timeout);
-//! the same bytes are then handed to the inner service, so the same request is quoted the
-//! same twice. A service that parses its body anyway (the LLM proxy example) can instead
-//! parse it in a small layer in front and price from the parsed value in the request's
-//! extensions, with a head-only [`Pricing`]: the example does this, and that is the shape
-//! we recommend; both are kept and tested.
+//! [`body_limit`](PaymentLayer::body_limit) (`413`) and
+//! [`body_timeout`](PaymentLayer::body_timeout) (`408`); the same bytes are then handed to
+//! the inner service, so the same request is quoted the same twice. No separate parsing
+//! layer is needed: a service that parses its body anyway (the LLM proxy example) may do so
+//! in its own middleware in front and price from the parsed value in the request's
+//! extensions with a head-only [`Pricing`]. See the [`Pricing`] docs.
 //!
 //! # When what happens
 //!
@@ -175,7 +176,6 @@
 #![warn(missing_docs, rust_2018_idioms, missing_debug_implementations)]
 #![deny(unreachable_pub, unsafe_code)]
 
-mod account;
 mod admission;
 pub mod amount;
 mod body;
@@ -191,10 +191,11 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
-mod prepay;
 mod pricing;
+mod realm;
 mod request_body;
 mod respond;
+mod secret;
 mod service;
 pub mod store;
 pub mod wire;
@@ -209,5 +210,7 @@ pub use error::{BoxError, BudgetExhausted, ConfigError, MIN_SECRET_LEN, PaymentE
 pub use future::ResponseFuture;
 pub use layer::PaymentLayer;
 pub use pricing::{PriceByBody, Pricing, Unpriced};
+pub use realm::Realm;
 pub use request_body::RequestBody;
+pub use secret::Secret;
 pub use service::PaymentService;

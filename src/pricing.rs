@@ -13,8 +13,26 @@ use crate::error::{PaymentError, PaymentErrorKind};
 /// unpaid and unmetered (an unknown model the handler answers with 404, say). Errors refuse
 /// the request. A layer with no pricing set fails closed with a 500.
 ///
-/// Implemented for a fixed [`Price`], a fixed [`Quote`], and closures
-/// `Fn(&request::Parts, Option<&Bytes>) -> Result<Option<Quote>, PaymentError>`.
+/// Implemented for a fixed [`Price`], a fixed [`Quote`], closures over the head
+/// `Fn(&request::Parts) -> Result<Option<Quote>, PaymentError>`, and [`PriceByBody`].
+///
+/// # Pricing by body
+///
+/// The core reads a request body only for a pricing that asks ([`PriceByBody`], or any
+/// [`Pricing::reads_body`]), and then in one place: after a credential's HMAC id and realm
+/// are checked (a forged credential never makes the server read), up to
+/// [`body_limit`](crate::PaymentLayer::body_limit) (`413`) and
+/// [`body_timeout`](crate::PaymentLayer::body_timeout) (`408`). The inner service gets the
+/// very bytes that were priced ([`RequestBody`](crate::RequestBody)), so the quote cannot
+/// drift from the body, and the same body is quoted the same every time (the `402` and the
+/// paid retry price it alike; a pricing function must be deterministic for that, as it is
+/// when it reads only the head and the body).
+///
+/// There is no separate body-parsing layer in the crate: a service that parses its body
+/// anyway (the LLM proxy example validates the chat request and answers in OpenAI's error
+/// shape) can do so in its own middleware in front of the layer, put the parsed value in
+/// the request's extensions, and price from there with a head-only pricing. Both shapes
+/// meet the same rules; `PriceByBody` is the one the crate caps and tests.
 pub trait Pricing: Send + Sync + 'static {
     /// Whether `quote` needs the request body.
     fn reads_body(&self, _head: &request::Parts) -> bool {

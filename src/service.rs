@@ -13,7 +13,6 @@ use crate::body::MeteredBody;
 use crate::config::Shared;
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::future::ResponseFuture;
-use crate::layer::PaymentLayer;
 use crate::meter::MakeMeter;
 use crate::method::Methods;
 use crate::pricing::Pricing;
@@ -22,7 +21,7 @@ use crate::respond;
 use crate::store::ChannelStore;
 use crate::wire::Presented;
 
-/// Makes the inner service payable. Built by [`PaymentLayer`].
+/// Makes the inner service payable. Built by [`PaymentLayer`](crate::PaymentLayer).
 ///
 /// See the [crate docs](crate) for an example.
 pub struct PaymentService<S, M, St, P, MM> {
@@ -48,16 +47,6 @@ impl<S, M, St, P, MM> PaymentService<S, M, St, P, MM> {
     /// Consumes `self`, returning the inner service.
     pub fn into_inner(self) -> S {
         self.inner
-    }
-
-    /// A layer for this service: same as [`PaymentLayer::new`].
-    ///
-    /// # Panics
-    ///
-    /// If `secret` is shorter than [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes.
-    #[track_caller]
-    pub fn layer(method: M, store: St, realm: impl Into<String>, secret: impl AsRef<[u8]>) -> PaymentLayer<M, St> {
-        PaymentLayer::new(method, store, realm, secret)
     }
 }
 

@@ -27,7 +27,7 @@ use support::*;
 use tollgate::meter::EventMeter;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::Challenge;
-use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate};
+use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 common::store_suite!(
@@ -74,7 +74,7 @@ fn service(
 + Send {
     let slot = Arc::new(Mutex::new(Some(body)));
     let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(PRICE))));
-    let layer = PaymentLayer::new(TestMethod, store, REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))
         .pricing(quote)
         .meter(EventMeter::default())
         .voucher_window(2)

@@ -13,7 +13,7 @@ use serde_json::json;
 use support::*;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, ChallengeFields, ChallengeSigner, Receipt, encode_request, format_expires};
-use tollgate::{Amount, PaymentErrorKind, PaymentLayer, Price};
+use tollgate::{Amount, PaymentErrorKind, PaymentLayer, Price, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 type TestResponse = Response<Full<Bytes>>;
@@ -28,7 +28,10 @@ fn service(
     Error = Infallible,
 > + Clone {
     ServiceBuilder::new()
-        .layer(PaymentLayer::new(TestMethod, store, REALM, SECRET).pricing(Price::per_request(Amount::new(price))))
+        .layer(
+            PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))
+                .pricing(Price::per_request(Amount::new(price))),
+        )
         .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             let calls = calls.clone();
             async move {
@@ -219,8 +222,8 @@ async fn rotated_secret_still_verifies_old_challenges() {
     let old = challenge_for(1000).await; // issued with SECRET
     let svc = ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(TestMethod, store.clone(), REALM, "new-secret-of-at-least-32-bytes!!")
-                .previous_secret(SECRET)
+            PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new("new-secret-of-at-least-32-bytes!!"))
+                .previous_secret(Secret::new(SECRET))
                 .pricing(Price::per_request(Amount::new(1000))),
         )
         .service(service_fn(|_req: Request<tollgate::RequestBody<Full<Bytes>>>| async {
@@ -267,12 +270,12 @@ async fn forged_payload_signature_is_refused() {
 async fn unpriced_layer_fails_closed_without_challenge() {
     let calls = Calls::default();
     let inner_calls = calls.clone();
-    let svc = ServiceBuilder::new().layer(PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, SECRET)).service(
-        service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
+    let svc = ServiceBuilder::new()
+        .layer(PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, Secret::new(SECRET)))
+        .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             inner_calls.hit();
             async { Ok::<_, Infallible>(TestResponse::new(Full::from("free?"))) }
-        }),
-    );
+        }));
     let response = svc.oneshot(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
@@ -338,7 +341,8 @@ async fn failing_inner_service_is_not_charged() {
     let store = MemoryStore::new();
     let svc = ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(Price::per_request(Amount::new(1000))),
+            PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+                .pricing(Price::per_request(Amount::new(1000))),
         )
         .service(service_fn(|_req: Request<tollgate::RequestBody<Full<Bytes>>>| async {
             let mut response = TestResponse::new(Full::from("upstream broke"));
@@ -374,8 +378,8 @@ async fn readiness_is_passed_through() {
             unreachable!("never ready")
         }
     }
-    let layer =
-        PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, SECRET).pricing(Price::per_request(Amount::new(1)));
+    let layer = PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, Secret::new(SECRET))
+        .pricing(Price::per_request(Amount::new(1)));
     let mut svc = tower::Layer::layer(&layer, NotReady);
     let waker = std::task::Waker::noop();
     let ready = <_ as Service<Request<Full<Bytes>>>>::poll_ready(&mut svc, &mut Context::from_waker(waker));
@@ -541,7 +545,8 @@ async fn a_store_outage_is_a_503_without_challenge_and_never_calls_inner() {
     let store = ReserveFails::default();
     let svc = ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(Price::per_request(Amount::new(1000))),
+            PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+                .pricing(Price::per_request(Amount::new(1000))),
         )
         .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             inner_calls.hit();

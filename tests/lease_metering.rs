@@ -23,7 +23,7 @@ use support::{FramesBody, TestMethod, channel_body, credential, events, manageme
 use support::{REALM, SECRET};
 use tollgate::meter::{EventMeter, Meter};
 use tollgate::store::{DEFAULT_LEASE, MemoryStore};
-use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate, Usage};
+use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate, Secret, Usage};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const PRICE: u128 = 10;
@@ -41,7 +41,7 @@ fn per_event() -> Quote {
 
 /// Per-event pricing, a window of `window` events, a pause deadline well past the lease.
 fn layer(store: &Store, window: u64) -> PaymentLayer<TestMethod, Store, Quote, EventMeter> {
-    PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event())
         .meter(EventMeter::default())
         .voucher_window(window)
@@ -279,7 +279,7 @@ impl Meter for UpfrontThenEvents {
 async fn an_upfront_asked_for_in_the_stream_keeps_its_hold_while_the_inner_service_is_slow() {
     let store = FaultyStore::new(MemoryStore::new());
     let quote = per_event().upfront(Usage { input: 0, output: 5 });
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(quote)
         .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
         .voucher_window(256)
@@ -381,7 +381,7 @@ impl Meter for Reconciling {
 #[tokio::test(start_paused = true)]
 async fn the_final_count_at_release_wins_over_higher_renewed_estimates() {
     let store = FaultyStore::new(MemoryStore::new());
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event())
         .meter(|_: &http::request::Parts, _: &Quote| Reconciling::default())
         .voucher_window(256);

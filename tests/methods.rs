@@ -16,7 +16,7 @@ use support::{REALM, SECRET, credential, get, problem, problem_type};
 use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Receipt};
-use tollgate::{Amount, PaymentContext, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote};
+use tollgate::{Amount, PaymentContext, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// A toy method offering `toy/<intent>` at `factor` times the route's price; it counts the
@@ -86,7 +86,7 @@ fn route<M: tollgate::method::Methods>(
 > + Clone {
     ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(methods, MemoryStore::new(), REALM, SECRET)
+            PaymentLayer::new(methods, MemoryStore::new(), REALM, Secret::new(SECRET))
                 .pricing(Price::per_request(Amount::new(price))),
         )
         .service(service_fn(|request: Request<tollgate::RequestBody<Full<Bytes>>>| async move {
@@ -195,7 +195,7 @@ async fn a_cheap_routes_challenge_never_pays_a_dear_route_for_any_method() {
 async fn an_unpriced_request_carries_no_payment_context() {
     let svc = ServiceBuilder::new()
         .layer(
-            PaymentLayer::new(Toy::new("charge", 1), MemoryStore::new(), REALM, SECRET)
+            PaymentLayer::new(Toy::new("charge", 1), MemoryStore::new(), REALM, Secret::new(SECRET))
                 .pricing(|_: &http::request::Parts| -> Result<Option<Quote>, PaymentError> { Ok(None) }),
         )
         .service(service_fn(|request: Request<tollgate::RequestBody<Full<Bytes>>>| async move {
@@ -216,9 +216,13 @@ mod extractor {
     use http_body_util::BodyExt;
 
     fn app(price: u128) -> Router {
-        let layer =
-            PaymentLayer::new((Toy::new("session", 1), Toy::new("charge", 1)), MemoryStore::new(), REALM, SECRET)
-                .pricing(Price::per_request(Amount::new(price)));
+        let layer = PaymentLayer::new(
+            (Toy::new("session", 1), Toy::new("charge", 1)),
+            MemoryStore::new(),
+            REALM,
+            Secret::new(SECRET),
+        )
+        .pricing(Price::per_request(Amount::new(price)));
         Router::new()
             .route(
                 "/paid",

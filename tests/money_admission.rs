@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use support::*;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, ChallengeFields, ChallengeSigner, encode_request, format_expires};
-use tollgate::{Amount, ConfigError, MIN_SECRET_LEN, PaymentLayer, Price, PriceByBody, Quote};
+use tollgate::{Amount, ConfigError, MIN_SECRET_LEN, PaymentLayer, Price, PriceByBody, Quote, Secret};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// A request body that never ends and remembers whether anyone polled it.
@@ -43,12 +43,12 @@ fn by_body(
 > + Clone {
     let pricing =
         PriceByBody(|_: &http::request::Parts, _: &Bytes| Ok(Some(Quote::new(Price::per_request(Amount::new(10))))));
-    ServiceBuilder::new().layer(PaymentLayer::new(TestMethod, store, REALM, SECRET).pricing(pricing)).service(
-        service_fn(move |_req: Request<tollgate::RequestBody<Stalled>>| {
+    ServiceBuilder::new()
+        .layer(PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET)).pricing(pricing))
+        .service(service_fn(move |_req: Request<tollgate::RequestBody<Stalled>>| {
             calls.hit();
             async move { Ok::<_, Infallible>(Response::new(Full::from("paid"))) }
-        }),
-    )
+        }))
 }
 
 /// A challenge this layer would have issued, signed with `secret`.
@@ -80,14 +80,14 @@ fn signed_with(secret: &str) -> Challenge {
 #[test]
 #[should_panic(expected = "at least 32")]
 fn scenario_14_an_empty_hmac_secret_is_refused() {
-    let _ = PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, "");
+    let _ = PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, Secret::new(""));
 }
 
 #[test]
 fn try_new_refuses_a_short_secret_with_a_typed_error() {
-    let short = PaymentLayer::try_new(TestMethod, MemoryStore::new(), REALM, [7u8; 31]).unwrap_err();
+    let short = PaymentLayer::try_new(TestMethod, MemoryStore::new(), REALM, Secret::new([7u8; 31])).unwrap_err();
     assert_eq!(short, ConfigError::SecretTooShort { len: 31 });
-    assert!(PaymentLayer::try_new(TestMethod, MemoryStore::new(), REALM, [7u8; MIN_SECRET_LEN]).is_ok());
+    assert!(PaymentLayer::try_new(TestMethod, MemoryStore::new(), REALM, Secret::new([7u8; MIN_SECRET_LEN])).is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,7 +129,10 @@ async fn scenario_14_switching_protocols_on_a_paid_route_is_refused_and_charges_
     let (store, calls) = (MemoryStore::new(), Calls::default());
     let inner = calls.clone();
     let svc = ServiceBuilder::new()
-        .layer(PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(Price::per_request(Amount::new(10))))
+        .layer(
+            PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+                .pricing(Price::per_request(Amount::new(10))),
+        )
         .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             inner.hit();
             async move {
@@ -202,7 +205,7 @@ mod upfront_in_stream {
     > + Clone {
         let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
             .upfront(Usage { input: 0, output: 100 });
-        let layer = PaymentLayer::new(TestMethod, store, REALM, SECRET)
+        let layer = PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))
             .pricing(quote)
             .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
             .voucher_window(10)
@@ -298,7 +301,7 @@ mod upfront_in_stream {
         let (store, calls) = (MemoryStore::new(), Calls::default());
         let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
             .upfront(Usage { input: 0, output: 100 });
-        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
             .pricing(quote)
             .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
             .voucher_window(10)
@@ -364,7 +367,7 @@ mod upfront_in_stream {
         let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
         let quote = Quote::new(Price::per_request(Amount::new(1))).upfront(Usage { input: 0, output: 5 });
         let svc = ServiceBuilder::new()
-            .layer(PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(quote))
+            .layer(PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)).pricing(quote))
             .service(service_fn(move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
                 let rx = rx.clone();
                 async move {
@@ -399,7 +402,7 @@ mod upfront_in_stream {
         let inner = calls.clone();
         let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
             .upfront(Usage { input: 0, output: 100 });
-        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
             .pricing(quote)
             .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
             .voucher_window(10)

@@ -24,7 +24,7 @@ use tollgate::method::tempo::tx::TempoTxBuilder;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoChain, TempoCharge, attribution_memo};
 use tollgate::store::MemoryStore;
 use tollgate::wire::mpp::{Challenge, Credential};
-use tollgate::{Amount, PaymentLayer, Price};
+use tollgate::{Amount, PaymentLayer, Price, Secret};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 const CHAIN_ID: u64 = 4242;
@@ -284,8 +284,9 @@ async fn scenario_10_junk_pull_charges_leave_no_store_entries() {
         let payee = Address::repeat_byte(0x22);
         let store = MemoryStore::new();
         let charge = TempoCharge::new(ChargeConfig::new(CHAIN_ID, PATH_USD, payee), FailingChain { kind }).unwrap();
-        let layer = PaymentLayer::new(charge, store.clone(), "api.test", "a secret of at least 32 bytes!!!!!")
-            .pricing(Price::per_request(Amount::new(1_000)));
+        let layer =
+            PaymentLayer::new(charge, store.clone(), "api.test", Secret::new("a secret of at least 32 bytes!!!!!"))
+                .pricing(Price::per_request(Amount::new(1_000)));
         let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_: Request<_>| async {
             Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from_static(b"paid"))))
         }));

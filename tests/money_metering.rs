@@ -21,7 +21,7 @@ use support::{FramesBody, TestMethod, channel_body, credential, events, manageme
 use support::{REALM, SECRET, voucher_payload};
 use tollgate::meter::{EventMeter, EventTooLarge, OpenAiTokenMeter};
 use tollgate::store::MemoryStore;
-use tollgate::{Amount, PaymentLayer, Price, Quote, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 
 fn per_event(price: u128) -> Quote {
@@ -53,7 +53,7 @@ fn required(text: &str) -> u128 {
 #[tokio::test]
 async fn scenario_04_token_dense_text_is_paid_for_before_it_goes_out() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_token())
         .meter(OpenAiTokenMeter::default());
     let (svc, slot) = serve(layer, "text/event-stream");
@@ -79,8 +79,9 @@ async fn scenario_04_510_tokens_are_never_charged_as_10() {
     let store = MemoryStore::new();
     // The request asked for at most 512 completion tokens; the quote says so.
     let quote = per_token().max_output(512);
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(quote).meter(OpenAiTokenMeter::default());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(quote)
+        .meter(OpenAiTokenMeter::default());
     let (svc, slot) = serve(layer, "text/event-stream");
     let chunks: Vec<String> = ["The", " answer", " is", " 42", "."].iter().map(|t| chunk(t)).collect();
     let stream = chunks.concat() + &usage_chunk(0, 510) + "data: [DONE]\n\n";
@@ -118,8 +119,9 @@ async fn scenario_04_510_tokens_are_never_charged_as_10() {
 async fn scenario_04_a_one_shot_stream_never_delivers_past_its_quote() {
     let store = MemoryStore::new();
     let quote = per_token().max_output(512);
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(quote).meter(OpenAiTokenMeter::default());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(quote)
+        .meter(OpenAiTokenMeter::default());
     let (svc, slot) = serve(layer, "text/event-stream");
     let chunks: Vec<String> = ["The", " answer", " is", " 42", "."].iter().map(|t| chunk(t)).collect();
     slot.lock().unwrap().push(FramesBody::new([chunks.concat() + &usage_chunk(0, 510) + "data: [DONE]\n\n"]));
@@ -138,7 +140,8 @@ async fn scenario_04_hidden_reasoning_tokens_are_covered_before_the_answer() {
     let store = MemoryStore::new();
     // No cap in the quote: the seller allows for up to 400 reasoning tokens per response.
     let meter = OpenAiTokenMeter::default().hidden_output(400);
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_token()).meter(meter);
+    let layer =
+        PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)).pricing(per_token()).meter(meter);
     let (svc, slot) = serve(layer, "text/event-stream");
     let answer = chunk("Paris.");
     // 350 completion tokens billed, 348 of them reasoning the client never sees.
@@ -173,7 +176,8 @@ async fn scenario_04_usage_above_what_was_covered_is_held_until_paid() {
     let store = MemoryStore::new();
     // No cap, no allowance: only the final usage can show hidden tokens, so it waits for them.
     let meter = OpenAiTokenMeter::default().hidden_output(0);
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_token()).meter(meter);
+    let layer =
+        PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)).pricing(per_token()).meter(meter);
     let (svc, slot) = serve(layer, "text/event-stream");
     let chunks: Vec<String> = ["The", " answer"].iter().map(|t| chunk(t)).collect();
     let usage = usage_chunk(0, 120);
@@ -198,8 +202,9 @@ async fn scenario_04_usage_above_what_was_covered_is_held_until_paid() {
 async fn scenario_10_an_event_over_the_limit_ends_the_stream_as_an_upstream_error() {
     for (limit, piece) in [(Some(4 << 10), 1 << 10), (None, 64 << 10)] {
         let store = MemoryStore::new();
-        let mut layer =
-            PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_event(10)).meter(EventMeter::new());
+        let mut layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+            .pricing(per_event(10))
+            .meter(EventMeter::new());
         if let Some(limit) = limit {
             layer = layer.max_event_size(limit);
         }

@@ -18,7 +18,7 @@ use tollgate::client::SessionClient;
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, SessionConfig, TempoSession};
 use tollgate::wire::mpp::Challenge;
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 use tower::ServiceExt;
 
 /// Another server instance on the fixture's store and chain (or the fixture's own after a
@@ -36,7 +36,7 @@ fn v2_instance(f: &Fixture, window: u64) -> Layer {
 }
 
 fn layer(f: &Fixture, method: TempoSession<fake_chain::FakeChain>, window: u64) -> Layer {
-    PaymentLayer::new(method, f.store.clone(), "api.test", SECRET)
+    PaymentLayer::new(method, f.store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default())
         .voucher_window(window)

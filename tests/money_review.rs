@@ -19,7 +19,7 @@ use tollgate::client::SessionClient;
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{SessionConfig, TempoSession};
 use tollgate::store::{ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Usage};
+use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret, Usage};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::fake_chain::FakeChain;
@@ -33,7 +33,7 @@ const BOUND: u128 = PRICE * (2 * 4 + 4);
 fn second_instance(f: &Fixture) -> Layer {
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, tollgate::method::tempo::PATH_USD, f.payee);
     let method = TempoSession::new(config, f.chain.clone()).channel_state_ttl(Duration::ZERO);
-    PaymentLayer::new(method, f.store.clone(), "api.test", SECRET)
+    PaymentLayer::new(method, f.store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default())
         .voucher_window(4)
@@ -89,7 +89,7 @@ fn upfront_service(f: &Fixture) -> PaidService {
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, tollgate::method::tempo::PATH_USD, f.payee);
     let method = TempoSession::new(config, f.chain.clone()).channel_state_ttl(Duration::ZERO);
     let pricing: fn(&http::request::Parts) -> Result<Option<Quote>, PaymentError> = priced;
-    let layer: PricedLayer = PaymentLayer::new(method, f.store.clone(), "api.test", SECRET)
+    let layer: PricedLayer = PaymentLayer::new(method, f.store.clone(), "api.test", Secret::new(SECRET))
         .pricing(pricing)
         .meter(EventMeter::default())
         .voucher_window(4)
@@ -193,7 +193,7 @@ async fn review_v1_a_voucher_posted_to_a_pricier_route_does_not_lift_the_bound()
 fn second_v2_instance(f: &Fixture) -> PaidService {
     let config = SessionConfig::v2(CHAIN_ID, tollgate::method::tempo::PATH_USD, f.payee);
     let method = TempoSession::new(config, f.chain.clone()).channel_state_ttl(Duration::ZERO);
-    let layer = PaymentLayer::new(method, f.store.clone(), "api.test", SECRET)
+    let layer = PaymentLayer::new(method, f.store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default())
         .voucher_window(2)
@@ -274,7 +274,7 @@ mod charge {
     use tollgate::method::tempo::{ChargeConfig, PATH_USD, SessionProtocol, TempoCharge, attribution_memo};
     use tollgate::store::MemoryStore;
     use tollgate::wire::mpp::{Challenge, Credential};
-    use tollgate::{Amount, PaymentLayer, Price};
+    use tollgate::{Amount, PaymentLayer, Price, Secret};
     use tower::ServiceExt;
 
     use crate::fake_chain::FakeChain;
@@ -291,7 +291,7 @@ mod charge {
         let payee = Address::repeat_byte(0x11);
         let chain = FakeChain::new(SessionProtocol::V1, CHAIN_ID, ESCROW, PATH_USD, payee);
         let charge = TempoCharge::new(ChargeConfig::new(CHAIN_ID, PATH_USD, payee), chain.clone()).unwrap();
-        let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.test", SECRET)
+        let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.test", Secret::new(SECRET))
             .pricing(Price::per_request(Amount::new(1_000)));
         let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn(
             |_req: Request<tollgate::RequestBody<axum::body::Body>>| async {

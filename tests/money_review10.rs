@@ -18,7 +18,7 @@ use money_support::*;
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, SessionConfig, SessionProtocol, TempoSession};
 use tollgate::store::{ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 
 /// A v1 fixture whose store has a `lease` and whose closes drain for up to `drain`.
 fn fixture_with(lease: Duration, drain: Duration) -> Fixture {
@@ -27,7 +27,7 @@ fn fixture_with(lease: Duration, drain: Duration) -> Fixture {
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee);
     let method = TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO).close_drain_timeout(drain);
     let store = MemoryStore::new().with_lease(lease);
-    let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+    let layer = PaymentLayer::new(method, store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default())
         .voucher_window(0)
@@ -91,7 +91,7 @@ async fn finding_02_redis_open_above_the_amount_cap_is_refused_before_broadcast(
     let f = Fixture::v1(0);
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, f.payee);
     let method = TempoSession::new(config, f.chain.clone()).channel_state_ttl(Duration::ZERO);
-    let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+    let layer = PaymentLayer::new(method, store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default());
     let service =

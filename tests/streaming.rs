@@ -16,7 +16,7 @@ use support::*;
 use tollgate::meter::{ByteMeter, EventMeter, MakeMeter, OpenAiTokenMeter};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::Challenge;
-use tollgate::{Amount, BoxError, BudgetExhausted, PaymentLayer, Price, Quote, Rate, Usage};
+use tollgate::{Amount, BoxError, BudgetExhausted, PaymentLayer, Price, Quote, Rate, Secret, Usage};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 type Slot<B> = Arc<Mutex<Vec<B>>>;
@@ -44,7 +44,7 @@ where
 {
     let slot: Slot<B> = Arc::default();
     let bodies = slot.clone();
-    let layer = tune(PaymentLayer::new(TestMethod, store, REALM, SECRET).pricing(quote).meter(meter));
+    let layer = tune(PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET)).pricing(quote).meter(meter));
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             let body = bodies.lock().unwrap().remove(0);

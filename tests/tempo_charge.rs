@@ -24,7 +24,7 @@ use tollgate::method::tempo::tx::TempoTxBuilder;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoCharge, attribution_memo};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Credential, PAYMENT_RECEIPT, Receipt};
-use tollgate::{Amount, PaymentLayer, Price};
+use tollgate::{Amount, PaymentLayer, Price, Secret};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 const CHAIN_ID: u64 = 4242;
@@ -65,7 +65,7 @@ impl Fixture {
     fn layer_at(&self, price: u64, rpc: &str) -> Layer {
         let chain = RpcChain::new(rpc, chain::dev_signer(&self.anvil, 1)).unwrap();
         let charge = TempoCharge::new(ChargeConfig::new(CHAIN_ID, PATH_USD, self.payee), chain).unwrap();
-        PaymentLayer::new(charge, self.store.clone(), REALM, SECRET)
+        PaymentLayer::new(charge, self.store.clone(), REALM, Secret::new(SECRET))
             .pricing(Price::per_request(Amount::new(price.into())))
     }
 

@@ -21,7 +21,7 @@ use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, SessionConfig, TempoCharge, TempoSession};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::Challenge;
-use tollgate::{Amount, PaymentContext, PaymentError, PaymentLayer, Price, Quote, Rate};
+use tollgate::{Amount, PaymentContext, PaymentError, PaymentLayer, Price, Quote, Rate, Secret};
 
 const CHAIN_ID: u64 = 4242;
 const SECRET: &str = "tempo-methods-secret-of-at-least-32-bytes";
@@ -47,7 +47,7 @@ async fn serve(anvil: &AnvilInstance, store: MemoryStore) -> tempo_support::Serv
     let pricing = move |_: &http::request::Parts| -> Result<Option<Quote>, PaymentError> {
         Ok(Some(Quote::new(price.clone()).max_output(TOKENS as u64)))
     };
-    let layer = PaymentLayer::new((session, charge), store, "127.0.0.1", SECRET)
+    let layer = PaymentLayer::new((session, charge), store, "127.0.0.1", Secret::new(SECRET))
         .pricing(pricing)
         .meter(EventMeter::default())
         .voucher_window(4);

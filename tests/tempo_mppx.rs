@@ -17,7 +17,7 @@ use tempo_support::onchain::{ESCROW, balance, channel as channel_on_chain, insta
 use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, RpcChain, SessionConfig, TempoSession};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 
 const CHAIN_ID: u64 = 4242;
 const SECRET: &str = "tempo-interop-secret-of-at-least-32-bytes";
@@ -79,7 +79,7 @@ async fn serve_priced(
     let recipient = payee.address();
     let rpc = RpcChain::new(&anvil.endpoint(), payee).unwrap();
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, recipient).suggested_deposit(Amount::new(100_000));
-    let mut layer = PaymentLayer::new(TempoSession::new(config, rpc), store, "127.0.0.1", SECRET)
+    let mut layer = PaymentLayer::new(TempoSession::new(config, rpc), store, "127.0.0.1", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(price))))
         .meter(EventMeter::default());
     if let Some(window) = window {

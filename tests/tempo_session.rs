@@ -24,7 +24,7 @@ use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, RpcChain, SessionConfig, TempoSession};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Receipt};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const CHAIN_ID: u64 = 4242;
@@ -52,7 +52,7 @@ impl Fixture {
         let session =
             TempoSession::new(config, RpcChain::new(&anvil.endpoint(), payee).unwrap()).channel_state_ttl(ttl);
         let store = MemoryStore::new();
-        let layer = PaymentLayer::new(session, store.clone(), "api.test", SECRET)
+        let layer = PaymentLayer::new(session, store.clone(), "api.test", Secret::new(SECRET))
             .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
             .meter(EventMeter::default())
             .voucher_window(window)
@@ -386,7 +386,7 @@ async fn rpc_down_is_a_503_without_challenge_and_charges_nothing() {
     // Nothing listens on port 9 of loopback.
     let chain = RpcChain::new("http://127.0.0.1:9", payee.clone()).unwrap();
     let config = SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee.address());
-    let layer = PaymentLayer::new(TempoSession::new(config, chain), store.clone(), "api.test", SECRET)
+    let layer = PaymentLayer::new(TempoSession::new(config, chain), store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default());
     let svc =
@@ -443,7 +443,7 @@ fn second_instance(f: &Fixture) -> Layer {
         .suggested_deposit(Amount::new(100_000))
         .max_voucher_ahead(Amount::new((2 * 3 + 54) * PRICE));
     let session = TempoSession::new(config, RpcChain::new(&f.anvil.endpoint(), payee).unwrap());
-    PaymentLayer::new(session, f.store.clone(), "api.test", SECRET)
+    PaymentLayer::new(session, f.store.clone(), "api.test", Secret::new(SECRET))
         .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
         .meter(EventMeter::default())
         .voucher_window(3)

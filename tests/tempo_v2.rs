@@ -25,7 +25,7 @@ use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveS
 use tollgate::method::tempo::tx::SignedTempoTx;
 use tollgate::method::tempo::{CHANNEL_RESERVE, PATH_USD, RpcChain, SessionConfig, TempoChain, TempoSession};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 
 const CHAIN_ID: u64 = 42431;
 const PRICE: u128 = 1_000;
@@ -113,7 +113,7 @@ async fn mppx_v2_client_streams_with_windowed_vouchers_and_closes_capturing_exac
         TempoSession::new(config, chain),
         store.clone(),
         "127.0.0.1",
-        "tempo-v2-secret-of-at-least-32-bytes!",
+        Secret::new("tempo-v2-secret-of-at-least-32-bytes!"),
     )
     .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
     .meter(EventMeter::default())

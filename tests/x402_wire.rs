@@ -23,7 +23,7 @@ use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore, StoreErrorKind};
 use tollgate::wire::mpp::{Challenge, Receipt};
 use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE, PaymentRequired, PaymentRequirements, X_PAYMENT};
-use tollgate::{Amount, PaymentContext, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote};
+use tollgate::{Amount, PaymentContext, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// TEST ONLY: an x402 `exact` offer for the route's price; a payment's `authorization`
@@ -112,7 +112,7 @@ impl Route {
         let called = self.called.clone();
         ServiceBuilder::new()
             .layer(
-                PaymentLayer::new((TestMethod, self.x402.clone()), store, REALM, SECRET)
+                PaymentLayer::new((TestMethod, self.x402.clone()), store, REALM, Secret::new(SECRET))
                     .pricing(Price::per_request(Amount::new(price))),
             )
             .service(service_fn(move |request: Request<tollgate::RequestBody<Full<Bytes>>>| {

@@ -22,7 +22,6 @@
 mod bytes;
 mod events;
 mod openai;
-mod openai_chunk;
 mod requests;
 mod sse;
 mod sse_field;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use crate::account::detach;
 use crate::amount::Amount;
+use crate::metering::account::detach;
 use crate::store::{AskId, ChannelId, ChannelState, ChannelStore, StoreError};
 
 /// Withdraws the stream's ask when dropped: once the stream got its voucher (it resumed or

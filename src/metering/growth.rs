@@ -4,8 +4,8 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use crate::account::{Account, Delivered};
 use crate::amount::Amount;
+use crate::metering::account::{Account, Delivered};
 use crate::store::{ChannelState, ChannelStore, Reservation, StoreErrorKind};
 
 /// Why the lease could not grow.

@@ -2,60 +2,43 @@
 //! SSE event), forward it only when the lease covers its cost, grow the lease in windows,
 //! pause for vouchers, and release exactly once at the end.
 
+pub(crate) mod account;
 pub(crate) mod ask;
+mod cutter;
 pub(crate) mod frames;
 mod growth;
+mod paid;
 mod pause;
-mod slicing;
+mod policy;
+pub(crate) mod prepay;
 mod watchdog;
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame};
 
-use crate::account::{Account, LeaseLost, Release};
 use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
-use crate::meter::{Meter, SseScanner, is_event_stream};
-use crate::method::Renewal;
-use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError};
+use crate::meter::{Meter, is_event_stream};
+use crate::method::Grant;
+use crate::store::{ChannelState, ChannelStore, StoreError};
 use crate::wire::mpp::Receipt;
 
+use account::{Account, LeaseLost, Release};
+use cutter::{Cut, EventCutter};
 use growth::{Grown, Growth};
 use pause::Pause;
 
+pub(crate) use paid::{Paid, Reserved};
+pub(crate) use policy::StreamPolicy;
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// How a metered stream asks for more and how long it waits.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct StreamPolicy {
-    /// Units of headroom asked for beyond the next frame's cost, at most.
-    pub(crate) window_units: u64,
-    /// ... and at first: asks grow with the stream from this to `window_units`.
-    pub(crate) first_window_units: u64,
-    /// How long a paused stream waits for a voucher before it ends.
-    pub(crate) pause_deadline: Duration,
-    /// How long a stream that has delivered nothing yet waits for its first voucher (the
-    /// upfront asked for in the stream); `None`: the pause deadline.
-    pub(crate) first_voucher_deadline: Option<Duration>,
-    /// How often a paused stream sends a keep-alive comment.
-    pub(crate) keep_alive: Duration,
-    /// The longest SSE event the upstream may send, in bytes.
-    pub(crate) max_event_bytes: usize,
-}
-
-impl StreamPolicy {
-    /// How long a stream waits for the voucher that covers its upfront.
-    pub(crate) fn first_deadline(&self) -> Duration {
-        self.first_voucher_deadline.unwrap_or(self.pause_deadline)
-    }
-}
 
 enum Step {
     Streaming,
@@ -68,6 +51,17 @@ enum Step {
     /// for its outcome, for the receipt.
     Releasing(Release),
     Done,
+}
+
+/// How far the metering has come with the inner body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// More frames may come.
+    Open,
+    /// The inner body ended; its tail and final usage are not metered yet.
+    Drained,
+    /// Nothing more is metered: the final usage is in, or the stream was cut off or failed.
+    Ended,
 }
 
 /// What one response costs so far (cumulative) and how many units that is.
@@ -84,79 +78,59 @@ impl Cost {
     }
 }
 
+/// The engine of one metered response body.
 pub(crate) struct Metering<M, St: ChannelStore> {
     meter: M,
     price: Price,
     policy: StreamPolicy,
+    /// The channel, renewal and receipt template this response draws on.
+    grant: Grant,
     /// `None` once released, and while paused (the pause's watchdog holds it then).
     account: Option<Account<St>>,
-    channel: ChannelId,
-    renewal: Renewal,
-    receipt: Receipt,
     /// `Some` for event streams: frames are cut at event boundaries.
-    sse: Option<SseScanner>,
+    cutter: Option<EventCutter>,
     /// Frames ready to go out, in order.
     out: VecDeque<Bytes>,
     /// The part of the current inner frame not yet metered.
     rest: Bytes,
-    /// The start of an SSE event that began in an earlier frame, and its length.
-    partial: Vec<Bytes>,
-    partial_len: usize,
-    scratch: Vec<u8>,
     /// Bytes metered but not yet covered by the lease, and their cost.
     held: Vec<Bytes>,
     waiting: Option<Cost>,
     step: Step,
     pause: Option<Pause<St>>,
-    inner_done: bool,
-    ended: bool,
+    source: Source,
     trailers: Option<HeaderMap>,
     failure: Option<BoxError>,
 }
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        mut meter: M,
-        head: &http::response::Parts,
-        price: Price,
-        policy: StreamPolicy,
-        account: Account<St>,
-        channel: ChannelId,
-        renewal: Renewal,
-        receipt: Receipt,
-    ) -> Self {
-        let sse = is_event_stream(&head.headers).then(SseScanner::new);
+    /// Meters the body of the response `head` against what `reserved` paid for.
+    pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
+        let Reserved { paid: Paid { grant, quote, mut meter, policy }, account } = reserved;
+        let cutter = is_event_stream(&head.headers).then(|| EventCutter::new(policy.max_event_bytes));
         let first = meter.on_response(head);
-        let mut metering = Metering {
+        let waiting = Some(Cost::of(&quote.price, first));
+        Metering {
             meter,
-            price,
+            price: quote.price,
             policy,
+            grant,
             account: Some(account),
-            channel,
-            renewal,
-            receipt,
-            sse,
+            cutter,
             out: VecDeque::new(),
             rest: Bytes::new(),
-            partial: Vec::new(),
-            partial_len: 0,
-            scratch: Vec::new(),
             held: Vec::new(),
-            waiting: None,
+            waiting,
             step: Step::Streaming,
             pause: None,
-            inner_done: false,
-            ended: false,
+            source: Source::Open,
             trailers: None,
             failure: None,
-        };
-        metering.waiting = Some(metering.cost(first));
-        metering
+        }
     }
 
     pub(crate) fn is_event_stream(&self) -> bool {
-        self.sse.is_some()
+        self.cutter.is_some()
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -198,7 +172,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 }
                 Step::Releasing(release) => {
                     let released = ready!(Pin::new(release).poll(cx));
-                    if let (Ok(state), Some(_), None) = (&released, &self.sse, &self.failure) {
+                    if let (Ok(state), Some(_), None) = (&released, &self.cutter, &self.failure) {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
                     }
@@ -276,7 +250,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         self.meter_rest();
                         continue;
                     }
-                    if self.inner_done {
+                    if self.source != Source::Open {
                         self.finish();
                         continue;
                     }
@@ -289,10 +263,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                             self.fail(error.into());
                             continue;
                         }
-                        None => self.inner_done = true,
+                        None => self.source = Source::Drained,
                     }
-                    if inner.is_end_stream() {
-                        self.inner_done = true;
+                    if inner.is_end_stream() && self.source == Source::Open {
+                        self.source = Source::Drained;
                     }
                 }
             }
@@ -303,12 +277,55 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         Cost::of(&self.price, usage)
     }
 
+    /// Meters the rest of the current frame: whole frames for plain bodies, event by
+    /// event for SSE (see [`EventCutter::cut`] for where a frame is cut).
+    fn meter_rest(&mut self) {
+        let chunk = std::mem::take(&mut self.rest);
+        let Some(cutter) = &mut self.cutter else {
+            let usage = self.meter.on_data(&chunk);
+            let cost = self.cost(usage);
+            self.held.push(chunk);
+            self.waiting = Some(cost);
+            return;
+        };
+        let lease = self.account.as_ref().map_or(Amount::ZERO, |a| a.lease().amount);
+        let (meter, price, account) = (&mut self.meter, &self.price, &mut self.account);
+        let cut = cutter.cut(chunk, |event| {
+            let cost = Cost::of(price, meter.on_event(event));
+            if cost.total > lease {
+                return Err(cost);
+            }
+            if let Some(account) = account {
+                account.deliver(cost.total, cost.units);
+            }
+            Ok(())
+        });
+        match cut {
+            Cut::Paid { forward } => self.out.extend(forward),
+            Cut::Joined { event, rest } => {
+                self.out.push_back(event);
+                self.rest = rest;
+            }
+            Cut::Short { forward, held, rest, short } => {
+                self.out.extend(forward);
+                self.held.extend(held);
+                self.waiting = Some(short);
+                self.rest = rest;
+            }
+            Cut::TooLarge { forward, error } => {
+                // What went before the long event goes out; the stream ends as an upstream failure.
+                self.out.extend(forward);
+                self.fail(error.into());
+            }
+        }
+    }
+
     /// Forwards the held bytes if the lease covers `cost`, else asks the store for more.
     fn settle_waiting(&mut self, cost: Cost) {
         let Some(account) = &mut self.account else { return self.cut_off() };
         if cost.total <= account.lease().amount {
             account.deliver(cost.total, cost.units);
-            // One frame, for the same reason as in `meter_rest`.
+            // One frame: what is charged is what the next poll hands out (see `EventCutter::cut`).
             match self.held.len() {
                 0 => {}
                 1 => self.out.extend(self.held.drain(..)),
@@ -331,21 +348,19 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     fn fail(&mut self, error: BoxError) {
         self.failure = Some(error);
         self.drop_pending();
-        self.ended = true;
+        self.source = Source::Ended;
         self.start_release();
     }
 
     /// The inner body ended: meter any unterminated tail, reconcile, then release.
     fn finish(&mut self) {
-        if self.ended {
+        if self.source == Source::Ended {
             return self.start_release();
         }
-        self.ended = true;
-        if !self.partial.is_empty() {
-            self.scratch.clear();
-            self.partial.iter().for_each(|p| self.scratch.extend_from_slice(p));
-            self.meter.on_event(&self.scratch);
-            self.held.append(&mut self.partial);
+        self.source = Source::Ended;
+        if let Some((mut tail, joined)) = self.cutter.as_mut().and_then(EventCutter::take_tail) {
+            self.meter.on_event(joined);
+            self.held.append(&mut tail);
         }
         let last = self.meter.on_end();
         self.waiting = Some(self.cost(last));
@@ -353,8 +368,9 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
 
     fn drop_pending(&mut self) {
         self.held.clear();
-        self.partial.clear();
-        self.partial_len = 0;
+        if let Some(cutter) = &mut self.cutter {
+            cutter.clear();
+        }
         self.rest = Bytes::new();
         self.waiting = None;
         self.pause = None;
@@ -369,9 +385,9 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     }
 
     fn final_receipt(&self, state: &ChannelState) -> Receipt {
-        let mut receipt = self.receipt.clone();
+        let mut receipt = self.grant.receipt().clone();
         receipt.timestamp = crate::wire::mpp::format_expires(SystemTime::now());
-        receipt.channel_id.get_or_insert_with(|| self.channel.to_string());
+        receipt.channel_id.get_or_insert_with(|| self.grant.channel().to_string());
         receipt.accepted_cumulative = Some(state.accepted);
         receipt.spent = Some(state.spent);
         receipt.units = Some(state.units);

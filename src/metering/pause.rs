@@ -9,11 +9,11 @@ use tokio::time::{Sleep, sleep_until};
 
 use super::ask::AskGuard;
 use super::watchdog::{Taken, Watchdog};
-use super::{BoxFuture, Metering, Step, frames};
-use crate::account::Release;
+use super::{BoxFuture, Metering, Source, Step, frames};
 use crate::amount::Amount;
 use crate::error::BudgetExhausted;
 use crate::meter::Meter;
+use crate::metering::account::Release;
 use crate::method::Renewal;
 use crate::store::{ChannelState, ChannelStore, StoreError};
 
@@ -34,7 +34,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// The lease is `need` short of the next frame, with the channel at `state`: pause for
     /// a voucher (sessions, event streams) or end the stream.
     pub(super) fn on_short(&mut self, state: ChannelState, need: Amount) {
-        if self.renewal != Renewal::Voucher || self.sse.is_none() {
+        if self.grant.renewal() != Renewal::Voucher || self.cutter.is_none() {
             return self.cut_off();
         }
         let Some(account) = self.account.take() else { return self.cut_off() };
@@ -58,13 +58,14 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 };
                 let _inside = runtime.enter();
                 let deadline = crate::clock::after(self.policy.pause_deadline);
-                let watchdog = Watchdog::start(account, self.channel.clone(), state.version, deadline, &runtime);
+                let watchdog =
+                    Watchdog::start(account, self.grant.channel().clone(), state.version, deadline, &runtime);
                 self.pause = Some(Pause {
                     deadline: Box::pin(sleep_until(deadline)),
                     keep_alive: Box::pin(sleep_until(crate::clock::after(self.policy.keep_alive))),
                     asked: None,
                     announce: None,
-                    asker: AskGuard::new(store.clone(), self.channel.clone()),
+                    asker: AskGuard::new(store.clone(), self.grant.channel().clone()),
                     watchdog,
                 });
             }
@@ -79,12 +80,12 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             // other stream's voucher made concurrent streams ask many times over.
             if pause.asked.is_none_or(|asked| state.accepted >= asked) {
                 pause.asked = Some(required);
-                let event = frames::need_voucher(&self.channel, required, state.accepted, state.deposit);
+                let event = frames::need_voucher(self.grant.channel(), required, state.accepted, state.deposit);
                 let ask: BoxFuture<_> = Box::pin(pause.asker.ask(required, self.policy.pause_deadline));
                 pause.announce = Some((ask, event));
             }
         }
-        let channel = self.channel.clone();
+        let channel = self.grant.channel().clone();
         self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
     }
 
@@ -133,9 +134,9 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
 
     fn end_cleanly(&mut self) {
         self.drop_pending();
-        if !self.ended {
-            self.ended = true;
-            match (&self.sse, self.meter.cutoff()) {
+        if self.source != Source::Ended {
+            self.source = Source::Ended;
+            match (&self.cutter, self.meter.cutoff()) {
                 (Some(_), Some(ending)) => self.out.push_back(ending),
                 (Some(_), None) => {}
                 (None, _) => self.failure = Some(BudgetExhausted.into()),

@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use crate::account::{Account, LeaseLost, Release};
+use crate::metering::account::{Account, LeaseLost, Release};
 use crate::store::{ChannelId, ChannelState, ChannelStore, StoreError, StoreErrorKind};
 
 type Outcome = Result<ChannelState, StoreError>;

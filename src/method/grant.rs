@@ -88,8 +88,9 @@ impl Grant {
         &self.receipt
     }
 
-    pub(crate) fn into_parts(self) -> (ChannelId, Renewal, Receipt, Option<SettledHook>) {
-        (self.channel, self.renewal, self.receipt, self.on_settled)
+    /// Hands the settled hook to the account that runs it once released.
+    pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
+        self.on_settled.take()
     }
 }
 

@@ -12,7 +12,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer};
+use tollgate::{Amount, PaymentLayer, Secret};
 use tower::ServiceExt;
 
 use crate::proxy::app::{AppState, router};
@@ -39,7 +39,8 @@ fn app(config: &crate::proxy::config::Config, simulated: bool) -> App {
         keep_alive: Duration::from_secs(1),
         ..settings()
     };
-    let layer = configure(PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET), &settings, catalog.clone());
+    let layer =
+        configure(PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)), &settings, catalog.clone());
     let upstreams = Upstreams::new(Simulator::new(0.0), Duration::from_secs(5), Duration::from_secs(5));
     let state = AppState { catalog: catalog.clone(), upstreams, max_body_bytes: 1 << 20 };
     App { router: router(state, Some(layer)), store, catalog }

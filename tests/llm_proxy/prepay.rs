@@ -12,7 +12,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer, Usage};
+use tollgate::{Amount, PaymentLayer, Secret, Usage};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::proxy::catalog::Catalog;
@@ -34,7 +34,7 @@ async fn scenario_05_a_prompt_is_paid_before_the_upstream_is_called() {
         keep_alive: Duration::from_secs(3),
         ..settings()
     };
-    let layer = configure(PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET), &settings, catalog);
+    let layer = configure(PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)), &settings, catalog);
     let upstream = calls.clone();
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {

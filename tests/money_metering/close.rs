@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tollgate::meter::EventMeter;
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer};
+use tollgate::{Amount, PaymentLayer, Secret};
 use tower::ServiceExt;
 
 use crate::kit::*;
@@ -17,7 +17,7 @@ use crate::{a, per_event};
 #[tokio::test(start_paused = true)]
 async fn scenario_02_finalize_wakes_a_paused_stream_and_ends_it() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event(10))
         .meter(EventMeter::new())
         .pause_deadline(Duration::from_secs(60))
@@ -42,7 +42,7 @@ async fn scenario_02_finalize_wakes_a_paused_stream_and_ends_it() {
 #[tokio::test(start_paused = true)]
 async fn scenario_02_finalize_releases_a_paused_stream_nobody_polls() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event(10))
         .meter(EventMeter::new())
         .pause_deadline(Duration::from_secs(60));
@@ -64,7 +64,7 @@ async fn scenario_02_finalize_releases_a_paused_stream_nobody_polls() {
 #[tokio::test]
 async fn scenario_02_a_streaming_response_ends_when_its_lease_runs_out_after_finalize() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event(10))
         .meter(EventMeter::new())
         .voucher_window(2);

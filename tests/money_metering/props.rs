@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use tollgate::PaymentLayer;
+use tollgate::Secret;
 use tollgate::meter::EventMeter;
 use tollgate::store::ChannelStore;
 use tower::ServiceExt;
@@ -57,7 +58,7 @@ async fn run(
 ) -> Result<(), TestCaseError> {
     let store = SlowStore::default();
     let method = Hooked::default();
-    let layer = PaymentLayer::new(method.clone(), store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(method.clone(), store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event(1))
         .meter(EventMeter::new())
         .voucher_window(2)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tollgate::meter::{EventMeter, OpenAiTokenMeter};
 use tollgate::store::{ChannelStore, MemoryStore};
-use tollgate::{Amount, PaymentLayer};
+use tollgate::{Amount, PaymentLayer, Secret};
 use tower::ServiceExt;
 
 use crate::kit::*;
@@ -19,7 +19,7 @@ use crate::{a, per_event, per_token};
 #[tokio::test]
 async fn scenario_09_a_drop_right_after_the_cut_off_frame_still_releases() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_token())
         .meter(OpenAiTokenMeter::default());
     let (svc, slot) = serve(layer, "text/event-stream");
@@ -40,7 +40,7 @@ async fn scenario_09_a_drop_right_after_the_cut_off_frame_still_releases() {
 #[tokio::test(start_paused = true)]
 async fn scenario_09_a_drop_right_after_the_deadline_cut_off_still_releases() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_token())
         .meter(OpenAiTokenMeter::default())
         .pause_deadline(Duration::from_secs(60));
@@ -62,8 +62,9 @@ async fn scenario_09_a_drop_right_after_the_deadline_cut_off_still_releases() {
 #[tokio::test]
 async fn scenario_09_a_drop_after_an_upstream_error_still_releases() {
     let store = SlowStore::default();
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_event(10)).meter(EventMeter::new());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(per_event(10))
+        .meter(EventMeter::new());
     let (svc, slot) = serve(layer, "text/event-stream");
     let (tx, body) = channel_body();
     slot.lock().unwrap().push(body);
@@ -84,8 +85,9 @@ async fn scenario_09_a_drop_after_an_upstream_error_still_releases() {
 #[tokio::test]
 async fn scenario_09_a_drop_after_the_normal_end_still_releases() {
     let store = SlowStore::default();
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_event(10)).meter(EventMeter::new());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(per_event(10))
+        .meter(EventMeter::new());
     let (svc, slot) = serve(layer, "text/event-stream");
     slot.lock().unwrap().push(FramesBody::new([events(0, 3)]));
     let c = challenge(svc.clone()).await;
@@ -103,7 +105,7 @@ async fn scenario_09_a_drop_after_the_normal_end_still_releases() {
 async fn scenario_09_the_settled_hook_runs_exactly_once_on_every_path() {
     let store = SlowStore::default();
     let method = Hooked::default();
-    let layer = PaymentLayer::new(method.clone(), store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(method.clone(), store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_token())
         .meter(OpenAiTokenMeter::default());
     let (svc, slot) = serve(layer, "text/event-stream");
@@ -156,7 +158,7 @@ async fn scenario_09_the_settled_hook_runs_exactly_once_on_every_path() {
 #[tokio::test(start_paused = true)]
 async fn scenario_13_a_paused_stream_nobody_polls_releases_at_the_deadline() {
     let store = MemoryStore::new();
-    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET)
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
         .pricing(per_event(10))
         .meter(EventMeter::new())
         .pause_deadline(Duration::from_secs(60));
@@ -186,8 +188,9 @@ async fn scenario_13_a_paused_stream_nobody_polls_releases_at_the_deadline() {
 #[test]
 fn scenario_14_a_body_driven_outside_any_runtime_never_leaks_its_reservation() {
     let store = MemoryStore::new();
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_event(10)).meter(EventMeter::new());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(per_event(10))
+        .meter(EventMeter::new());
     let (svc, slot) = serve(layer, "text/event-stream");
     slot.lock().unwrap().push(FramesBody::new([events(0, 5)]));
     let c = block_on(challenge(svc.clone()));
@@ -211,8 +214,9 @@ fn scenario_14_a_body_driven_outside_any_runtime_never_leaks_its_reservation() {
 fn scenario_14_a_body_dropped_off_its_runtime_releases_at_once() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = MemoryStore::new();
-    let layer =
-        PaymentLayer::new(TestMethod, store.clone(), REALM, SECRET).pricing(per_event(10)).meter(EventMeter::new());
+    let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+        .pricing(per_event(10))
+        .meter(EventMeter::new());
     let (svc, slot) = serve(layer, "text/event-stream");
     let (tx, body) = channel_body();
     slot.lock().unwrap().push(body);

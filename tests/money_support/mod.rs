@@ -20,7 +20,7 @@ use tollgate::method::tempo::{
 };
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Credential, Receipt};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::fake_chain::FakeChain;
@@ -58,7 +58,7 @@ impl Fixture {
         let config = config(SessionConfig::v1(CHAIN_ID, ESCROW, PATH_USD, payee));
         let method = session(TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO));
         let store = MemoryStore::new();
-        let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+        let layer = PaymentLayer::new(method, store.clone(), "api.test", Secret::new(SECRET))
             .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
             .meter(EventMeter::default())
             .voucher_window(window)
@@ -223,7 +223,7 @@ impl Fixture {
         let config = SessionConfig::v2(CHAIN_ID, PATH_USD, payee);
         let method = session(TempoSession::new(config, chain.clone()).channel_state_ttl(Duration::ZERO));
         let store = MemoryStore::new();
-        let layer = PaymentLayer::new(method, store.clone(), "api.test", SECRET)
+        let layer = PaymentLayer::new(method, store.clone(), "api.test", Secret::new(SECRET))
             .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
             .meter(EventMeter::default())
             .voucher_window(window)

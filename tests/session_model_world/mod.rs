@@ -22,7 +22,7 @@ use tollgate::meter::EventMeter;
 use tollgate::method::tempo::{PATH_USD, SessionConfig, SessionProtocol, TempoSession};
 use tollgate::store::{ChannelStore, MemoryStore};
 use tollgate::wire::mpp::{Challenge, Credential};
-use tollgate::{Amount, PaymentLayer, Price, Rate};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use crate::fake_chain::FakeChain;
@@ -87,7 +87,7 @@ impl World {
         let store = MemoryStore::new();
         let instance = || {
             let method = TempoSession::new(config.clone(), chain.clone()).channel_state_ttl(Duration::ZERO);
-            PaymentLayer::new(method, store.clone(), "api.test", "session-model-secret-of-32-bytes!!")
+            PaymentLayer::new(method, store.clone(), "api.test", Secret::new("session-model-secret-of-32-bytes!!"))
                 .pricing(Price::per_unit("token", Rate::per_unit(Amount::new(PRICE))))
                 .meter(EventMeter::default())
                 .voucher_window(WINDOW)

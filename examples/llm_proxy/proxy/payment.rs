@@ -24,7 +24,7 @@ use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
 use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
 use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
-use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote};
+use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote, Secret};
 
 use super::catalog::{Catalog, PER};
 use super::chat::ChatRequest;
@@ -212,7 +212,7 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStor
     let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
         .map_err(|e| e.to_string())?
         .whole_request();
-    let layer = PaymentLayer::try_new((v2, v1, charge), store, settings.realm.clone(), &settings.secret)
+    let layer = PaymentLayer::try_new((v2, v1, charge), store, settings.realm.clone(), Secret::new(&settings.secret))
         .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }

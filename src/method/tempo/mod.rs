@@ -23,5 +23,5 @@ pub use config::{CHANNEL_RESERVE, PATH_USD, SessionConfig};
 pub use domain::{SessionProtocol, VoucherDomain};
 pub use payload::{OpenPayload, SessionPayload, TopUpPayload, VoucherPayload};
 pub use session::{Remembered, SessionDetails, SessionRequest, SettlementPolicy, SettlementReport, TempoSession};
-pub use signature::{SignatureError, SignatureKind, VoucherSignature};
+pub use signature::{SignatureError, VoucherSignature, VoucherSignatureKind};
 pub use voucher::verify_voucher;

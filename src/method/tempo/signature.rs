@@ -55,7 +55,7 @@ enum Envelope {
 /// The kind of a signature envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum SignatureKind {
+pub enum VoucherSignatureKind {
     /// secp256k1 ECDSA (`r ‖ s ‖ v`).
     Secp256k1,
     /// P-256 ECDSA with the public key embedded (`0x01`).
@@ -66,13 +66,13 @@ pub enum SignatureKind {
     Keychain,
 }
 
-impl fmt::Display for SignatureKind {
+impl fmt::Display for VoucherSignatureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            SignatureKind::Secp256k1 => "secp256k1",
-            SignatureKind::P256 => "P-256",
-            SignatureKind::WebAuthn => "WebAuthn",
-            SignatureKind::Keychain => "keychain",
+            VoucherSignatureKind::Secp256k1 => "secp256k1",
+            VoucherSignatureKind::P256 => "P-256",
+            VoucherSignatureKind::WebAuthn => "WebAuthn",
+            VoucherSignatureKind::Keychain => "keychain",
         })
     }
 }
@@ -103,7 +103,7 @@ pub enum SignatureError {
     /// An envelope this server does not verify (or not under this protocol generation).
     Unsupported {
         /// The envelope's kind.
-        kind: SignatureKind,
+        kind: VoucherSignatureKind,
     },
     /// The signature does not verify: no key recovers from it, or the P-256 check fails.
     Invalid,
@@ -171,10 +171,10 @@ impl VoucherSignature {
     }
 
     /// The envelope's kind.
-    pub fn kind(&self) -> SignatureKind {
+    pub fn kind(&self) -> VoucherSignatureKind {
         match self.0 {
-            Envelope::Secp256k1 { .. } => SignatureKind::Secp256k1,
-            Envelope::P256 { .. } => SignatureKind::P256,
+            Envelope::Secp256k1 { .. } => VoucherSignatureKind::Secp256k1,
+            Envelope::P256 { .. } => VoucherSignatureKind::P256,
         }
     }
 
@@ -210,8 +210,8 @@ impl VoucherSignature {
 fn classify_other(first: u8, len: usize) -> SignatureError {
     match (first, len) {
         (_, 64) => SignatureError::NotCanonical,
-        (0x02, _) => SignatureError::Unsupported { kind: SignatureKind::WebAuthn },
-        (0x03 | 0x04, _) => SignatureError::Unsupported { kind: SignatureKind::Keychain },
+        (0x02, _) => SignatureError::Unsupported { kind: VoucherSignatureKind::WebAuthn },
+        (0x03 | 0x04, _) => SignatureError::Unsupported { kind: VoucherSignatureKind::Keychain },
         _ => SignatureError::Malformed { len },
     }
 }

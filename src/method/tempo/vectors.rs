@@ -4,7 +4,7 @@ use alloy::primitives::{Address, B256, U256, address, b256, hex};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 
-use super::{SessionProtocol, SignatureError, SignatureKind, VoucherDomain, VoucherSignature, verify_voucher};
+use super::{SessionProtocol, SignatureError, VoucherDomain, VoucherSignature, VoucherSignatureKind, verify_voucher};
 
 const RESERVE: Address = address!("4D50500000000000000000000000000000000000");
 const V1_ESCROW: Address = address!("e1c4d3dce17bc111181ddf716f75bae49e61a336");
@@ -47,7 +47,7 @@ fn round_trips_for_both_protocols() {
         let bytes = sign(&signer, &domain, channel, 1_000);
         let text = hex::encode_prefixed(bytes);
         let sig: VoucherSignature = text.parse().unwrap();
-        assert_eq!(sig.kind(), SignatureKind::Secp256k1);
+        assert_eq!(sig.kind(), VoucherSignatureKind::Secp256k1);
         assert_eq!(sig.to_string(), text, "re-encoding is the input");
         assert_eq!(verify_voucher(&domain, channel, 1_000, &sig, signer.address()), Ok(()));
         assert!(matches!(
@@ -138,7 +138,7 @@ fn scalars_must_be_in_range() {
 #[test]
 fn the_p256_vector_verifies_under_v2_only() {
     let sig: VoucherSignature = P256_VOUCHER.parse().unwrap();
-    assert_eq!(sig.kind(), SignatureKind::P256);
+    assert_eq!(sig.kind(), VoucherSignatureKind::P256);
     assert_eq!(sig.to_string(), P256_VOUCHER);
     let channel = B256::repeat_byte(0xab);
     let v2 = VoucherDomain::new(SessionProtocol::V2, 4217, RESERVE);
@@ -147,7 +147,7 @@ fn the_p256_vector_verifies_under_v2_only() {
     let v1 = VoucherDomain::new(SessionProtocol::V1, 4217, RESERVE);
     assert_eq!(
         verify_voucher(&v1, channel, 1_234_567, &sig, P256_SIGNER),
-        Err(SignatureError::Unsupported { kind: SignatureKind::P256 })
+        Err(SignatureError::Unsupported { kind: VoucherSignatureKind::P256 })
     );
 }
 
@@ -173,12 +173,12 @@ fn other_envelopes_are_unsupported() {
     let webauthn = [&[0x02][..], &[0u8; 200][..]].concat();
     assert_eq!(
         VoucherSignature::from_bytes(&webauthn),
-        Err(SignatureError::Unsupported { kind: SignatureKind::WebAuthn })
+        Err(SignatureError::Unsupported { kind: VoucherSignatureKind::WebAuthn })
     );
     let keychain = format!("0x03{}", "11".repeat(85));
     assert_eq!(
         VoucherSignature::from_hex(&keychain),
-        Err(SignatureError::Unsupported { kind: SignatureKind::Keychain })
+        Err(SignatureError::Unsupported { kind: VoucherSignatureKind::Keychain })
     );
 }
 

@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256};
 
 use super::domain::{SessionProtocol, VoucherDomain};
-use super::signature::{SignatureError, SignatureKind, VoucherSignature};
+use super::signature::{SignatureError, VoucherSignature, VoucherSignatureKind};
 
 /// Checks that `signature` is `expected`'s voucher for `cumulative` base units on
 /// `channel_id` under `domain`.
@@ -25,7 +25,7 @@ pub fn verify_voucher(
     expected: Address,
 ) -> Result<(), SignatureError> {
     let kind = signature.kind();
-    if domain.protocol() == SessionProtocol::V1 && kind != SignatureKind::Secp256k1 {
+    if domain.protocol() == SessionProtocol::V1 && kind != VoucherSignatureKind::Secp256k1 {
         return Err(SignatureError::Unsupported { kind });
     }
     let hash = domain.signing_hash(channel_id, cumulative)?;

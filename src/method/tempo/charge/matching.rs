@@ -169,5 +169,4 @@ fn log_transfers(logs: &[Log], currency: Address, sender: Address) -> Vec<Transf
 }
 
 #[cfg(test)]
-#[path = "matching_tests.rs"]
 mod tests;

@@ -69,12 +69,13 @@ use matching::{Expected, Mismatch};
 /// use alloy::signers::local::PrivateKeySigner;
 /// use tollgate::method::tempo::{ChargeConfig, PATH_USD, RpcChain, TempoCharge};
 /// use tollgate::store::MemoryStore;
-/// use tollgate::{Amount, PaymentLayer, Price};
+/// use tollgate::{Amount, PaymentLayer, Price, Secret};
 ///
 /// let payee = address!("0x1111111111111111111111111111111111111111");
 /// let chain = RpcChain::new("http://127.0.0.1:8545", PrivateKeySigner::random())?;
 /// let charge = TempoCharge::new(ChargeConfig::new(42431, PATH_USD, payee), chain)?;
-/// let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.example.com", "a secret of at least 32 bytes!!!")
+/// let secret = Secret::new("a secret of at least 32 bytes!!!");
+/// let layer = PaymentLayer::new(charge, MemoryStore::new(), "api.example.com", secret)
 ///     .pricing(Price::per_request(Amount::new(10_000)));
 /// # let _ = layer;
 /// # Ok::<(), Box<dyn std::error::Error>>(())

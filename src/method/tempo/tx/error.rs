@@ -4,7 +4,7 @@ use std::fmt;
 
 use alloy::primitives::Address;
 
-use super::SignatureKind;
+use super::TxSignatureKind;
 
 /// Why a Tempo transaction could not be decoded, checked, recovered or signed.
 ///
@@ -42,7 +42,7 @@ pub enum TxError {
     /// The signature does not recover to any address.
     Recovery,
     /// Recovering the sender of this signature kind is not implemented here.
-    Unsupported(SignatureKind),
+    Unsupported(TxSignatureKind),
     /// A fee-payer envelope names a sender other than the one its signature recovers to.
     SenderMismatch {
         /// The sender written in the envelope.
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!(TxError::UnknownType(0x02).to_string(), "unknown transaction type 0x02");
         assert_eq!(TxError::TrailingBytes { extra: 3 }.to_string(), "3 bytes follow the transaction");
         assert_eq!(
-            TxError::Unsupported(SignatureKind::Keychain).to_string(),
+            TxError::Unsupported(TxSignatureKind::Keychain).to_string(),
             "recovering a keychain signature is not supported"
         );
         let e = TxError::from(alloy::rlp::Error::InputTooShort);

@@ -86,7 +86,7 @@ mod transaction;
 pub use builder::TempoTxBuilder;
 pub use error::TxError;
 pub use signature::{
-    KeychainSignature, KeychainVersion, P256Signature, SignatureKind, TempoSignature, WebAuthnSignature,
+    KeychainSignature, KeychainVersion, P256Signature, TempoSignature, TxSignatureKind, WebAuthnSignature,
 };
 pub use signed::SignedTempoTx;
 pub use transaction::{Call, FeePayer, TempoTransaction};

@@ -95,7 +95,7 @@ pub enum KeychainVersion {
 /// The kind of a [`TempoSignature`], without its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum SignatureKind {
+pub enum TxSignatureKind {
     /// [`TempoSignature::Secp256k1`].
     Secp256k1,
     /// [`TempoSignature::P256`].
@@ -106,13 +106,13 @@ pub enum SignatureKind {
     Keychain,
 }
 
-impl fmt::Display for SignatureKind {
+impl fmt::Display for TxSignatureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            SignatureKind::Secp256k1 => "secp256k1",
-            SignatureKind::P256 => "p256",
-            SignatureKind::WebAuthn => "webauthn",
-            SignatureKind::Keychain => "keychain",
+            TxSignatureKind::Secp256k1 => "secp256k1",
+            TxSignatureKind::P256 => "p256",
+            TxSignatureKind::WebAuthn => "webauthn",
+            TxSignatureKind::Keychain => "keychain",
         })
     }
 }
@@ -201,12 +201,12 @@ impl TempoSignature {
     }
 
     /// The envelope's kind.
-    pub fn kind(&self) -> SignatureKind {
+    pub fn kind(&self) -> TxSignatureKind {
         match self {
-            TempoSignature::Secp256k1(_) => SignatureKind::Secp256k1,
-            TempoSignature::P256(_) => SignatureKind::P256,
-            TempoSignature::WebAuthn(_) => SignatureKind::WebAuthn,
-            TempoSignature::Keychain(_) => SignatureKind::Keychain,
+            TempoSignature::Secp256k1(_) => TxSignatureKind::Secp256k1,
+            TempoSignature::P256(_) => TxSignatureKind::P256,
+            TempoSignature::WebAuthn(_) => TxSignatureKind::WebAuthn,
+            TempoSignature::Keychain(_) => TxSignatureKind::Keychain,
         }
     }
 
@@ -221,7 +221,7 @@ impl TempoSignature {
             TempoSignature::Secp256k1(sig) => recover_secp256k1(sig, hash),
             TempoSignature::P256(sig) => super::passkey::recover_p256(sig, hash),
             TempoSignature::WebAuthn(sig) => super::passkey::recover_webauthn(sig, hash),
-            TempoSignature::Keychain(_) => Err(TxError::Unsupported(SignatureKind::Keychain)),
+            TempoSignature::Keychain(_) => Err(TxError::Unsupported(TxSignatureKind::Keychain)),
         }
     }
 }
@@ -266,10 +266,10 @@ mod tests {
         keychain.extend([0xaa; 20]);
         keychain.extend(&secp);
         for (bytes, kind) in [
-            (secp.clone(), SignatureKind::Secp256k1),
-            (p256_bytes(1), SignatureKind::P256),
-            (webauthn, SignatureKind::WebAuthn),
-            (keychain, SignatureKind::Keychain),
+            (secp.clone(), TxSignatureKind::Secp256k1),
+            (p256_bytes(1), TxSignatureKind::P256),
+            (webauthn, TxSignatureKind::WebAuthn),
+            (keychain, TxSignatureKind::Keychain),
         ] {
             let sig = TempoSignature::from_bytes(&bytes).unwrap();
             assert_eq!(sig.kind(), kind);
@@ -296,7 +296,7 @@ mod tests {
         keychain.extend([0xaa; 20]);
         keychain.extend(p256_bytes(0));
         let sig = TempoSignature::from_bytes(&keychain).unwrap();
-        assert!(matches!(sig.recover(&B256::ZERO), Err(TxError::Unsupported(SignatureKind::Keychain))));
+        assert!(matches!(sig.recover(&B256::ZERO), Err(TxError::Unsupported(TxSignatureKind::Keychain))));
         let garbage = TempoSignature::from_bytes(&p256_bytes(0)).unwrap();
         assert!(matches!(garbage.recover(&B256::ZERO), Err(TxError::Recovery)));
         let high_s = Signature::new(alloy::primitives::U256::from(1), alloy::primitives::U256::MAX, false);

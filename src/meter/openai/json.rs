@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::meter::openai_chunk::Number;
+use super::chunk::Number;
 
 /// How deep a skipped value may nest.
 const SKIP_DEPTH: u8 = 16;

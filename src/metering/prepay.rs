@@ -22,15 +22,14 @@ use http::{HeaderValue, Response, header};
 use http_body::{Body, Frame};
 use tokio::time::Sleep;
 
-use crate::account::{Account, LeaseLost};
 use crate::amount::{Amount, Quote};
 use crate::error::{BoxError, PaymentError, PaymentErrorKind};
 use crate::meter::{Meter, is_event_stream};
+use crate::metering::account::{Account, LeaseLost};
 use crate::metering::ask::AskGuard;
-use crate::metering::{Metering, StreamPolicy, frames};
-use crate::method::{Renewal, Settled};
-use crate::store::{ChannelId, ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
-use crate::wire::mpp::{Receipt, problem_body, set_private_cache};
+use crate::metering::{Metering, Paid, Reserved, StreamPolicy, frames};
+use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
+use crate::wire::mpp::{problem_body, set_private_cache};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -39,13 +38,8 @@ pub(crate) type Call<B> = Box<dyn FnOnce() -> BoxFuture<Result<Response<B>, BoxE
 
 /// What admission hands over when the upfront must be asked for in the stream.
 pub(crate) struct Pending<Mt, St: ChannelStore> {
-    pub(crate) meter: Mt,
-    pub(crate) quote: Quote,
+    pub(crate) paid: Paid<Mt>,
     pub(crate) store: Arc<St>,
-    pub(crate) channel: ChannelId,
-    pub(crate) receipt: Receipt,
-    pub(crate) on_settled: Option<Box<dyn FnOnce(Settled) + Send>>,
-    pub(crate) policy: StreamPolicy,
     /// The least to reserve (the quote's minimum) and the window asked beyond it.
     pub(crate) least: Amount,
     pub(crate) window: Amount,
@@ -78,7 +72,7 @@ enum Stage<B, Mt, St: ChannelStore> {
     Reserving(BoxFuture<Result<Reservation, StoreError>>),
     Calling {
         call: BoxFuture<Result<Response<B>, BoxError>>,
-        account: Account<St>,
+        reserved: Box<Reserved<Mt, St>>,
     },
     Streaming {
         inner: Pin<Box<B>>,
@@ -109,7 +103,7 @@ where
     B::Error: Into<BoxError>,
 {
     pub(crate) fn new(pending: Pending<Mt, St>, call: Call<B>) -> Self {
-        let policy = pending.policy;
+        let policy = pending.paid.policy;
         let mut prepay = Prepay {
             stage: Stage::Done,
             pending: None,
@@ -152,8 +146,9 @@ where
         let seen = state.version;
         if self.asked != Some(required) {
             self.asked = Some(required);
-            let event = frames::need_voucher(&pending.channel, required, state.accepted, state.deposit);
-            let asker = self.asker.get_or_insert_with(|| AskGuard::new(pending.store.clone(), pending.channel.clone()));
+            let channel = pending.paid.grant.channel();
+            let event = frames::need_voucher(channel, required, state.accepted, state.deposit);
+            let asker = self.asker.get_or_insert_with(|| AskGuard::new(pending.store.clone(), channel.clone()));
             let ask = Box::pin(asker.ask(required, self.policy.pause_deadline));
             self.stage = Stage::Asking { ask, event, seen };
             return;
@@ -163,13 +158,13 @@ where
 
     fn wait(&mut self, seen: u64) {
         let Some(pending) = &self.pending else { return self.fail(unavailable()) };
-        let (store, channel) = (pending.store.clone(), pending.channel.clone());
+        let (store, channel) = (pending.store.clone(), pending.paid.grant.channel().clone());
         self.stage = Stage::Waiting(Box::pin(async move { store.changed(&channel, seen).await }));
     }
 
     fn reserve(&mut self) {
         let Some(pending) = &self.pending else { return self.fail(unavailable()) };
-        let (store, channel) = (pending.store.clone(), pending.channel.clone());
+        let (store, channel) = (pending.store.clone(), pending.paid.grant.channel().clone());
         let (least, most) = (pending.least, pending.least.saturating_add(pending.window));
         self.stage = Stage::Reserving(Box::pin(async move { store.reserve(&channel, least, most).await }));
     }
@@ -179,35 +174,34 @@ where
     fn call(&mut self, lease: Reservation) {
         // The upfront is reserved: the ask has served its purpose.
         self.asker = None;
-        let (Some(pending), Some(call)) = (&mut self.pending, self.call.take()) else {
+        let (Some(pending), Some(call)) = (self.pending.take(), self.call.take()) else {
             return self.fail(unavailable());
         };
-        let mut account = Account::new(pending.store.clone(), lease, pending.on_settled.take());
-        let (upfront, units) = upfront(&pending.quote);
-        account.deliver(upfront, units);
-        self.stage = Stage::Calling { call: call(), account };
+        let mut reserved = Reserved::new(pending.paid, pending.store, lease);
+        let (upfront, units) = upfront(&reserved.paid.quote);
+        reserved.account.deliver(upfront, units);
+        self.stage = Stage::Calling { call: call(), reserved: Box::new(reserved) };
     }
 
     /// The inner service answered: a 2xx event stream is metered; anything else is refused
     /// uncharged.
-    fn answered(&mut self, response: Result<Response<B>, BoxError>, mut account: Account<St>) {
+    fn answered(&mut self, response: Result<Response<B>, BoxError>, mut reserved: Reserved<Mt, St>) {
+        let account = &mut reserved.account;
         let response = match response {
             Ok(response) if response.status().is_success() && is_event_stream(response.headers()) => response,
             Ok(response) => {
                 account.deliver(Amount::ZERO, 0);
                 let detail = format!("the service answered {} instead of an event stream", response.status());
-                return self.refund(account, PaymentError::new(PaymentErrorKind::Unavailable, detail));
+                return self.refund(reserved.account, PaymentError::new(PaymentErrorKind::Unavailable, detail));
             }
             Err(_) => {
                 account.deliver(Amount::ZERO, 0);
                 let error = PaymentError::new(PaymentErrorKind::Unavailable, "the service failed");
-                return self.refund(account, error);
+                return self.refund(reserved.account, error);
             }
         };
-        let Some(pending) = self.pending.take() else { return self.fail(unavailable()) };
         let (head, body) = response.into_parts();
-        let Pending { meter, quote, channel, receipt, policy, .. } = pending;
-        let metering = Metering::new(meter, &head, quote.price, policy, account, channel, Renewal::Voucher, receipt);
+        let metering = Metering::new(&head, reserved);
         self.stage = Stage::Streaming { inner: Box::pin(body), metering: Box::new(metering) };
     }
 
@@ -233,20 +227,20 @@ where
                     let _ = ready!(release.as_mut().poll(cx));
                     self.stage = Stage::Done;
                 }
-                Stage::Calling { call, account } => {
+                Stage::Calling { call, reserved } => {
                     // The inner service may take a while to answer: keep the lease alive.
-                    if let Poll::Ready(Err(LeaseLost)) = account.poll_lease(cx) {
-                        let Stage::Calling { account, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
+                    if let Poll::Ready(Err(LeaseLost)) = reserved.account.poll_lease(cx) {
+                        let Stage::Calling { reserved, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
                             continue;
                         };
-                        self.refund(account, lease_lost());
+                        self.refund(reserved.account, lease_lost());
                         continue;
                     }
                     let response = ready!(call.as_mut().poll(cx));
-                    let Stage::Calling { account, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
+                    let Stage::Calling { reserved, .. } = std::mem::replace(&mut self.stage, Stage::Done) else {
                         continue;
                     };
-                    self.answered(response, account);
+                    self.answered(response, *reserved);
                 }
                 Stage::Loading(_) | Stage::Asking { .. } | Stage::Waiting(_) | Stage::Reserving(_) => {
                     // The store first: a reservation made just as the deadline passes is used.
@@ -312,7 +306,7 @@ where
 
     fn load(&mut self) {
         let Some(pending) = &self.pending else { return self.fail(unavailable()) };
-        let (store, channel) = (pending.store.clone(), pending.channel.clone());
+        let (store, channel) = (pending.store.clone(), pending.paid.grant.channel().clone());
         self.stage = Stage::Loading(Box::pin(async move { store.load(&channel).await }));
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 use crate::amount::Usage;
 use crate::meter::Meter;
 use crate::meter::openai::OpenAiTokenMeter;
-use crate::meter::openai_chunk::Chunk;
+use crate::meter::openai::chunk::Chunk;
 
 /// Realistic chunks the fast reader must answer (and answer as serde does).
 const FAST: &[&str] = &[

@@ -12,9 +12,7 @@ use crate::amount::Amount;
 use crate::method::Settled;
 use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
 
-#[path = "account_lease.rs"]
 mod lease;
-#[path = "account_release.rs"]
 mod release;
 
 pub(crate) use lease::{Delivered, LeaseLost};

@@ -17,7 +17,7 @@ use crate::amount::Usage;
 /// A `chat.completion.chunk`, a whole `chat.completion`, or an `{"error": ...}` frame.
 ///
 /// Streamed chunks of the usual shapes are read by the meter's faster reader
-/// (`openai_scan.rs`) straight into their [`Summary`]; serde reads the rest into this.
+/// (`scan.rs`) straight into their [`Summary`]; serde reads the rest into this.
 #[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub(super) struct Chunk<'a> {

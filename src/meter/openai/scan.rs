@@ -27,13 +27,10 @@
 
 use std::ops::Range;
 
-use self::json::{Lex, Lexer, fields, items};
 #[cfg(doc)]
-use crate::meter::openai_chunk::Chunk;
-use crate::meter::openai_chunk::{Choices, Number, Summary, UsageFields};
-
-#[path = "openai_json.rs"]
-mod json;
+use super::chunk::Chunk;
+use super::chunk::{Choices, Number, Summary, UsageFields};
+use super::json::{Lex, Lexer, fields, items};
 
 /// Reads chunks of one stream; remembers where the last one's delta text began.
 #[derive(Clone, Debug, Default)]
@@ -488,5 +485,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-#[path = "openai_scan_tests.rs"]
 mod tests;

@@ -7,13 +7,14 @@ use std::mem;
 use bytes::Bytes;
 use http::{request, response};
 
+use self::chunk::{Chunk, Summary};
 use self::scan::Scanner;
-use super::openai_chunk::{Chunk, Summary};
 use super::sse::is_event_stream;
 use super::{MakeMeter, Meter, sse_data};
 use crate::amount::{Quote, Usage};
 
-#[path = "openai_scan.rs"]
+mod chunk;
+mod json;
 mod scan;
 
 /// How much of a non-streamed body is kept to read its `usage` at the end.
@@ -324,5 +325,4 @@ impl fmt::Debug for OpenAiTokenMeter {
 }
 
 #[cfg(test)]
-#[path = "openai_tests.rs"]
 mod tests;
