@@ -15,6 +15,9 @@ mod methods;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
+#[cfg(feature = "x402")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x402")))]
+pub mod x402;
 
 pub use grant::{Grant, Renewal, Settled};
 pub use methods::{Methods, Offers};
