@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
         valid_before: now + 300,
         nonce: B256::repeat_byte(0x5a),
     };
-    let domain = eip712_domain! { name: "USD Coin", version: "2", chain_id: 8453, verifying_contract: USDC };
+    let domain = eip712_domain! { name: "USD Coin", version: "2", chain_id: 8453, verifying_contract: USDC, };
     let message = TransferWithAuthorization {
         from: authorization.from,
         to: authorization.to,

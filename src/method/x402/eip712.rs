@@ -68,7 +68,7 @@ mod tests {
     }
 
     fn domain() -> Eip712Domain {
-        eip712_domain! { name: "USD Coin", version: "2", chain_id: 8453, verifying_contract: Address::repeat_byte(7) }
+        eip712_domain! { name: "USD Coin", version: "2", chain_id: 8453, verifying_contract: Address::repeat_byte(7), }
     }
 
     #[test]

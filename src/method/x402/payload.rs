@@ -33,7 +33,6 @@ use super::decimal;
 /// assert_eq!(payload.authorization.value, alloy::primitives::U256::from(10_000));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ExactPayload {
     /// The EIP-712 signature, `0x`-prefixed hex (65 bytes `r ‖ s ‖ v`).
     pub signature: Bytes,
@@ -44,7 +43,7 @@ pub struct ExactPayload {
 /// An EIP-3009 `TransferWithAuthorization` as the x402 payload carries it (numbers as decimal
 /// strings, the nonce as 32-byte hex).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Authorization {
     /// The payer.
     pub from: Address,
@@ -88,5 +87,51 @@ impl From<&Authorization> for Permit {
             nonce: U256::from_be_bytes(a.nonce.0),
             deadline: a.valid_before,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn authorization(value: &str, valid_before: serde_json::Value) -> serde_json::Value {
+        json!({
+            "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
+            "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "value": value, "validAfter": "0", "validBefore": valid_before,
+            "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"
+        })
+    }
+
+    #[test]
+    fn numbers_are_plain_decimal_strings() {
+        let a: Authorization = serde_json::from_value(authorization("10000", json!("1740672154"))).unwrap();
+        assert_eq!((a.value, a.valid_before), (U256::from(10_000), 1_740_672_154));
+        for bad in ["-1", "0x10", "1e3", " 1", "", "1.0"] {
+            assert!(serde_json::from_value::<Authorization>(authorization(bad, json!("1"))).is_err(), "{bad:?}");
+        }
+        // A number where a string belongs, or a time beyond u64: refused.
+        assert!(serde_json::from_value::<Authorization>(authorization("1", json!(1))).is_err());
+        assert!(serde_json::from_value::<Authorization>(authorization("1", json!("18446744073709551616"))).is_err());
+        let max = U256::MAX.to_string();
+        assert_eq!(serde_json::from_value::<Authorization>(authorization(&max, json!("1"))).unwrap().value, U256::MAX);
+    }
+
+    #[test]
+    fn round_trips_in_the_clients_shape() {
+        let a: Authorization = serde_json::from_value(authorization("10000", json!("1740672154"))).unwrap();
+        let back = serde_json::to_value(a).unwrap();
+        assert_eq!(back["value"], "10000");
+        assert_eq!(back["validBefore"], "1740672154");
+        assert_eq!(serde_json::from_value::<Authorization>(back).unwrap(), a);
+    }
+
+    #[test]
+    fn a_permit_reads_the_libertai_fields() {
+        let mut wire = authorization("5000", json!("1740672154"));
+        wire["nonce"] = json!(format!("0x{:064x}", 3));
+        let p = Permit::from(&serde_json::from_value::<Authorization>(wire).unwrap());
+        assert_eq!((p.value, p.nonce, p.deadline), (U256::from(5_000), U256::from(3), 1_740_672_154));
     }
 }
