@@ -94,7 +94,11 @@ async fn every_bad_input_is_refused_with_its_kind_and_claims_nothing() {
 
     let mut cases: Vec<(&str, ExactPayload, X402ErrorKind)> = Vec::new();
     // Signed by someone else in the payer's name.
-    cases.push(("forged", world.sign_transfer(&world.poor, world.authorization(payer, 1_000)), X402ErrorKind::InvalidSignature));
+    cases.push((
+        "forged",
+        world.sign_transfer(&world.poor, world.authorization(payer, 1_000)),
+        X402ErrorKind::InvalidSignature,
+    ));
     for (name, version, chain) in [("Other USD", VERSION, CHAIN_ID), (NAME, "1", CHAIN_ID), (NAME, VERSION, 1)] {
         let signed = world.sign_transfer_in(&world.payer, world.authorization(payer, 1_000), name, version, chain);
         cases.push(("wrong domain", signed, X402ErrorKind::InvalidSignature));
@@ -102,8 +106,16 @@ async fn every_bad_input_is_refused_with_its_kind_and_claims_nothing() {
     let mut elsewhere = world.authorization(payer, 1_000);
     elsewhere.to = Address::repeat_byte(0xee);
     cases.push(("wrong payTo", world.sign_transfer(&world.payer, elsewhere), X402ErrorKind::RecipientMismatch));
-    cases.push(("lower value", world.sign_transfer(&world.payer, world.authorization(payer, 999)), X402ErrorKind::ValueMismatch));
-    cases.push(("higher value under v2", world.sign_transfer(&world.payer, world.authorization(payer, 1_001)), X402ErrorKind::ValueMismatch));
+    cases.push((
+        "lower value",
+        world.sign_transfer(&world.payer, world.authorization(payer, 999)),
+        X402ErrorKind::ValueMismatch,
+    ));
+    cases.push((
+        "higher value under v2",
+        world.sign_transfer(&world.payer, world.authorization(payer, 1_001)),
+        X402ErrorKind::ValueMismatch,
+    ));
     let mut expired = world.authorization(payer, 1_000);
     expired.valid_before = now - 1;
     cases.push(("expired", world.sign_transfer(&world.payer, expired), X402ErrorKind::Expired));
@@ -114,7 +126,11 @@ async fn every_bad_input_is_refused_with_its_kind_and_claims_nothing() {
     early.valid_after = now + 60;
     cases.push(("not yet valid", world.sign_transfer(&world.payer, early), X402ErrorKind::NotYetValid));
     let poor = world.poor.address();
-    cases.push(("insufficient balance", world.sign_transfer(&world.poor, world.authorization(poor, 1_000)), X402ErrorKind::InsufficientFunds));
+    cases.push((
+        "insufficient balance",
+        world.sign_transfer(&world.poor, world.authorization(poor, 1_000)),
+        X402ErrorKind::InsufficientFunds,
+    ));
     // The malleable twin of a valid signature (high s, v flipped).
     let mut twin = world.sign_transfer(&world.payer, world.authorization(payer, 1_000));
     let mut bytes = twin.signature.to_vec();
@@ -134,7 +150,10 @@ async fn every_bad_input_is_refused_with_its_kind_and_claims_nothing() {
     let higher = world.sign_transfer(&world.payer, world.authorization(payer, 1_001));
     verifier.verify(&offer, &higher, ValueRule::AtLeast).await.unwrap();
     let lower = world.sign_transfer(&world.payer, world.authorization(payer, 999));
-    assert_eq!(verifier.verify(&offer, &lower, ValueRule::AtLeast).await.unwrap_err().kind(), X402ErrorKind::ValueMismatch);
+    assert_eq!(
+        verifier.verify(&offer, &lower, ValueRule::AtLeast).await.unwrap_err().kind(),
+        X402ErrorKind::ValueMismatch
+    );
     assert_eq!(world.balance(world.payee.address()).await, 0, "verification moves nothing");
 }
 
@@ -269,14 +288,23 @@ async fn a_permit_with_a_stale_or_future_nonce_or_past_deadline_is_refused() {
     let offer = world.permit_offer(5_000);
     let deadline = unix_now() + 300;
     let future = x402_support::sign_permit(&world, &world.payer, 5_000, U256::from(7), deadline);
-    assert_eq!(verifier.verify(&offer, &future, ValueRule::Equal).await.unwrap_err().kind(), X402ErrorKind::NonceMismatch);
+    assert_eq!(
+        verifier.verify(&offer, &future, ValueRule::Equal).await.unwrap_err().kind(),
+        X402ErrorKind::NonceMismatch
+    );
     let late = x402_support::sign_permit(&world, &world.payer, 5_000, U256::ZERO, unix_now() - 1);
     assert_eq!(verifier.verify(&offer, &late, ValueRule::Equal).await.unwrap_err().kind(), X402ErrorKind::Expired);
     let poor = x402_support::sign_permit(&world, &world.poor, 5_000, U256::ZERO, deadline);
-    assert_eq!(verifier.verify(&offer, &poor, ValueRule::Equal).await.unwrap_err().kind(), X402ErrorKind::InsufficientFunds);
+    assert_eq!(
+        verifier.verify(&offer, &poor, ValueRule::Equal).await.unwrap_err().kind(),
+        X402ErrorKind::InsufficientFunds
+    );
     // A transfer signature offered where a permit is asked: not the payer's permit.
     let transfer = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), 5_000));
-    assert_eq!(verifier.verify(&offer, &transfer, ValueRule::Equal).await.unwrap_err().kind(), X402ErrorKind::InvalidSignature);
+    assert_eq!(
+        verifier.verify(&offer, &transfer, ValueRule::Equal).await.unwrap_err().kind(),
+        X402ErrorKind::InvalidSignature
+    );
     for payload in [&future, &late, &poor, &transfer] {
         assert_unclaimed(&store, &offer, payload).await;
     }
@@ -339,7 +367,10 @@ async fn an_rpc_that_fails_after_broadcast_is_confirmed_by_the_nonce_not_paid_tw
     let front = FailingFront::start(&world.rpc_url(), "eth_sendRawTransaction", 0, true).await;
     let payload = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), 1_000));
     let verified = verifier(&world, &store).verify(&offer, &payload, ValueRule::Equal).await.unwrap();
-    let settled = OnChainSettler::new(world.chain_at(&front.url()), store.clone()).settle(&verified, Amount::new(1_000)).await.unwrap();
+    let settled = OnChainSettler::new(world.chain_at(&front.url()), store.clone())
+        .settle(&verified, Amount::new(1_000))
+        .await
+        .unwrap();
     assert_eq!((front.failed(), settled.transaction), (1, None));
     assert_eq!(world.balance(world.payee.address()).await, 1_000);
     assert_eq!(world.sent(world.payee.address()).await, 1, "confirmed, not resent");
@@ -348,7 +379,10 @@ async fn an_rpc_that_fails_after_broadcast_is_confirmed_by_the_nonce_not_paid_tw
     let front = FailingFront::start(&world.rpc_url(), "eth_sendRawTransaction", 0, false).await;
     let payload = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), 1_000));
     let verified = verifier(&world, &store).verify(&offer, &payload, ValueRule::Equal).await.unwrap();
-    let settled = OnChainSettler::new(world.chain_at(&front.url()), store.clone()).settle(&verified, Amount::new(1_000)).await.unwrap();
+    let settled = OnChainSettler::new(world.chain_at(&front.url()), store.clone())
+        .settle(&verified, Amount::new(1_000))
+        .await
+        .unwrap();
     assert_eq!(front.failed(), 1);
     assert!(settled.transaction.is_some());
     assert_eq!(world.balance(world.payee.address()).await, 2_000);

@@ -73,15 +73,20 @@ mod tests {
 
     #[test]
     fn type_hashes_are_those_of_the_type_strings() {
-        assert_eq!(DOMAIN_TYPEHASH, keccak256(
-            "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-        ));
-        assert_eq!(TRANSFER_WITH_AUTHORIZATION_TYPEHASH, keccak256(
-            "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
-        ));
-        assert_eq!(PERMIT_TYPEHASH, keccak256(
-            "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
-        ));
+        assert_eq!(
+            DOMAIN_TYPEHASH,
+            keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+        );
+        assert_eq!(
+            TRANSFER_WITH_AUTHORIZATION_TYPEHASH,
+            keccak256(
+                "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
+            )
+        );
+        assert_eq!(
+            PERMIT_TYPEHASH,
+            keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")
+        );
     }
 
     #[test]

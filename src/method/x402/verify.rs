@@ -115,7 +115,10 @@ pub fn check(
         TransferMethod::Permit => permit_digest(offer.domain_separator(), &Permit::from(a)),
     };
     if signature.recover(digest) != Some(a.from) {
-        return Err(refuse(X402ErrorKind::InvalidSignature, "the signature is not the payer's over this token's domain"));
+        return Err(refuse(
+            X402ErrorKind::InvalidSignature,
+            "the signature is not the payer's over this token's domain",
+        ));
     }
     if a.to != offer.pay_to() {
         return Err(refuse(X402ErrorKind::RecipientMismatch, "the authorization pays someone else"));
@@ -186,7 +189,12 @@ impl<C: X402Chain, S: ChannelStore> X402Verifier<C, S> {
     }
 
     /// Verifies `payload` for `offer` under `rule` now, and claims it.
-    pub async fn verify(&self, offer: &EvmOffer, payload: &ExactPayload, rule: ValueRule) -> Result<Verified, X402Error> {
+    pub async fn verify(
+        &self,
+        offer: &EvmOffer,
+        payload: &ExactPayload,
+        rule: ValueRule,
+    ) -> Result<Verified, X402Error> {
         self.verify_at(offer, payload, rule, unix_now()).await
     }
 

@@ -159,7 +159,10 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
             return Ok(done);
         }
         if verified.offer().method() != TransferMethod::Eip3009 {
-            return Err(X402Error::new(X402ErrorKind::SettlementFailed, "a facilitator settles EIP-3009 payments only"));
+            return Err(X402Error::new(
+                X402ErrorKind::SettlementFailed,
+                "a facilitator settles EIP-3009 payments only",
+            ));
         }
         let amount = exact_amount(verified, actual)?;
         let a = verified.payload().authorization;

@@ -65,7 +65,8 @@ pub trait Settle: Send + Sync + 'static {
     /// Moves `actual` of `verified` to the payee. EIP-3009 moves exactly the signed value
     /// (`actual` must equal it); a Permit moves `actual` ≤ the signed maximum, and `0` sends
     /// nothing. Settling the same payment again returns the first settlement.
-    fn settle(&self, verified: &Verified, actual: Amount) -> impl Future<Output = Result<Settlement, X402Error>> + Send;
+    fn settle(&self, verified: &Verified, actual: Amount)
+    -> impl Future<Output = Result<Settlement, X402Error>> + Send;
 }
 
 /// What is recorded on the shelves.
