@@ -19,6 +19,9 @@ mod offer;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
+#[cfg(feature = "x402")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x402")))]
+pub mod x402;
 
 pub use grant::{Grant, Renewal, Settled};
 pub use methods::{Checked, Methods, Offered, Offers};

@@ -98,6 +98,18 @@ impl RpcChain {
         self
     }
 
+    /// The account payee transactions are sent from.
+    pub fn payee_address(&self) -> Address {
+        self.payee_address
+    }
+
+    /// One read-only `eth_call` of `input` on `to` at the latest block (a revert or error
+    /// answer is [`ChainErrorKind::Rejected`]).
+    pub async fn call(&self, to: Address, input: Bytes) -> Result<Bytes, ChainError> {
+        let request = TransactionRequest::default().to(to).input(input.into());
+        self.reader.call(request).await.map_err(rpc_error)
+    }
+
     fn wait_slot(&self) -> Result<OwnedSemaphorePermit, ChainError> {
         self.waits.clone().try_acquire_owned().map_err(|_| {
             ChainError::new(ChainErrorKind::Unavailable, "too many transactions are waiting for their receipts")

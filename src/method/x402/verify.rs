@@ -1,0 +1,250 @@
+//! Verification of an x402 EVM payment: the signature offline, then the token's state, then
+//! the atomic claim.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, U256};
+
+use super::claim;
+use super::eip712::{permit_digest, transfer_digest};
+use super::error::{X402Error, X402ErrorKind};
+use super::offer::{EvmOffer, TransferMethod, ValueRule};
+use super::payload::{Authorization, ExactPayload, Permit};
+use super::signature::{BadSignature, EvmSignature};
+use super::token::{Token, X402Chain};
+use crate::amount::Amount;
+use crate::store::{ChannelId, ChannelStore};
+
+/// The default settle margin: an authorization must stay valid this long after it is
+/// verified, or it is refused as expired (the response and the settlement must fit in it).
+pub const DEFAULT_SETTLE_MARGIN_SECS: u64 = 30;
+
+/// A payment that passed the offline checks: well signed by its payer, to the offer's payee,
+/// for an acceptable value, inside its validity window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    payer: Address,
+    value: Amount,
+    signature: EvmSignature,
+    payload: ExactPayload,
+}
+
+impl Checked {
+    /// Who pays (the recovered signer).
+    pub fn payer(&self) -> Address {
+        self.payer
+    }
+
+    /// The signed value (exact: what settles; Permit: the most that may).
+    pub fn value(&self) -> Amount {
+        self.value
+    }
+}
+
+/// A verified and claimed payment: what settlement takes. Only [`X402Verifier::verify`]
+/// makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    checked: Checked,
+    offer: EvmOffer,
+    claim: ChannelId,
+}
+
+impl Verified {
+    /// Who pays.
+    pub fn payer(&self) -> Address {
+        self.checked.payer
+    }
+
+    /// The signed value: exactly what an EIP-3009 payment settles, the most a Permit may.
+    pub fn value(&self) -> Amount {
+        self.checked.value
+    }
+
+    /// The store channel claimed for this payment, funded with [`value`](Self::value): the
+    /// account the response draws on.
+    pub fn claim(&self) -> &ChannelId {
+        &self.claim
+    }
+
+    /// The offer it pays.
+    pub fn offer(&self) -> &EvmOffer {
+        &self.offer
+    }
+
+    /// The payload as received (what a facilitator is sent).
+    pub fn payload(&self) -> &ExactPayload {
+        &self.checked.payload
+    }
+
+    pub(crate) fn signature(&self) -> &EvmSignature {
+        &self.checked.signature
+    }
+}
+
+fn refuse(kind: X402ErrorKind, detail: impl Into<std::borrow::Cow<'static, str>>) -> X402Error {
+    X402Error::new(kind, detail)
+}
+
+/// The offline half of verification: signature (EIP-712 under the offer's token domain,
+/// secp256k1 recovery, low-s), recipient, value rule and validity window at `now` (unix
+/// seconds). No chain, no store, no allocation but the copy of the payload.
+///
+/// The window leans against the payer, never against the seller: an authorization that is
+/// not valid yet at `now` is refused (the token would refuse it too), and one that expires
+/// within `settle_margin` seconds is refused as expired (it could not be settled in time).
+pub fn check(
+    offer: &EvmOffer,
+    payload: &ExactPayload,
+    rule: ValueRule,
+    now: u64,
+    settle_margin: u64,
+) -> Result<Checked, X402Error> {
+    let a = &payload.authorization;
+    let signature = EvmSignature::from_bytes(&payload.signature).map_err(|e| {
+        let detail = match e {
+            BadSignature::Length => "the signature is not 65 bytes",
+            BadSignature::RecoveryId => "the signature's v is not 27, 28, 0 or 1",
+            BadSignature::Scalar => "the signature's r or s is out of range",
+            BadSignature::HighS => "the signature is not low-s",
+        };
+        refuse(X402ErrorKind::InvalidSignature, detail)
+    })?;
+    let digest = match offer.method() {
+        TransferMethod::Eip3009 => transfer_digest(offer.domain_separator(), a),
+        TransferMethod::Permit => permit_digest(offer.domain_separator(), &Permit::from(a)),
+    };
+    if signature.recover(digest) != Some(a.from) {
+        return Err(refuse(
+            X402ErrorKind::InvalidSignature,
+            "the signature is not the payer's over this token's domain",
+        ));
+    }
+    if a.to != offer.pay_to() {
+        return Err(refuse(X402ErrorKind::RecipientMismatch, "the authorization pays someone else"));
+    }
+    let value = u128::try_from(a.value)
+        .map(Amount::new)
+        .map_err(|_| refuse(X402ErrorKind::ValueMismatch, "the value is beyond any amount"))?;
+    let fits = match rule {
+        ValueRule::Equal => value == offer.amount(),
+        ValueRule::AtLeast => value >= offer.amount(),
+    };
+    if !fits {
+        return Err(refuse(X402ErrorKind::ValueMismatch, format!("value {value} does not pay {}", offer.amount())));
+    }
+    // EIP-3009 is valid for validAfter < block time < validBefore; a Permit until its deadline.
+    if offer.method() == TransferMethod::Eip3009 && a.valid_after >= now {
+        return Err(refuse(X402ErrorKind::NotYetValid, "the authorization is not valid yet"));
+    }
+    if a.valid_before < now.saturating_add(settle_margin) {
+        return Err(refuse(X402ErrorKind::Expired, "the authorization expires before it could be settled"));
+    }
+    Ok(Checked { payer: a.from, value, signature, payload: payload.clone() })
+}
+
+/// Verifies x402 EVM payments against the token on chain and claims them in a
+/// [`ChannelStore`] shared by every instance.
+///
+/// Steps, cheapest first; a refused payment changes nothing:
+///
+/// 1. [`check`]: signature, recipient, value rule, window (offline);
+/// 2. the claim is not taken yet (one store read; replays stop here before any RPC);
+/// 3. the token: EIP-3009 `authorizationState(from, nonce)` unused, or the Permit nonce is
+///    the owner's `nonces(owner)`; `balanceOf(payer)` ≥ the value;
+/// 4. the claim ([`ChannelStore::create`] of [`Verified::claim`], funded with the value):
+///    of racing requests with one authorization, on any instance, exactly one passes.
+///
+/// Balances are checked per payment: two payments of one payer verified at once may each
+/// fit the balance while both do not; the token then refuses the second settlement. A
+/// layer that cannot risk that serves such payers one at a time.
+#[derive(Clone, Debug)]
+pub struct X402Verifier<C, S> {
+    chain: C,
+    store: S,
+    settle_margin: u64,
+}
+
+impl<C: X402Chain, S: ChannelStore> X402Verifier<C, S> {
+    /// A verifier reading the token through `chain` and claiming in `store`.
+    pub fn new(chain: C, store: S) -> Self {
+        X402Verifier { chain, store, settle_margin: DEFAULT_SETTLE_MARGIN_SECS }
+    }
+
+    /// How long an authorization must stay valid after verification (default
+    /// [`DEFAULT_SETTLE_MARGIN_SECS`]).
+    pub fn settle_margin(mut self, seconds: u64) -> Self {
+        self.settle_margin = seconds;
+        self
+    }
+
+    /// The chain it reads.
+    pub fn chain(&self) -> &C {
+        &self.chain
+    }
+
+    /// The store it claims in.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Verifies `payload` for `offer` under `rule` now, and claims it.
+    pub async fn verify(
+        &self,
+        offer: &EvmOffer,
+        payload: &ExactPayload,
+        rule: ValueRule,
+    ) -> Result<Verified, X402Error> {
+        self.verify_at(offer, payload, rule, unix_now()).await
+    }
+
+    /// [`verify`](Self::verify) at unix time `now`.
+    pub async fn verify_at(
+        &self,
+        offer: &EvmOffer,
+        payload: &ExactPayload,
+        rule: ValueRule,
+        now: u64,
+    ) -> Result<Verified, X402Error> {
+        let checked = check(offer, payload, rule, now, self.settle_margin)?;
+        let a = &payload.authorization;
+        let claim = claim_id(offer, a);
+        if claim::is_claimed(&self.store, &claim).await? {
+            return Err(refuse(X402ErrorKind::NonceUsed, "this authorization was already used for a payment"));
+        }
+        let token = Token { chain: &self.chain, address: offer.asset() };
+        match offer.method() {
+            TransferMethod::Eip3009 => {
+                if token.authorization_used(a.from, a.nonce).await? {
+                    return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this authorization already"));
+                }
+            }
+            TransferMethod::Permit => {
+                let next = token.nonces(a.from).await?;
+                let signed = U256::from_be_bytes(a.nonce.0);
+                if signed < next {
+                    return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this permit nonce already"));
+                }
+                if signed != next {
+                    return Err(refuse(X402ErrorKind::NonceMismatch, "the permit nonce is not the owner's next"));
+                }
+            }
+        }
+        if token.balance_of(a.from).await? < a.value {
+            return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer holds less than the value"));
+        }
+        claim::take(&self.store, &claim, checked.value).await?;
+        Ok(Verified { checked, offer: offer.clone(), claim })
+    }
+}
+
+/// The store channel a payment of `authorization` for `offer` is claimed under (and its
+/// settlement recorded on): `x402:<chainId>:<asset>:<from>:<nonce>` for EIP-3009,
+/// `x402-permit:<chainId>:<asset>:<owner>:<nonce>` for a Permit, lowercase hex.
+pub fn claim_id(offer: &EvmOffer, authorization: &Authorization) -> ChannelId {
+    claim::claim_id(offer.method(), offer.chain_id(), offer.asset(), authorization.from, authorization.nonce)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
