@@ -24,6 +24,7 @@ mod claim;
 mod decimal;
 mod eip712;
 mod error;
+mod method;
 mod offer;
 mod payload;
 pub mod settle;
@@ -32,6 +33,7 @@ mod token;
 mod verify;
 
 pub use error::{X402Error, X402ErrorKind};
+pub use method::{SettlementOutcome, X402Exact};
 pub use offer::{DEFAULT_MAX_TIMEOUT_SECONDS, EvmOffer, TransferMethod, ValueRule};
 pub use payload::{Authorization, ExactPayload, Permit};
 pub use settle::{Facilitator, OnChainSettler, Settle, Settlement};

@@ -206,36 +206,49 @@ impl<C: X402Chain, S: ChannelStore> X402Verifier<C, S> {
         rule: ValueRule,
         now: u64,
     ) -> Result<Verified, X402Error> {
-        let checked = check(offer, payload, rule, now, self.settle_margin)?;
-        let a = &payload.authorization;
-        let claim = claim_id(offer, a);
-        if claim::is_claimed(&self.store, &claim).await? {
-            return Err(refuse(X402ErrorKind::NonceUsed, "this authorization was already used for a payment"));
-        }
-        let token = Token { chain: &self.chain, address: offer.asset() };
-        match offer.method() {
-            TransferMethod::Eip3009 => {
-                if token.authorization_used(a.from, a.nonce).await? {
-                    return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this authorization already"));
-                }
-            }
-            TransferMethod::Permit => {
-                let next = token.nonces(a.from).await?;
-                let signed = U256::from_be_bytes(a.nonce.0);
-                if signed < next {
-                    return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this permit nonce already"));
-                }
-                if signed != next {
-                    return Err(refuse(X402ErrorKind::NonceMismatch, "the permit nonce is not the owner's next"));
-                }
-            }
-        }
-        if token.balance_of(a.from).await? < a.value {
-            return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer holds less than the value"));
-        }
-        claim::take(&self.store, &claim, checked.value).await?;
-        Ok(Verified { checked, offer: offer.clone(), claim })
+        verify_in(&self.chain, &self.store, offer, payload, rule, now, self.settle_margin).await
     }
+}
+
+/// [`X402Verifier::verify_at`] claiming in any `store` (the layer's, for the method).
+pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
+    chain: &C,
+    store: &S,
+    offer: &EvmOffer,
+    payload: &ExactPayload,
+    rule: ValueRule,
+    now: u64,
+    settle_margin: u64,
+) -> Result<Verified, X402Error> {
+    let checked = check(offer, payload, rule, now, settle_margin)?;
+    let a = &payload.authorization;
+    let claim = claim_id(offer, a);
+    if claim::is_claimed(store, &claim).await? {
+        return Err(refuse(X402ErrorKind::NonceUsed, "this authorization was already used for a payment"));
+    }
+    let token = Token { chain, address: offer.asset() };
+    match offer.method() {
+        TransferMethod::Eip3009 => {
+            if token.authorization_used(a.from, a.nonce).await? {
+                return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this authorization already"));
+            }
+        }
+        TransferMethod::Permit => {
+            let next = token.nonces(a.from).await?;
+            let signed = U256::from_be_bytes(a.nonce.0);
+            if signed < next {
+                return Err(refuse(X402ErrorKind::NonceUsed, "the token has used this permit nonce already"));
+            }
+            if signed != next {
+                return Err(refuse(X402ErrorKind::NonceMismatch, "the permit nonce is not the owner's next"));
+            }
+        }
+    }
+    if token.balance_of(a.from).await? < a.value {
+        return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer holds less than the value"));
+    }
+    claim::take(store, &claim, checked.value).await?;
+    Ok(Verified { checked, offer: offer.clone(), claim })
 }
 
 /// The store channel a payment of `authorization` for `offer` is claimed under (and its

@@ -1,0 +1,183 @@
+//! [`X402Exact`]: the x402 `exact` scheme on an EVM token as a [`PaymentMethod`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::error::X402Error;
+use super::offer::{EvmOffer, TransferMethod, ValueRule};
+use super::payload::ExactPayload;
+use super::settle::{Settle, Settlement};
+use super::token::X402Chain;
+use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS, Verified as X402Verified};
+use crate::amount::{Amount, Quote};
+use crate::error::PaymentError;
+use crate::method::{Grant, Offer, PaymentMethod, Renewal, Settled, Verified, Verify};
+use crate::store::ChannelStore;
+use crate::wire::mpp::Receipt;
+use crate::wire::x402::PaymentRequirements;
+
+/// What a finished settlement reports to an observer: the claim it settled and the outcome
+/// (`None`: nothing was settled because nothing was delivered).
+pub type SettlementOutcome = Option<Result<Settlement, X402Error>>;
+
+type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
+
+/// The x402 `exact` scheme on one EVM token, as a [`PaymentMethod`]: offers the request's
+/// maximum price, verifies with the token's EIP-712 domain and the chain, claims the payment
+/// in the layer's store (so a replay is refused on every instance) and settles through `Se`
+/// once the response is over.
+///
+/// What is settled, decided after the last store commit ([`Grant::on_settled`]):
+///
+/// - EIP-3009 ([`TransferMethod::Eip3009`]): the signed value, all of it, iff the response
+///   delivered something (the inner service answered 2xx and content went out: `used > 0`
+///   or `units > 0`). A non-2xx answer, an upstream error before the first content or a
+///   client gone before it settles nothing; the authorization expires unused.
+/// - Permit ([`TransferMethod::Permit`]): exactly what was metered (`used`, at most the
+///   signed maximum); `0` sends no transaction.
+///
+/// A request whose price has no maximum (open-ended metering) is not offered x402: a
+/// one-shot signature must cover the whole response.
+///
+/// The settlement runs after the body is sent, so no `PAYMENT-RESPONSE` header can carry it;
+/// observe it with [`on_settlement`](Self::on_settlement). A failed settlement stays listed
+/// on the [`PENDING_SHELF`](super::settle::PENDING_SHELF) of its claim when its outcome is
+/// unknown.
+pub struct X402Exact<C, Se> {
+    offer: EvmOffer,
+    chain: C,
+    settler: Arc<Se>,
+    settle_margin: u64,
+    observer: Option<Observer>,
+}
+
+impl<C: Clone, Se> Clone for X402Exact<C, Se> {
+    fn clone(&self) -> Self {
+        X402Exact {
+            offer: self.offer.clone(),
+            chain: self.chain.clone(),
+            settler: self.settler.clone(),
+            settle_margin: self.settle_margin,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+impl<C, Se> fmt::Debug for X402Exact<C, Se> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X402Exact").field("offer", &self.offer).field("settle_margin", &self.settle_margin).finish()
+    }
+}
+
+impl<C: X402Chain + Clone, Se: Settle> X402Exact<C, Se> {
+    /// Offers `offer` (its amount is replaced by each request's maximum price), reads the
+    /// token through `chain` and settles through `settler`.
+    pub fn new(offer: EvmOffer, chain: C, settler: Se) -> Self {
+        X402Exact {
+            offer,
+            chain,
+            settler: Arc::new(settler),
+            settle_margin: DEFAULT_SETTLE_MARGIN_SECS,
+            observer: None,
+        }
+    }
+
+    /// How long an authorization must stay valid after verification (default
+    /// [`DEFAULT_SETTLE_MARGIN_SECS`]).
+    pub fn settle_margin(mut self, seconds: u64) -> Self {
+        self.settle_margin = seconds;
+        self
+    }
+
+    /// Calls `observer` once per paid response when its settlement is over (for logs,
+    /// metrics and tests). It runs on the runtime and must not block.
+    pub fn on_settlement(mut self, observer: impl Fn(SettlementOutcome) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The offer for `amount`.
+    fn offer_for(&self, amount: Amount) -> EvmOffer {
+        self.offer.clone().with_amount(amount)
+    }
+
+    /// The `accepts` entry of `offer`.
+    fn requirement(offer: &EvmOffer) -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: "exact".into(),
+            network: offer.network(),
+            amount: offer.amount(),
+            asset: offer.asset().to_checksum(None),
+            pay_to: offer.pay_to().to_checksum(None),
+            max_timeout_seconds: offer.timeout_seconds(),
+            extra: Some(offer.extra()),
+        }
+    }
+}
+
+/// What settles for a response that used `settled`: `None` for nothing.
+fn settle_amount(method: TransferMethod, verified: &X402Verified, settled: &Settled) -> Option<Amount> {
+    match method {
+        TransferMethod::Eip3009 => (settled.used > Amount::ZERO || settled.units > 0).then(|| verified.value()),
+        TransferMethod::Permit => (settled.used > Amount::ZERO).then(|| settled.used.min(verified.value())),
+    }
+}
+
+impl<C, Se> PaymentMethod for X402Exact<C, Se>
+where
+    C: X402Chain + Clone + Send + Sync + 'static,
+    Se: Settle,
+{
+    type Request = PaymentRequirements;
+    type Payload = ExactPayload;
+
+    fn offers(&self, quote: &Quote) -> Vec<Offer<PaymentRequirements>> {
+        match quote.maximum() {
+            Some(maximum) if maximum > Amount::ZERO => {
+                vec![Offer::x402("exact", Self::requirement(&self.offer_for(maximum)))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, PaymentRequirements, ExactPayload>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
+        // v2 names the offer it pays (pinned by the layer to one made now): the value must be
+        // that amount. v1 names none: it must pay at least the offer it matched.
+        let rule = match verify.x402() {
+            Some(payment) if payment.accepted.is_some() => ValueRule::Equal,
+            _ => ValueRule::AtLeast,
+        };
+        // A Permit signs a ceiling, never more than offered: hold it to the amount exactly.
+        let rule = if self.offer.method() == TransferMethod::Permit { ValueRule::Equal } else { rule };
+        let offer = self.offer_for(verify.request.amount);
+        let verified =
+            verify::verify_in(&self.chain, store, &offer, verify.payload, rule, verify::unix_now(), self.settle_margin)
+                .await?;
+        let payer = verified.payer().to_checksum(None);
+        let receipt = Receipt::new("x402", verified.claim().to_string());
+        let grant = Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(payer);
+        let (settler, observer, method) = (self.settler.clone(), self.observer.clone(), offer.method());
+        Ok(Verified::Serve(grant.on_settled(move |settled| {
+            let Some(actual) = settle_amount(method, &verified, &settled) else {
+                if let Some(observer) = observer {
+                    observer(None);
+                }
+                return;
+            };
+            // The hook must not block: the settlement (a transaction or a facilitator call)
+            // runs on its own. Without a runtime nothing can be sent; the claim stays
+            // unsettled and the authorization expires.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            runtime.spawn(async move {
+                let outcome = settler.settle(&verified, actual).await;
+                if let Some(observer) = observer {
+                    observer(Some(outcome));
+                }
+            });
+        })))
+    }
+}
