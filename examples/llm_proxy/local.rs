@@ -75,6 +75,7 @@ fn settings(config: &Config, devnet: &Devnet) -> Result<PaymentSettings, String>
             first_voucher_deadline: Duration::from_secs(p.first_voucher_deadline_secs),
             ..Sessions::named(&p.session_protocols)?
         },
+        x402: config.x402.as_ref().map(|x| x.settings(&devnet.signer(1))).transpose()?,
     })
 }
 

@@ -90,6 +90,7 @@ pub fn settings() -> PaymentSettings {
         keep_alive: Duration::from_secs(15),
         decimals: 6,
         sessions: crate::proxy::payment::Sessions::default(),
+        x402: None,
     }
 }
 

@@ -95,6 +95,7 @@ impl Stack {
                 close_idle_after: Some(Duration::ZERO),
                 ..Sessions::default()
             },
+            x402: None,
         };
         let (proxy, server) = serve_instance(config, &settings, &options, store).await?;
         Ok(Stack { proxy, server, payee, settings, devnet })

@@ -32,6 +32,69 @@ pub struct Config {
     /// Where the money state lives (default: in this process).
     #[serde(default)]
     pub store: super::store::StoreConfig,
+    /// x402 `exact`, offered beside the Tempo methods (none when absent).
+    #[serde(default)]
+    pub x402: Option<X402Config>,
+}
+
+/// `[x402]`: x402 `exact` on an EVM chain. The price is the Tempo one in base units, so the
+/// asset must have `[payment] decimals` (USDC and pathUSD both have 6).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Config {
+    /// The chain id (8453: Base).
+    pub chain_id: u64,
+    /// The chain's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The token paid in (USDC on Base: `0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913`).
+    pub asset: String,
+    /// The token's EIP-712 domain name (`"USD Coin"` for USDC).
+    pub name: String,
+    /// The token's EIP-712 domain version (`"2"` for USDC).
+    pub version: String,
+    /// Who is paid (default: the payee key's address).
+    pub pay_to: Option<String>,
+    /// `"eip3009"` (x402 `exact`: the whole maximum moves once something was delivered) or
+    /// `"permit"` (EIP-2612: exactly what was delivered moves; what @libertai/x402 signs when
+    /// offered `primaryType: "Permit"`).
+    #[serde(default = "default_transfer_method")]
+    pub transfer_method: String,
+    /// An x402 facilitator's base URL; absent: the proxy settles with the payee's key.
+    pub facilitator_url: Option<String>,
+}
+
+impl X402Config {
+    /// The settings, paying `payee` unless `pay_to` names someone else.
+    pub fn settings(
+        &self,
+        payee: &alloy::signers::local::PrivateKeySigner,
+    ) -> Result<super::payment::X402Settings, String> {
+        use tollgate::method::x402::{EvmOffer, TransferMethod};
+        let address = |text: &str, what: &str| {
+            text.parse::<alloy::primitives::Address>().map_err(|e| format!("x402 {what} {text}: {e}"))
+        };
+        let pay_to = match &self.pay_to {
+            Some(text) => address(text, "pay_to")?,
+            None => payee.address(),
+        };
+        let method = match self.transfer_method.as_str() {
+            "eip3009" => TransferMethod::Eip3009,
+            "permit" => TransferMethod::Permit,
+            other => return Err(format!("x402 transfer_method {other:?}: eip3009 or permit")),
+        };
+        let asset = address(&self.asset, "asset")?;
+        let offer = EvmOffer::new(self.chain_id, asset, &self.name, &self.version, pay_to, tollgate::Amount::ZERO)
+            .transfer_method(method);
+        Ok(super::payment::X402Settings {
+            offer,
+            rpc_url: self.rpc_url.clone(),
+            facilitator: self.facilitator_url.clone(),
+        })
+    }
+}
+
+fn default_transfer_method() -> String {
+    "eip3009".into()
 }
 
 /// `[server]`.

@@ -24,6 +24,7 @@ use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
 use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
 use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
+use tollgate::method::x402::{self, EvmOffer, Facilitator, OnChainSettler, Settle, Settlement, X402Error, X402Exact};
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote, Secret};
 
 use super::catalog::{Catalog, PER};
@@ -33,9 +34,13 @@ use super::store::ProxyStore;
 /// A Tempo session the proxy offers (shared with its settlement loop), if configured.
 pub type Session = Option<Arc<TempoSession<ProxyChain>>>;
 
-/// The proxy's methods: the v2 session, the v1 session (each if configured) and a
-/// whole-request charge, one challenge each, in that order.
-pub type ProxyMethods = (Session, Session, TempoCharge<ProxyChain>);
+/// The x402 `exact` method the proxy offers (an `accepts` entry beside the challenges), if
+/// `[x402]` is configured.
+pub type X402 = Option<Arc<X402Exact<RpcChain, X402Settler>>>;
+
+/// The proxy's methods: the v2 session, the v1 session (each if configured), a
+/// whole-request charge, one challenge each, in that order, and x402 `exact` if configured.
+pub type ProxyMethods = (Session, Session, TempoCharge<ProxyChain>, X402);
 
 /// The layer in front of `POST /v1/chat/completions`: the sessions and a whole-request
 /// charge, all in one 402.
@@ -70,6 +75,56 @@ pub struct PaymentSettings {
     pub decimals: u32,
     /// Which session protocols are offered, and a dev chain's broadcast step.
     pub sessions: Sessions,
+    /// x402 `exact` on an EVM chain, offered beside the Tempo methods (`[x402]`).
+    pub x402: Option<X402Settings>,
+}
+
+/// x402 `exact` as the proxy offers it: the offer (its amount is each request's maximum
+/// price, so the asset must have the Tempo token's decimals), where the chain is, and who
+/// settles.
+#[derive(Clone, Debug)]
+pub struct X402Settings {
+    /// The chain, token, EIP-712 domain, payee and transfer method.
+    pub offer: EvmOffer,
+    /// The chain's JSON-RPC URL (verification reads the token there).
+    pub rpc_url: String,
+    /// An x402 facilitator's base URL; `None`: the proxy settles with the payee's key.
+    pub facilitator: Option<String>,
+}
+
+/// How the proxy settles x402 payments.
+#[derive(Clone, Debug)]
+pub enum X402Settler {
+    /// On chain, with the payee's key (it pays the gas).
+    OnChain(OnChainSettler<RpcChain, ProxyStore>),
+    /// Through an x402 facilitator.
+    Facilitator(Facilitator<RpcChain, ProxyStore>),
+}
+
+impl Settle for X402Settler {
+    async fn settle(&self, verified: &x402::Verified, actual: Amount) -> Result<Settlement, X402Error> {
+        match self {
+            X402Settler::OnChain(settler) => settler.settle(verified, actual).await,
+            X402Settler::Facilitator(settler) => settler.settle(verified, actual).await,
+        }
+    }
+}
+
+/// The x402 method of `settings`, keeping its claims and settlements in `store`.
+fn x402_method(settings: &PaymentSettings, store: &ProxyStore) -> Result<X402, String> {
+    let Some(x402) = &settings.x402 else { return Ok(None) };
+    let chain = RpcChain::new(&x402.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
+    let settler = match &x402.facilitator {
+        Some(url) => X402Settler::Facilitator(
+            Facilitator::new(url.clone(), chain.clone(), store.clone()).map_err(|e| e.to_string())?,
+        ),
+        None => X402Settler::OnChain(OnChainSettler::new(chain.clone(), store.clone())),
+    };
+    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(|outcome| match outcome {
+        Some(Err(e)) => eprintln!("x402: settlement failed: {e}"),
+        Some(Ok(_)) | None => {}
+    });
+    Ok(Some(Arc::new(method)))
 }
 
 /// Which session protocols the proxy offers.
@@ -212,8 +267,10 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStor
     let charge = TempoCharge::new(ChargeConfig::new(chain_id, currency, payee), chain.clone())
         .map_err(|e| e.to_string())?
         .whole_request();
-    let layer = PaymentLayer::try_new((v2, v1, charge), store, settings.realm.clone(), Secret::new(&settings.secret))
-        .map_err(|e| e.to_string())?;
+    let x402 = x402_method(settings, &store)?;
+    let layer =
+        PaymentLayer::try_new((v2, v1, charge, x402), store, settings.realm.clone(), Secret::new(&settings.secret))
+            .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }
 
@@ -341,6 +398,7 @@ impl PaymentSettings {
                 PrivateKeySigner::random().to_bytes().to_vec()
             }
         };
+        let x402 = config.x402.as_ref().map(|x| x.settings(&payee)).transpose()?;
         Ok(PaymentSettings {
             rpc_url: p.rpc_url.clone(),
             chain_id: p.chain_id,
@@ -359,6 +417,7 @@ impl PaymentSettings {
                 first_voucher_deadline: Duration::from_secs(p.first_voucher_deadline_secs),
                 ..Sessions::named(&p.session_protocols)?
             },
+            x402,
         })
     }
 }
