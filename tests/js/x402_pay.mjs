@@ -3,7 +3,8 @@
 // and prints {status, body, paymentResponse} as one JSON line on stdout.
 //
 // Env (required): CLIENT, URL (the paid endpoint), PRIVATE_KEY; ASSET (the token, opted in to the
-// client's spend controls) for x402-fetch; RPC_URL for libertai-openai.
+// client's spend controls) for x402-fetch; RPC_URL for libertai-openai. MODEL: the chat's model
+// (default test-model); the request caps its output at 16 tokens.
 //   x402-fetch       @x402/fetch wrapFetchWithPaymentFromConfig + @x402/evm ExactEvmScheme on
 //                    eip155:8453 (x402 v2, PAYMENT-SIGNATURE); POSTs a chat request.
 //   libertai-openai  the openai SDK with apiKey "x402" and fetch: wrapFetchWithPayment(key) from
@@ -18,7 +19,7 @@ const fail = (message) => {
   process.exit(1);
 };
 const need = (name) => process.env[name] ?? fail(`${name} is not set`);
-const chat = { model: 'test-model', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 16 };
+const chat = { model: process.env.MODEL ?? 'test-model', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 16 };
 
 async function x402Fetch(url, key, asset) {
   const { wrapFetchWithPaymentFromConfig } = await import('@x402/fetch');

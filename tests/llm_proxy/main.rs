@@ -11,6 +11,9 @@ mod demo;
 #[path = "../../examples/llm_proxy/proxy/mod.rs"]
 mod proxy;
 
+#[allow(dead_code, unused_imports)]
+#[path = "../chain/mod.rs"]
+mod chain;
 mod charge;
 mod concurrency;
 mod errors;
@@ -30,3 +33,7 @@ mod surface;
 mod test_support;
 mod v1_plain;
 mod validate;
+mod x402;
+#[allow(dead_code)]
+#[path = "../x402_support/mod.rs"]
+mod x402_support;

@@ -1,0 +1,74 @@
+//! The proxy with `[x402]`: x402 `exact` offered beside the Tempo methods on
+//! `/v1/chat/completions`, paid by `@x402/fetch` (v2) and by `@libertai/x402` under the
+//! openai SDK, settled by the proxy itself on anvil (chain id 8453, our EIP-3009 token).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::proxy::payment::{PaymentSettings, X402Settings};
+use crate::proxy::{Proxy, spawn};
+use crate::support::{config, cost, prompt_tokens, settings};
+use crate::x402_support::{World, key_hex};
+
+const MODEL: &str = "tollgate-sim";
+
+async fn js_pay(client: &str, url: &str, world: &World) -> Value {
+    let out = tokio::process::Command::new("node")
+        .arg("tests/js/x402_pay.mjs")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CLIENT", client)
+        .env("URL", url)
+        .env("PRIVATE_KEY", key_hex(&world.payer))
+        .env("RPC_URL", world.rpc_url())
+        .env("ASSET", world.token.to_checksum(None))
+        .env("MODEL", MODEL)
+        .output()
+        .await
+        .expect("node runs");
+    assert!(out.status.success(), "x402_pay.mjs {client} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+/// Waits until the payee holds more than `before` (the settlement runs after the answer).
+async fn payee_after(world: &World, before: u128) -> u128 {
+    for _ in 0..300 {
+        let now = world.balance(world.payee.address()).await;
+        if now != before {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the payee was never paid");
+}
+
+#[tokio::test]
+async fn x402_clients_pay_the_proxy_beside_the_tempo_methods() {
+    let world = World::new().await;
+    let config = config("");
+    let settings = PaymentSettings {
+        realm: config.server.realm.clone(),
+        payee: world.payee.clone(),
+        x402: Some(X402Settings { offer: world.offer(0), rpc_url: world.rpc_url(), facilitator: None }),
+        ..settings()
+    };
+    let proxy = Proxy::build(&config, &settings, true, None).expect("proxy builds");
+    let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let url = server.url("/v1/chat/completions");
+    // What the clients ask: the whole request's maximum (prompt bound, 16 output tokens).
+    let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16});
+    let price = proxy.catalog.get(MODEL).unwrap().price.clone();
+    let maximum = cost(&price, prompt_tokens(&chat), 16);
+
+    for client in ["x402-fetch", "libertai-openai"] {
+        let before = (world.balance(world.payee.address()).await, world.balance(world.payer.address()).await);
+        let out = js_pay(client, &url, &world).await;
+        assert_eq!(out["status"], 200, "{client}: {out}");
+        let completion: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        assert_eq!(completion["object"], "chat.completion", "{client}");
+        let paid = payee_after(&world, before.0).await - before.0;
+        assert_eq!(paid, maximum, "{client}: EIP-3009 moves the whole maximum");
+        assert_eq!(world.balance(world.payer.address()).await, before.1 - maximum, "{client}");
+    }
+}
