@@ -219,7 +219,7 @@ async fn libertai_with_a_permit_pays_exactly_the_metered_amount() {
 }
 
 #[tokio::test]
-async fn an_upstream_500_settles_nothing() {
+async fn an_upstream_500_settles_nothing_for_eip3009_or_permit() {
     let world = World::new().await;
     let mut paid = Paid::start(&world, world.offer(0), StatusCode::INTERNAL_SERVER_ERROR).await;
     let before = balances(&world).await;
@@ -228,6 +228,16 @@ async fn an_upstream_500_settles_nothing() {
     assert_eq!(paid.called(), 1);
     assert!(paid.next_settlement().await.is_none(), "nothing delivered, nothing settled");
     assert_eq!(balances(&world).await, before);
+    // A Permit answered 500: settled 0, so no transaction, and the permit stays unused.
+    let mut permit = Paid::start(&world, world.permit_offer(0), StatusCode::INTERNAL_SERVER_ERROR).await;
+    let sent = world.sent(world.payee.address()).await;
+    let out = js_pay("libertai-openai", &permit.url, &world, &world.payer).await;
+    assert_eq!(out["status"], 500, "{out}");
+    assert_eq!(permit.called(), 1);
+    assert!(permit.next_settlement().await.is_none());
+    assert_eq!(balances(&world).await, before);
+    assert_eq!(world.permit_nonce(world.payer.address()).await, U256::ZERO);
+    assert_eq!(world.sent(world.payee.address()).await, sent, "no transaction");
 }
 
 #[tokio::test]

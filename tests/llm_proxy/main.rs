@@ -11,7 +11,6 @@ mod demo;
 #[path = "../../examples/llm_proxy/proxy/mod.rs"]
 mod proxy;
 
-#[allow(dead_code, unused_imports)]
 #[path = "../chain/mod.rs"]
 mod chain;
 mod charge;
@@ -34,6 +33,5 @@ mod test_support;
 mod v1_plain;
 mod validate;
 mod x402;
-#[allow(dead_code)]
 #[path = "../x402_support/mod.rs"]
 mod x402_support;

@@ -120,9 +120,10 @@ fn x402_method(settings: &PaymentSettings, store: &ProxyStore) -> Result<X402, S
         ),
         None => X402Settler::OnChain(OnChainSettler::new(chain.clone(), store.clone())),
     };
-    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(|outcome| match outcome {
-        Some(Err(e)) => eprintln!("x402: settlement failed: {e}"),
-        Some(Ok(_)) | None => {}
+    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(|outcome| {
+        if let Some(Err(e)) = outcome {
+            eprintln!("x402: settlement failed: {e}");
+        }
     });
     Ok(Some(Arc::new(method)))
 }
