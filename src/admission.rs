@@ -101,6 +101,10 @@ where
     if body.is_end_stream() {
         // Known empty, whatever the headers say (an HTTP/2 POST with END_STREAM).
         head.extensions.insert(crate::method::EmptyBody);
+    } else if body.size_hint().lower() > 0 {
+        // Known to have content, whatever the headers say (a body a layer in front
+        // rewrote, without `Content-Length`): never a bodiless management request.
+        head.extensions.insert(crate::method::NonEmptyBody);
     }
     let managed = if is_management_request(&head) { manage(&shared, &head).await } else { None };
     let (quote, offers, grant, context) = match managed {

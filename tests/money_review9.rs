@@ -50,3 +50,28 @@ async fn finding_01_a_management_voucher_runs_no_further_ahead_than_a_content_on
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(f.state(channel).await.accepted, Amount::new(accepted.get() + WHOLE));
 }
+
+#[tokio::test]
+async fn finding_02_a_post_whose_body_has_content_is_never_a_management_request() {
+    // HTTP/1.1 without `Content-Length` or `Transfer-Encoding` has no body on the wire, but
+    // in process a layer in front (request decompression, say) drops `Content-Length` and
+    // hands on a body that has content. Such a request was classified by its headers
+    // alone as a bodiless management request: recognised before pricing, priced as
+    // bodiless, and (for the session) answered 204 instead of served. Whether the body is
+    // known empty is the body's to say.
+    let f = Fixture::v1(4);
+    let payer = f.payer(1);
+    let (mut client, c) = f.open(&payer, 100 * PRICE).await;
+    let auth = client.voucher(&c, 5 * PRICE).unwrap();
+    let request = http::Request::post("/")
+        .header(http::header::AUTHORIZATION, auth)
+        .body(axum::body::Body::from(r#"{"prompt":"a request with content"}"#))
+        .unwrap();
+    assert!(request.headers().get(http::header::CONTENT_LENGTH).is_none());
+    let response = tower::ServiceExt::oneshot(f.service(2), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "served as content, metered");
+    let text = text(response).await;
+    assert!(text.contains("tok1"), "{text}");
+    let state = f.state(client.channel_id().unwrap()).await;
+    assert_eq!(state.spent, Amount::new(2 * PRICE), "charged for what it delivered");
+}
