@@ -75,3 +75,97 @@ async fn finding_02_a_post_whose_body_has_content_is_never_a_management_request(
     let state = f.state(client.channel_id().unwrap()).await;
     assert_eq!(state.spent, Amount::new(2 * PRICE), "charged for what it delivered");
 }
+
+/// TEST ONLY: an x402 `exact` offer on Base for `factor` times the route's price (say a
+/// per-request price, and a prepaid top-up of a hundred requests); a payment's
+/// `authorization.value` is believed and must cover the offer it was matched to.
+#[derive(Clone)]
+struct Trusting {
+    factor: u128,
+    verified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trusting {
+    fn new(factor: u128) -> Self {
+        Trusting { factor, verified: Default::default() }
+    }
+
+    fn verified(&self) -> usize {
+        self.verified.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Exact {
+    authorization: Authorization,
+}
+
+#[derive(serde::Deserialize)]
+struct Authorization {
+    value: Amount,
+}
+
+impl tollgate::method::PaymentMethod for Trusting {
+    type Request = tollgate::wire::x402::PaymentRequirements;
+    type Payload = Exact;
+
+    fn offers(&self, quote: &tollgate::Quote) -> Vec<tollgate::method::Offer<Self::Request>> {
+        let amount = Amount::new(quote.minimum().get() * self.factor);
+        vec![tollgate::method::Offer::x402(
+            "exact",
+            tollgate::wire::x402::PaymentRequirements {
+                scheme: "exact".into(),
+                network: "eip155:8453".into(),
+                amount,
+                asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+                pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
+                max_timeout_seconds: 60,
+                extra: None,
+            },
+        )]
+    }
+
+    async fn verify<St: tollgate::store::ChannelStore>(
+        &self,
+        verify: tollgate::method::Verify<'_, Self::Request, Exact>,
+        _: &St,
+    ) -> Result<tollgate::method::Verified, tollgate::PaymentError> {
+        self.verified.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if verify.payload.authorization.value < verify.request.amount {
+            return Err(tollgate::PaymentError::new(tollgate::PaymentErrorKind::PaymentInsufficient, "too little"));
+        }
+        Err(tollgate::PaymentError::new(tollgate::PaymentErrorKind::Unavailable, "accepted (the test stops here)"))
+    }
+}
+
+#[tokio::test]
+async fn finding_03_a_v1_x402_payment_two_methods_could_claim_reaches_neither() {
+    // A v1 payment names no offer, only scheme and network. With two methods offering
+    // `exact` on the same network (a per-request price and a hundred-request top-up), a
+    // payment signed for the top-up went to the first method that matched: the
+    // per-request one, which found it covers its price and would spend it on one request.
+    // The layer cannot tell which method it was for, so it reaches neither.
+    let (per_request, top_up) = (Trusting::new(1), Trusting::new(100));
+    let layer = tollgate::PaymentLayer::new(
+        (per_request.clone(), top_up.clone()),
+        tollgate::store::MemoryStore::new(),
+        "api.test",
+        tollgate::Secret::new(SECRET),
+    )
+    .pricing(tollgate::Price::per_request(Amount::new(PRICE)));
+    let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn(|_: http::Request<_>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::from("content")))
+    }));
+    let payment = serde_json::json!({
+        "x402Version": 1, "scheme": "exact", "network": "base",
+        "payload": {"signature": "0x00", "authorization": {"value": (100 * PRICE).to_string()}},
+    });
+    let request = http::Request::get("/")
+        .header(tollgate::wire::x402::X_PAYMENT, payment.to_string())
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(svc, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "refused with the offers, for a client to name one");
+    assert!(response.headers().contains_key(tollgate::wire::x402::PAYMENT_REQUIRED));
+    assert_eq!((per_request.verified(), top_up.verified()), (0, 0), "no method saw it");
+}
