@@ -3,7 +3,7 @@
 //! Order (the reference server's, so clients see the same problem types): a management
 //! request a method recognises (see below) → read the body if pricing needs it → quote →
 //! payment present and decodable → matched to an offer of this route (MPP: HMAC id →
-//! realm → pinned request → `expires`; x402: `accepted` pinned, or v1 scheme + network) →
+//! realm → pinned request → `expires`; x402: `accepted` pinned, or v1 scheme + network of a single offer) →
 //! the offer's method verifies → reserve the upfront cost. Every refusal happens before
 //! the inner service runs.
 //!
@@ -101,6 +101,10 @@ where
     if body.is_end_stream() {
         // Known empty, whatever the headers say (an HTTP/2 POST with END_STREAM).
         head.extensions.insert(crate::method::EmptyBody);
+    } else if body.size_hint().lower() > 0 {
+        // Known to have content, whatever the headers say (a body a layer in front
+        // rewrote, without `Content-Length`): never a bodiless management request.
+        head.extensions.insert(crate::method::NonEmptyBody);
     }
     let managed = if is_management_request(&head) { manage(&shared, &head).await } else { None };
     let (quote, offers, grant, context) = match managed {
@@ -318,7 +322,7 @@ fn forged<M, St, P, MM>(shared: &Shared<M, St, P, MM>, head: &request::Parts) ->
 /// or the matched x402 offer), still JSON. MPP: the HMAC id, realm, method, intent, the
 /// issuer's pinning rule and `expires`. x402 (no HMAC): `accepted` pinned by the issuer's
 /// rule; a payment without one (v1, and clients that send a v1 shape) by scheme and
-/// network, leaving the amount to the method's own rule.
+/// network when exactly one offer has them, leaving the amount to the method's own rule.
 fn match_offer<'o, M: Methods, St, P, MM>(
     shared: &Shared<M, St, P, MM>,
     presented: &Presented,
@@ -335,12 +339,19 @@ fn match_offer<'o, M: Methods, St, P, MM>(
                 return Ok((accepted.clone(), offer));
             }
             let (scheme, net) = (payment.scheme(), payment.network());
-            let offer = x402.into_iter().find(|offer| {
+            let mut matching = x402.filter(|offer| {
                 offer.requirements().is_some_and(|r| {
                     Some(r.scheme.as_str()) == scheme && net.is_some_and(|net| network::same(&r.network, net))
                 })
             });
-            let offer = offer.ok_or_else(|| invalid("no offer of this route has that scheme and network"))?;
+            let offer = matching.next().ok_or_else(|| invalid("no offer of this route has that scheme and network"))?;
+            // Which of two different offers a payment that names none was signed for cannot
+            // be told (a per-request price or a top-up, two methods): it pays neither.
+            if matching.any(|other| other.issuer() != offer.issuer() || other.x402_json() != offer.x402_json()) {
+                return Err(invalid(
+                    "several offers of this route have that scheme and network: name one in `accepted`",
+                ));
+            }
             return Ok((offer.x402_json().cloned().unwrap_or_default(), offer));
         }
     };

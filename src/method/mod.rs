@@ -177,12 +177,18 @@ pub trait PaymentMethod: Send + Sync + 'static {
 /// In HTTP/2 and HTTP/3 a request without `Content-Length` may still carry DATA frames,
 /// so it counts as content unless its body already reported its end when the request
 /// arrived ([`PaymentLayer`](crate::PaymentLayer) marks such requests with
-/// [`EmptyBody`]); anything else is content, and is charged as content.
+/// [`EmptyBody`]); anything else is content, and is charged as content. Whatever the
+/// headers say, a POST whose body said it has content when it reached the layer (marked
+/// [`NonEmptyBody`]) is content.
 ///
 /// Vouchers, top-ups and closes go to the same URL as the content, as bodiless POSTs.
 pub fn is_management_request(head: &request::Parts) -> bool {
     if head.method == http::Method::HEAD {
         return true;
+    }
+    if head.extensions.get::<NonEmptyBody>().is_some() {
+        // The body itself says it has content: headers cannot make it empty.
+        return false;
     }
     if head.method != http::Method::POST || head.uri.query().is_some_and(|q| !q.is_empty()) {
         return false;
@@ -202,6 +208,15 @@ pub fn is_management_request(head: &request::Parts) -> bool {
 /// layer inserts it; [`is_management_request`] reads it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmptyBody;
+
+/// A request extension: the request's body said it has content when the request arrived
+/// (a size hint of at least one byte), whatever its headers say (a layer in front that
+/// rewrote the body and dropped `Content-Length`, say). The layer inserts it;
+/// [`is_management_request`] then never takes the request for a bodiless management
+/// request. (A body that merely has not ended is not enough: many body wrappers never
+/// report their end.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NonEmptyBody;
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +239,17 @@ mod tests {
         assert!(!is_management_request(&head("POST", "/v1/chat", &[("transfer-encoding", "chunked")])));
         assert!(!is_management_request(&head("POST", "/v1/chat?x=1", &[])));
         assert!(!is_management_request(&head("GET", "/v1/chat", &[])));
+    }
+
+    #[test]
+    fn a_post_whose_body_has_content_is_content_whatever_its_headers_say() {
+        for length in [None, Some("0")] {
+            let headers: Vec<_> = length.map(|l| ("content-length", l)).into_iter().collect();
+            let mut h1 = head("POST", "/v1/chat", &headers);
+            assert!(is_management_request(&h1));
+            h1.extensions.insert(NonEmptyBody);
+            assert!(!is_management_request(&h1));
+        }
     }
 
     #[test]

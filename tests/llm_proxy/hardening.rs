@@ -31,7 +31,11 @@ pub fn example_binary() -> std::path::PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "the example builds");
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/llm_proxy")
+    // Where cargo put it: `CARGO_TARGET_DIR` when set, else the crate's own `target/`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("debug/examples/llm_proxy")
 }
 
 /// `llm_proxy serve` on a free port with a file limit of 20,000, and its address.

@@ -147,10 +147,14 @@ impl<C: TempoChain, St: ChannelStore> Context<'_, C, St> {
         }
         let unit = self.unit_price()?;
         let units = unit.get().saturating_mul(4);
-        // Without a quote, the window at the challenge's unit price.
-        let window = match self.verify.quote {
-            Some(_) => self.verify.window,
-            None => Amount::new(unit.get().saturating_mul(u128::from(self.verify.window_units))),
+        // Without a quote, the window at the challenge's unit price; but with the
+        // `amount` hook the challenge's `amount` may be a whole request's maximum, not a
+        // unit price, and a window of those would let a management voucher run far past
+        // what any content request allows: only the four `amount`s (and live asks) then.
+        let window = match (self.verify.quote, &self.session.amount) {
+            (Some(_), _) => self.verify.window,
+            (None, Some(_)) => Amount::ZERO,
+            (None, None) => Amount::new(unit.get().saturating_mul(u128::from(self.verify.window_units))),
         };
         Ok(window.saturating_add(window).saturating_add(Amount::new(units)))
     }
