@@ -330,6 +330,64 @@ mod upfront_in_stream {
         assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO), "nothing charged, nothing held");
     }
 
+    /// Concurrent streams on one channel can take the headroom a payer's voucher bought
+    /// before a waiting stream reserves it. A payer whose vouchers land answers in-band: its
+    /// stream then waits the pause deadline, not the (short) first-voucher deadline that
+    /// exists to name clients that never answer (the CI failure of issue8_06: three of
+    /// eight concurrent mppx streams ended with a payment-error after 10 s while every
+    /// voucher they sent was accepted).
+    #[tokio::test(start_paused = true)]
+    async fn a_payer_whose_vouchers_land_waits_the_pause_deadline_not_the_first_one() {
+        let (store, calls) = (MemoryStore::new(), Calls::default());
+        let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(1))))
+            .upfront(Usage { input: 0, output: 100 });
+        let layer = PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET))
+            .pricing(quote)
+            .meter(|_: &http::request::Parts, quote: &Quote| UpfrontThenEvents(quote.upfront))
+            .voucher_window(10)
+            .pause_deadline(Duration::from_secs(30))
+            .first_voucher_deadline(Duration::from_secs(3))
+            .keep_alive(Duration::from_secs(60))
+            .upfront_in_stream();
+        let inner = calls.clone();
+        let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+            move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
+                inner.hit();
+                async move {
+                    let mut response = Response::new(Full::from("data: 1\n\n"));
+                    response.headers_mut().insert(header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ));
+        let (challenge, response) = open_one_unit(svc.clone(), "0xaa").await;
+        let mut body = Box::pin(response.into_body());
+        assert!(next_text(&mut body).await.unwrap().starts_with("event: payment-need-voucher"));
+        // A voucher lands, but the headroom it bought is gone before this stream reserves
+        // it (here: it covers only half the upfront, as if another stream took the rest;
+        // the ask of 110 still stands, so no new need-voucher goes out).
+        let voucher = management("/", credential(&challenge, voucher_payload("0xaa", 51, 1000)));
+        assert_eq!(svc.clone().oneshot(voucher).await.unwrap().status(), StatusCode::NO_CONTENT);
+        // The client keeps reading while the first-voucher deadline passes; the payer's
+        // next voucher still serves the stream.
+        let reader = tokio::spawn(async move {
+            let mut rest = String::new();
+            while let Some(text) = next_text(&mut body).await {
+                rest.push_str(&text);
+            }
+            rest
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let voucher = management("/", credential(&challenge, voucher_payload("0xaa", 120, 1000)));
+        assert_eq!(svc.oneshot(voucher).await.unwrap().status(), StatusCode::NO_CONTENT);
+        let rest = reader.await.unwrap();
+        assert!(rest.starts_with("data: 1\n\nevent: payment-receipt\n"), "{rest}");
+        assert_eq!(calls.count(), 1);
+        tokio::task::yield_now().await;
+        let state = store.load(&ChannelId::new("0xaa")).await.unwrap().unwrap();
+        assert_eq!((state.spent, state.reserved), (Amount::new(101), Amount::ZERO), "upfront plus one event");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_inner_service_that_fails_after_the_voucher_is_charged_nothing() {
         let (store, calls) = (MemoryStore::new(), Calls::default());

@@ -92,6 +92,8 @@ pub(crate) struct Prepay<B, Mt, St: ChannelStore> {
     keep_alive: Pin<Box<Sleep>>,
     policy: StreamPolicy,
     asked: Option<Amount>,
+    /// Whether the payer has shown it answers in-band need-vouchers.
+    answer: Answer,
     /// This stream's ask in the store, withdrawn once the upfront is reserved or the
     /// stream goes away.
     asker: Option<AskGuard<St>>,
@@ -113,6 +115,7 @@ where
             keep_alive: Box::pin(tokio::time::sleep(policy.keep_alive)),
             policy,
             asked: None,
+            answer: Answer::NotAsked,
             asker: None,
         };
         let state = pending.state.clone();
@@ -132,6 +135,7 @@ where
 
     /// Emits a need-voucher for what the upfront still lacks (once per amount), then waits.
     fn ask(&mut self, state: &ChannelState) {
+        self.note_answer(state);
         let Some(pending) = &self.pending else { return self.fail(unavailable()) };
         if state.finalized {
             return self.fail(PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"));
@@ -146,6 +150,9 @@ where
         let seen = state.version;
         if self.asked != Some(required) {
             self.asked = Some(required);
+            if self.answer == Answer::NotAsked {
+                self.answer = Answer::AskedAt(state.accepted);
+            }
             let channel = pending.paid.grant.channel();
             let event = frames::need_voucher(channel, required, state.accepted, state.deposit);
             let asker = self.asker.get_or_insert_with(|| AskGuard::new(pending.store.clone(), channel.clone()));
@@ -154,6 +161,22 @@ where
             return;
         }
         self.wait(seen);
+    }
+
+    /// The first deadline is for clients that never answer in-band need-vouchers. Once a
+    /// voucher lands on the channel after this stream asked, the payer does answer: the
+    /// stream then waits as long as a paused stream does, since concurrent streams on one
+    /// channel may take the headroom its vouchers bought several times over before it wins.
+    fn note_answer(&mut self, state: &ChannelState) {
+        if let Answer::AskedAt(before) = self.answer
+            && state.accepted > before
+        {
+            self.answer = Answer::Answered;
+            let later = crate::clock::after(self.policy.pause_deadline);
+            if later > self.deadline.deadline() {
+                self.deadline.as_mut().reset(later);
+            }
+        }
     }
 
     fn wait(&mut self, seen: u64) {
@@ -248,6 +271,15 @@ where
                         continue;
                     }
                     if self.deadline.as_mut().poll(cx).is_ready() {
+                        if self.answer == Answer::Answered {
+                            let detail = format!(
+                                "the vouchers sent did not leave room for the upfront cost within {} s \
+                                 (concurrent streams on the channel took it); nothing was charged",
+                                self.policy.pause_deadline.as_secs_f64()
+                            );
+                            self.fail(PaymentError::new(PaymentErrorKind::InsufficientBalance, detail));
+                            continue;
+                        }
                         let detail = format!(
                             "no voucher covered the upfront cost within {} s of the payment-need-voucher \
                              event: this client does not answer in-band voucher requests (use one that \
@@ -289,7 +321,10 @@ where
             },
             Stage::Waiting(wait) => match wait.as_mut().poll(cx) {
                 Poll::Pending => return false,
-                Poll::Ready(Ok(_)) => self.reserve(),
+                Poll::Ready(Ok(state)) => {
+                    self.note_answer(&state);
+                    self.reserve();
+                }
                 Poll::Ready(Err(error)) => self.fail(store_error(&error)),
             },
             Stage::Reserving(reserve) => match reserve.as_mut().poll(cx) {
@@ -309,6 +344,17 @@ where
         let (store, channel) = (pending.store.clone(), pending.paid.grant.channel().clone());
         self.stage = Stage::Loading(Box::pin(async move { store.load(&channel).await }));
     }
+}
+
+/// What a waiting stream knows of its payer's answers to need-vouchers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// No need-voucher went out yet.
+    NotAsked,
+    /// The first went out when the channel had this accepted amount.
+    AskedAt(Amount),
+    /// A voucher landed after it.
+    Answered,
 }
 
 /// The quote's upfront cost and units.

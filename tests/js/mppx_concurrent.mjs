@@ -7,7 +7,8 @@
 // must answer it 2xx (idempotent), or mppx errors that stream.
 //
 // stdout: one JSON object per line:
-//   {"kind":"stream","index","messages","done","usage","receipt","error"}   one per stream
+//   {"kind":"stream","index","messages","done","usage","receipt","error"[,"last"]}   one per stream
+//     ("last": the last message of a stream that did not reach [DONE], to tell why it ended)
 //   {"kind":"vouchers","statuses":[...]}                                   every voucher POST's status
 //   {"kind":"close","receipt"}  {"kind":"done","channelId","cumulative"}
 // Exit status 0 when every stream completed; 1 with "mppx_concurrent: FAILED: <reason>" on stderr.
@@ -90,6 +91,7 @@ async function stream(index) {
     });
     for await (const message of messages) {
       result.messages++;
+      result.last = message.slice(0, 400);
       if (message.trim() === '[DONE]') result.done = true;
       else {
         try {
@@ -103,6 +105,7 @@ async function stream(index) {
     result.error = e?.message ?? String(e);
   }
   result.receipt = receipts.at(-1) ?? null;
+  if (result.done) delete result.last; // kept only to tell why a stream ended early
   out(result);
   return result;
 }
