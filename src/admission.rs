@@ -64,7 +64,7 @@ where
     P: Pricing,
 {
     let Some(quote) = shared.pricing.quote(head, body)? else { return Ok(None) };
-    let mut offers = Offers::new();
+    let mut offers = Offers::encoded_by(shared.settings.encoded.clone());
     shared.method.offers(&quote, &mut offers);
     Ok(Some((quote, offers)))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metering::StreamPolicy;
+use crate::method::encoded::EncodedRequests;
 use crate::wire::mpp::{ChallengeSigner, IssuedChallenges};
 
 /// Settings of a [`PaymentLayer`](crate::PaymentLayer), set through its builder methods.
@@ -21,6 +22,8 @@ pub(crate) struct Settings {
     pub(crate) policy: StreamPolicy,
     /// The challenges issued lately, reused while the same offers are sold.
     pub(crate) issued: IssuedChallenges,
+    /// The JCS encodings of the offers made lately.
+    pub(crate) encoded: Arc<EncodedRequests>,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
                 max_event_bytes: 1 << 20,
             },
             issued: IssuedChallenges::default(),
+            encoded: Arc::default(),
         }
     }
 }

@@ -15,11 +15,10 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::request;
 use serde::{Deserialize, Serialize};
 
+use super::encoded::{EncodedRequests, encode};
 use super::{Offer, PaymentMethod, Verified, Verify, Wire};
 use crate::amount::{Amount, Quote};
 use crate::error::{PaymentError, PaymentErrorKind};
@@ -128,12 +127,19 @@ impl fmt::Debug for Offered {
 #[derive(Debug, Default)]
 pub struct Offers {
     list: Vec<Offered>,
+    /// The layer's kept encodings, when made by a layer.
+    encoded: Option<Arc<EncodedRequests>>,
 }
 
 impl Offers {
     /// No offers yet.
     pub fn new() -> Self {
         Offers::default()
+    }
+
+    /// No offers yet; MPP requests are encoded through the layer's `encoded`.
+    pub(crate) fn encoded_by(encoded: Arc<EncodedRequests>) -> Self {
+        Offers { list: Vec::new(), encoded: Some(encoded) }
     }
 
     /// Adds the offers of the method at position `issuer`. An offer whose request cannot
@@ -143,10 +149,14 @@ impl Offers {
         self.list.reserve(offers.len());
         for offer in offers {
             let sent = match offer.wire {
-                Wire::Mpp => match serde_json_canonicalizer::to_vec(&offer.request) {
-                    Ok(json) => Sent::Mpp(URL_SAFE_NO_PAD.encode(json).into()),
-                    Err(_) => continue,
-                },
+                Wire::Mpp => {
+                    let encoded = match &self.encoded {
+                        Some(kept) => kept.encode(issuer, &offer.request),
+                        None => encode(&offer.request),
+                    };
+                    let Some(encoded) = encoded else { continue };
+                    Sent::Mpp(encoded)
+                }
                 Wire::X402 => {
                     let Ok(json) = serde_json::to_value(&offer.request) else { continue };
                     let Ok(requirements) = PaymentRequirements::deserialize(&json) else { continue };

@@ -12,6 +12,7 @@
 //! then applies its own amount rule). Either way the payment goes only to the method that
 //! made the matched offer, and a method never sees a request this route does not offer.
 
+pub(crate) mod encoded;
 mod forward;
 mod grant;
 mod methods;
