@@ -20,7 +20,14 @@ const KEPT: usize = 16;
 /// the order of a map's keys) just misses.
 #[derive(Default)]
 pub(crate) struct EncodedRequests {
-    kept: RwLock<VecDeque<(usize, Box<[u8]>, Arc<str>)>>,
+    kept: RwLock<VecDeque<Kept>>,
+}
+
+/// One kept encoding: the offering method's position, the plain form, the encoding.
+struct Kept {
+    issuer: usize,
+    plain: Box<[u8]>,
+    encoded: Arc<str>,
 }
 
 impl std::fmt::Debug for EncodedRequests {
@@ -35,16 +42,16 @@ impl EncodedRequests {
     pub(crate) fn encode<R: Serialize>(&self, issuer: usize, request: &R) -> Option<Arc<str>> {
         let Ok(plain) = serde_json::to_vec(request) else { return encode(request) };
         if let Ok(kept) = self.kept.read()
-            && let Some((_, _, encoded)) = kept.iter().find(|(at, key, _)| *at == issuer && **key == *plain)
+            && let Some(hit) = kept.iter().find(|kept| kept.issuer == issuer && *kept.plain == *plain)
         {
-            return Some(encoded.clone());
+            return Some(hit.encoded.clone());
         }
         let encoded = encode(request)?;
         if let Ok(mut kept) = self.kept.write() {
             if kept.len() >= KEPT {
                 kept.pop_front();
             }
-            kept.push_back((issuer, plain.into_boxed_slice(), encoded.clone()));
+            kept.push_back(Kept { issuer, plain: plain.into_boxed_slice(), encoded: encoded.clone() });
         }
         Some(encoded)
     }
