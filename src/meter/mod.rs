@@ -17,10 +17,13 @@
 //! | [`RequestMeter`] | `request` | one per response, at its start |
 //! | [`ByteMeter`] | `byte` | body bytes |
 //! | [`EventMeter`] | `event` | SSE events with data; comments, keep-alives and `[DONE]` are free |
+//! | [`GrpcMessageMeter`] | `message` (or `byte`) | gRPC messages (or their payload bytes); for `application/grpc` responses the body cuts at message boundaries |
 //! | [`OpenAiTokenMeter`] | `llm_token` | chat-completion tokens: one per byte of text plus an allowance for hidden output as they stream, lowered to `usage` |
 
 mod bytes;
 mod events;
+mod grpc;
+mod grpc_scanner;
 mod openai;
 mod requests;
 mod sse;
@@ -28,6 +31,9 @@ mod sse_field;
 
 pub use self::bytes::ByteMeter;
 pub use events::EventMeter;
+pub use grpc::GrpcMessageMeter;
+pub(crate) use grpc_scanner::is_grpc;
+pub use grpc_scanner::GrpcScanner;
 pub use openai::OpenAiTokenMeter;
 pub use requests::RequestMeter;
 pub(crate) use sse::is_event_stream;

@@ -8,13 +8,40 @@
 
 use bytes::Bytes;
 
-use crate::meter::{EventTooLarge, SseScanner};
+use crate::meter::{EventTooLarge, GrpcScanner, SseScanner};
 
-/// Cuts an event stream into whole SSE events, carrying an unfinished one between frames
-/// (up to a limit).
+/// Where a stream's units end: SSE events, or length-prefixed gRPC messages.
+#[derive(Debug)]
+pub(super) enum Framing {
+    Sse(SseScanner),
+    Grpc(GrpcScanner),
+}
+
+impl Framing {
+    /// The framing of a response with these headers, if it has one the body cuts at.
+    pub(super) fn of(headers: &http::HeaderMap) -> Option<Self> {
+        if crate::meter::is_event_stream(headers) {
+            Some(Framing::Sse(SseScanner::new()))
+        } else if crate::meter::is_grpc(headers) {
+            Some(Framing::Grpc(GrpcScanner::new()))
+        } else {
+            None
+        }
+    }
+
+    fn next_boundary(&mut self, chunk: &[u8]) -> Option<usize> {
+        match self {
+            Framing::Sse(scanner) => scanner.next_boundary(chunk),
+            Framing::Grpc(scanner) => scanner.next_boundary(chunk),
+        }
+    }
+}
+
+/// Cuts an event stream into whole SSE events (a gRPC stream into whole messages), carrying
+/// an unfinished one between frames (up to a limit).
 #[derive(Debug)]
 pub(super) struct EventCutter {
-    scanner: SseScanner,
+    scanner: Framing,
     /// The start of an event that began in an earlier frame, and its length.
     carried: Vec<Bytes>,
     carried_len: usize,
@@ -43,14 +70,19 @@ pub(super) enum Cut<T> {
 
 impl EventCutter {
     /// A cutter at the start of a stream whose events may be up to `max_event_bytes` long.
-    pub(super) fn new(max_event_bytes: usize) -> Self {
+    pub(super) fn new(framing: Framing, max_event_bytes: usize) -> Self {
         EventCutter {
-            scanner: SseScanner::new(),
+            scanner: framing,
             carried: Vec::new(),
             carried_len: 0,
             joined: Vec::new(),
             max_event_bytes,
         }
+    }
+
+    /// Whether the stream is SSE (the layer may add its own events to it).
+    pub(super) fn is_sse(&self) -> bool {
+        matches!(self.scanner, Framing::Sse(_))
     }
 
     /// Cuts `chunk`, the next frame of the stream. `pay` is called once per event that ends
@@ -146,7 +178,7 @@ mod tests {
 
     #[test]
     fn whole_events_go_out_as_the_frame_itself() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let frame = bytes("data: a\n\ndata: b\n\n");
         let mut seen = Vec::new();
         let Cut::Paid { forward: Some(out) } = cutter.cut(frame.clone(), all(&mut seen)) else { panic!() };
@@ -157,7 +189,7 @@ mod tests {
 
     #[test]
     fn an_open_tail_is_carried_and_goes_out_joined_and_alone() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let mut seen = Vec::new();
         assert_eq!(
             cutter.cut(bytes("data: a\n\ndata: "), all(&mut seen)),
@@ -174,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_budget_cuts_before_the_first_unpaid_event() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let mut paid = 1;
         let cut = cutter.cut(bytes("data: a\n\ndata: b\n\ndata: c\n\n"), |_| {
             if paid == 0 {
@@ -196,7 +228,7 @@ mod tests {
 
     #[test]
     fn an_unpaid_event_that_spanned_frames_is_held_in_its_pieces() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         assert_eq!(cutter.cut(bytes("data: x"), |_| Err(())), Cut::Paid { forward: None });
         let cut = cutter.cut(bytes("yz\n\n"), |event| if event == b"data: xyz\n\n" { Err(()) } else { Ok(()) });
         assert_eq!(
@@ -208,13 +240,13 @@ mod tests {
 
     #[test]
     fn an_event_over_the_limit_fails_after_the_events_before_it() {
-        let mut cutter = EventCutter::new(10);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 10);
         let mut seen = Vec::new();
         let cut = cutter.cut(bytes("data: a\n\ndata: too long\n\n"), all(&mut seen));
         assert_eq!(cut, Cut::TooLarge { forward: Some(bytes("data: a\n\n")), error: EventTooLarge { limit: 10 } });
         assert_eq!(seen, ["data: a\n\n"], "the long one is never metered");
 
-        let mut cutter = EventCutter::new(10);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 10);
         assert_eq!(cutter.cut(bytes("data: 12"), all(&mut seen)), Cut::Paid { forward: None });
         let cut = cutter.cut(bytes("3456"), all(&mut seen));
         assert_eq!(cut, Cut::TooLarge { forward: None, error: EventTooLarge { limit: 10 } }, "an open one too");
@@ -222,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_tail_at_the_end_is_handed_back_whole() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let _ = cutter.cut(bytes("data: a"), |_| Ok::<_, ()>(()));
         let _ = cutter.cut(bytes("bc"), |_| Ok::<_, ()>(()));
         let (pieces, joined) = cutter.take_tail().expect("a tail");
@@ -240,7 +272,7 @@ mod tests {
         /// as `rest` the way the metering body does; returns what went out, what was held,
         /// and the events paid.
         fn run(stream: &[u8], splits: &[usize], budget: usize) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
-            let mut cutter = EventCutter::new(usize::MAX);
+            let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), usize::MAX);
             let (mut out, mut held, mut paid) = (Vec::new(), Vec::new(), Vec::new());
             let mut frames: Vec<Bytes> = Vec::new();
             let mut last = 0;
