@@ -18,52 +18,27 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BufMut};
 use futures_util::Stream;
 use http::uri::PathAndQuery;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tollgate::meter::GrpcMessageMeter;
-use tollgate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
-use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::wire::mpp::{Challenge, Credential, Receipt};
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate, Secret};
+use tollgate::store::MemoryStore;
+use tollgate::wire::mpp::{Challenge, Credential};
+use tollgate::{Amount, PaymentLayer, Price, Rate, Secret};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
+#[path = "support/demo_credits.rs"]
+mod demo_credits;
+
+pub use demo_credits::DemoCredits;
+
 /// The price of one streamed message, in base units.
 pub const PRICE_PER_MESSAGE: u128 = 10;
 /// The streaming method's path.
 pub const TICKS: &str = "/demo.Ticker/Ticks";
-
-/// Demo only: trusts the client's claimed cumulative payment. Never use it for money.
-#[derive(Debug)]
-pub struct DemoCredits;
-
-impl PaymentMethod for DemoCredits {
-    type Request = Value;
-    type Payload = Value;
-
-    fn offers(&self, quote: &Quote) -> Vec<Offer<Value>> {
-        let amount = quote.price.output.unit_price().to_string();
-        let request = json!({"amount": amount, "unitType": quote.price.unit});
-        vec![Offer::mpp("democredits", "charge", request).description("demo credits (not real money)")]
-    }
-
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_, Value, Value>, store: &St) -> Result<Verified, PaymentError> {
-        let payload = verify.payload;
-        let invalid = || PaymentError::new(PaymentErrorKind::InvalidPayload, "expected {channel, paid}");
-        let channel = ChannelId::new(payload["channel"].as_str().ok_or_else(invalid)?);
-        let paid: Amount = payload["paid"].as_str().and_then(|s| s.parse().ok()).ok_or_else(invalid)?;
-        let unavailable = |_| PaymentError::new(PaymentErrorKind::Unavailable, "store failed");
-        store.open(&channel, Amount::ZERO, Amount::new(u128::MAX)).await.map_err(unavailable)?;
-        store.accept(&channel, paid, Amount::new(u128::MAX)).await.map_err(unavailable)?;
-        let mut receipt = Receipt::new("democredits", channel.as_str());
-        receipt.challenge_id = verify.challenge().map(|c| c.id.clone());
-        // One-shot: when what was paid runs out, the stream ends with a gRPC status.
-        Ok(Verified::Serve(Grant::new(channel, Renewal::Never, receipt)))
-    }
-}
 
 /// The payment layer: 10 base units per streamed message, demo credits.
 pub fn layer() -> PaymentLayer<DemoCredits, MemoryStore, Price, GrpcMessageMeter> {
