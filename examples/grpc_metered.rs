@@ -42,9 +42,14 @@ pub const TICKS: &str = "/demo.Ticker/Ticks";
 
 /// The payment layer: 10 base units per streamed message, demo credits.
 pub fn layer() -> PaymentLayer<DemoCredits, MemoryStore, Price, GrpcMessageMeter> {
-    PaymentLayer::new(DemoCredits, MemoryStore::new(), "grpc.demo.local", Secret::new("demo-secret-change-me-to-32-random-bytes"))
-        .pricing(Price::per_unit("message", Rate::per_unit(Amount::new(PRICE_PER_MESSAGE))))
-        .meter(GrpcMessageMeter::per_message())
+    PaymentLayer::new(
+        DemoCredits,
+        MemoryStore::new(),
+        "grpc.demo.local",
+        Secret::new("demo-secret-change-me-to-32-random-bytes"),
+    )
+    .pricing(Price::per_unit("message", Rate::per_unit(Amount::new(PRICE_PER_MESSAGE))))
+    .meter(GrpcMessageMeter::per_message())
 }
 
 /// Encodes and decodes messages as UTF-8 text (no protobuf needed for a demo).
@@ -136,7 +141,8 @@ where
 
 /// Serves `demo.Ticker` behind `layer` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, layer: PaymentLayer<DemoCredits, MemoryStore, Price, GrpcMessageMeter>) {
-    let served = Server::builder().layer(layer).add_service(Ticker).serve_with_incoming(TcpIncoming::from(listener)).await;
+    let served =
+        Server::builder().layer(layer).add_service(Ticker).serve_with_incoming(TcpIncoming::from(listener)).await;
     if let Err(error) = served {
         eprintln!("server stopped: {error}");
     }

@@ -110,7 +110,8 @@ impl Config {
 
     /// The payment layer this configuration describes.
     pub fn layer(&self) -> Result<PaymentLayer<DemoCredits, MemoryStore, Price, ProxyMeter>, BoxError> {
-        let layer = PaymentLayer::try_new(DemoCredits, MemoryStore::new(), self.realm.as_str(), Secret::new(&self.secret))?;
+        let layer =
+            PaymentLayer::try_new(DemoCredits, MemoryStore::new(), self.realm.as_str(), Secret::new(&self.secret))?;
         Ok(layer.pricing(self.price()?).meter(ProxyMeter(self.per)))
     }
 }
@@ -203,7 +204,11 @@ impl Proxy {
     {
         let (mut head, body) = request.into_parts();
         let path = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        head.uri = Uri::builder().scheme(self.scheme.clone()).authority(self.authority.clone()).path_and_query(path).build()?;
+        head.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()?;
         head.version = http::Version::HTTP_11;
         remove_hop_by_hop(&mut head.headers);
         head.headers.insert(header::HOST, HeaderValue::from_str(self.authority.as_str())?);
@@ -236,7 +241,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn bad_gateway(why: &str) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(format!("upstream failed: {why}\n"))).map_err(|never| match never {}).boxed_unsync();
+    let body =
+        Full::new(Bytes::from(format!("upstream failed: {why}\n"))).map_err(|never| match never {}).boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     response
@@ -299,6 +305,9 @@ async fn main() -> Result<(), BoxError> {
     let path = std::env::args().nth(1).ok_or("usage: paid_reverse_proxy <config.toml>")?;
     let config = Config::from_toml(&std::fs::read_to_string(path)?)?;
     let listener = TcpListener::bind(config.listen).await?;
-    println!("paid proxy on http://{} -> {} ({} base units per {:?})", config.listen, config.upstream, config.price, config.per);
+    println!(
+        "paid proxy on http://{} -> {} ({} base units per {:?})",
+        config.listen, config.upstream, config.price, config.per
+    );
     serve(listener, config).await
 }

@@ -24,7 +24,11 @@ impl PaymentMethod for DemoCredits {
         vec![Offer::mpp("democredits", "charge", request).description("demo credits (not real money)")]
     }
 
-    async fn verify<St: ChannelStore>(&self, verify: Verify<'_, Value, Value>, store: &St) -> Result<Verified, PaymentError> {
+    async fn verify<St: ChannelStore>(
+        &self,
+        verify: Verify<'_, Value, Value>,
+        store: &St,
+    ) -> Result<Verified, PaymentError> {
         let payload = verify.payload;
         let invalid = || PaymentError::new(PaymentErrorKind::InvalidPayload, "expected {channel, paid}");
         let channel = ChannelId::new(payload["channel"].as_str().ok_or_else(invalid)?);
@@ -38,4 +42,3 @@ impl PaymentMethod for DemoCredits {
         Ok(Verified::Serve(Grant::new(channel, Renewal::Never, receipt)))
     }
 }
-

@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn grpc_content_types() {
-        let yes = ["application/grpc", "application/grpc+proto", "Application/GRPC; charset=x", "application/grpc+json"];
+        let yes =
+            ["application/grpc", "application/grpc+proto", "Application/GRPC; charset=x", "application/grpc+json"];
         let no = ["application/grpc-web", "application/grpcx", "application/json", "text/event-stream"];
         for (value, expected) in yes.iter().map(|v| (v, true)).chain(no.iter().map(|v| (v, false))) {
             let mut headers = HeaderMap::new();

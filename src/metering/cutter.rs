@@ -71,13 +71,7 @@ pub(super) enum Cut<T> {
 impl EventCutter {
     /// A cutter at the start of a stream whose events may be up to `max_event_bytes` long.
     pub(super) fn new(framing: Framing, max_event_bytes: usize) -> Self {
-        EventCutter {
-            scanner: framing,
-            carried: Vec::new(),
-            carried_len: 0,
-            joined: Vec::new(),
-            max_event_bytes,
-        }
+        EventCutter { scanner: framing, carried: Vec::new(), carried_len: 0, joined: Vec::new(), max_event_bytes }
     }
 
     /// Whether the stream is SSE (the layer may add its own events to it).
@@ -272,7 +266,16 @@ mod tests {
         /// as `rest` the way the metering body does; returns what went out, what was held,
         /// and the events paid.
         fn run(stream: &[u8], splits: &[usize], budget: usize) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
-            let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), usize::MAX);
+            run_framed(Framing::Sse(SseScanner::new()), stream, splits, budget)
+        }
+
+        fn run_framed(
+            framing: Framing,
+            stream: &[u8],
+            splits: &[usize],
+            budget: usize,
+        ) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+            let mut cutter = EventCutter::new(framing, usize::MAX);
             let (mut out, mut held, mut paid) = (Vec::new(), Vec::new(), Vec::new());
             let mut frames: Vec<Bytes> = Vec::new();
             let mut last = 0;
@@ -334,6 +337,28 @@ mod tests {
                 prop_assert_eq!(&held, &whole_held);
                 prop_assert_eq!(out, paid.concat());
                 prop_assert!(stream.starts_with(&[whole_out, whole_held].concat()));
+            }
+
+            /// gRPC: however the messages are split into frames, exactly the first `budget`
+            /// messages go out, each whole, and the next one is held whole.
+            #[test]
+            fn grpc_messages_go_out_whole_and_paid(
+                payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..10), 0..8),
+                splits in prop::collection::vec(0usize..100, 0..10),
+                budget in 0usize..8,
+            ) {
+                let messages: Vec<Vec<u8>> = payloads
+                    .iter()
+                    .map(|p| [&[0][..], &(p.len() as u32).to_be_bytes(), p].concat())
+                    .collect();
+                let stream = messages.concat();
+                let mut splits = splits;
+                splits.sort_unstable();
+                let (out, held, paid) = run_framed(Framing::Grpc(GrpcScanner::new()), &stream, &splits, budget);
+                let sent = budget.min(messages.len());
+                prop_assert_eq!(&paid, &messages[..sent].to_vec());
+                prop_assert_eq!(out, messages[..sent].concat());
+                prop_assert_eq!(held, messages.get(sent).cloned().unwrap_or_default());
             }
         }
     }
