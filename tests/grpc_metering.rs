@@ -20,6 +20,8 @@ use tollgate::{Amount, BoxError, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 type Frames = Vec<Result<Frame<Bytes>, BoxError>>;
+/// The frames each next call answers with.
+type Slot = Arc<Mutex<Vec<Frames>>>;
 type Inner = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>>;
 
 /// A length-prefixed gRPC message.
@@ -59,9 +61,9 @@ fn service(
 ) -> (
     impl Service<Request<Full<Bytes>>, Response = Response<impl Body<Data = Bytes, Error = BoxError>>, Error = Infallible>
     + Clone,
-    Arc<Mutex<Vec<Frames>>>,
+    Slot,
 ) {
-    let slot: Arc<Mutex<Vec<Frames>>> = Arc::default();
+    let slot: Slot = Arc::default();
     let bodies = slot.clone();
     let quote = Quote::new(Price::per_unit("message", Rate::per_unit(Amount::new(10))));
     let layer = PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))

@@ -41,10 +41,12 @@ async fn events_route() -> ([(header::HeaderName, &'static str); 1], String) {
     ([(header::CONTENT_TYPE, "text/event-stream")], events)
 }
 
-/// What the upstream saw: its Host and whether an Authorization reached it.
+/// What the upstream saw: its Host, and whether an Authorization or a hop-by-hop header
+/// reached it.
 async fn echo_route(headers: HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("-");
-    format!("host={host} authorization={}", headers.contains_key(header::AUTHORIZATION))
+    let authorization = headers.contains_key(header::AUTHORIZATION);
+    format!("host={host} authorization={authorization} x-hop={}", headers.contains_key("x-hop"))
 }
 
 struct Servers {
@@ -97,7 +99,8 @@ fn client() -> Client<HttpConnector, Full<Bytes>> {
 /// GETs `url`; returns the status, headers, the body bytes received, and whether the body
 /// ended cleanly.
 async fn get_url(url: &str, authorization: Option<&str>) -> (StatusCode, HeaderMap, Vec<u8>, bool) {
-    let mut request = Request::get(url);
+    // `x-hop` is named hop-by-hop by `Connection`: for the proxy only.
+    let mut request = Request::get(url).header(header::CONNECTION, "keep-alive, x-hop").header("x-hop", "1");
     if let Some(value) = authorization {
         request = request.header(header::AUTHORIZATION, value);
     }
@@ -181,7 +184,10 @@ async fn per_request_rewrites_host_and_keeps_the_credential_from_the_upstream() 
     let challenge = challenge_of(&url).await;
     let (status, _, received, clean) = get_url(&url, Some(&credential(&challenge, "req", 5))).await;
     assert_eq!((status, clean), (StatusCode::OK, true));
-    assert_eq!(String::from_utf8(received).unwrap(), format!("host={} authorization=false", servers.upstream));
+    assert_eq!(
+        String::from_utf8(received).unwrap(),
+        format!("host={} authorization=false x-hop=false", servers.upstream)
+    );
     let req = channel(&servers.store, "req").await;
     assert_eq!((req.spent, req.reserved), (Amount::new(5), Amount::ZERO));
 }
