@@ -31,13 +31,15 @@ impl PaymentErrorKind {
     /// The [gRPC status code] a refusal of this kind carries when the request is gRPC.
     ///
     /// A payment to make (no credential, or one that does not pay: a bad proof, an expired
-    /// or unknown challenge, too little) is `UNAUTHENTICATED` (16): like HTTP's 401 it
+    /// or unknown challenge, too little, a channel short of a voucher) is
+    /// `UNAUTHENTICATED` (16): like HTTP's 401 it
     /// comes with challenges in `www-authenticate`, and it is what gRPC maps a 401 to, so
     /// clients and proxies treat it as "retry with credentials", never as a transient
     /// failure to retry blindly (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`) or a dead end
     /// (`FAILED_PRECONDITION`). A credential that cannot be read or does not fit is
-    /// `INVALID_ARGUMENT` (3); a channel that must be funded or reopened before anything
-    /// else works is `FAILED_PRECONDITION` (9) or `NOT_FOUND` (5); a store or chain that
+    /// `INVALID_ARGUMENT` (3); a channel whose deposit must grow, or that must be reopened,
+    /// before anything else works is `FAILED_PRECONDITION` (9) or `NOT_FOUND` (5); a store
+    /// or chain that
     /// cannot answer is `UNAVAILABLE` (14). A stream whose budget runs out ends with
     /// `RESOURCE_EXHAUSTED` (8), gRPC's code for an exhausted quota.
     ///
@@ -57,7 +59,7 @@ impl PaymentErrorKind {
             RequestTimeout => code::DEADLINE_EXCEEDED,
             ChannelNotFound => code::NOT_FOUND,
             PayloadTooLarge => code::RESOURCE_EXHAUSTED,
-            InsufficientBalance | AmountExceedsDeposit | ChannelFinalized => code::FAILED_PRECONDITION,
+            AmountExceedsDeposit | ChannelFinalized => code::FAILED_PRECONDITION,
             UpgradeRefused => code::UNIMPLEMENTED,
             Unpriced => code::INTERNAL,
             Unavailable => code::UNAVAILABLE,
@@ -156,7 +158,8 @@ mod tests {
             (VerificationFailed, 16),
             (PaymentExpired, 16),
             (MalformedCredential, 3),
-            (InsufficientBalance, 9),
+            (InsufficientBalance, 16),
+            (AmountExceedsDeposit, 9),
             (ChannelNotFound, 5),
             (Unavailable, 14),
             (Unpriced, 13),

@@ -55,6 +55,8 @@ fn ok_trailers() -> HeaderMap {
     trailers
 }
 
+type Layer = PaymentLayer<TestMethod, MemoryStore, Quote, GrpcMessageMeter>;
+
 /// A paid gRPC service, 10 per message, answering with the next frames from its slot.
 fn service(
     store: MemoryStore,
@@ -63,12 +65,26 @@ fn service(
     + Clone,
     Slot,
 ) {
+    tuned(store, |layer| layer)
+}
+
+/// [`service`] with its layer tuned.
+fn tuned(
+    store: MemoryStore,
+    tune: impl FnOnce(Layer) -> Layer,
+) -> (
+    impl Service<Request<Full<Bytes>>, Response = Response<impl Body<Data = Bytes, Error = BoxError>>, Error = Infallible>
+    + Clone,
+    Slot,
+) {
     let slot: Slot = Arc::default();
     let bodies = slot.clone();
     let quote = Quote::new(Price::per_unit("message", Rate::per_unit(Amount::new(10))));
-    let layer = PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))
-        .pricing(quote)
-        .meter(GrpcMessageMeter::per_message());
+    let layer = tune(
+        PaymentLayer::new(TestMethod, store, REALM, Secret::new(SECRET))
+            .pricing(quote)
+            .meter(GrpcMessageMeter::per_message()),
+    );
     let svc = ServiceBuilder::new().layer(layer).service(service_fn(
         move |_req: Request<tollgate::RequestBody<Full<Bytes>>>| {
             let frames = bodies.lock().unwrap().remove(0);
@@ -192,4 +208,21 @@ async fn a_session_never_pauses_a_grpc_stream_with_sse_bytes() {
     assert_eq!(trailers.expect("a status")["grpc-status"], "8");
     let channel = state(&store, "0xgrpc").await;
     assert_eq!((channel.spent, channel.units, channel.reserved), (Amount::new(30), 3, Amount::ZERO));
+}
+
+#[tokio::test]
+async fn a_short_session_is_refused_in_grpc_form_even_with_the_upfront_asked_in_stream() {
+    let store = MemoryStore::new();
+    let (svc, slot) = tuned(store.clone(), |layer| layer.upfront_in_stream());
+    slot.lock().unwrap().push(frames(&messages(1).concat(), &[], ok_trailers()));
+    let challenge = challenge(svc.clone()).await;
+    // 5 accepted: less than one message's 10.
+    let response = svc.oneshot(paid(&challenge, open_payload("0xshort", 5, 1000))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/grpc", "not an SSE stream asking for a voucher");
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert_eq!(read(response.into_body()).await, (Vec::new(), None));
+    let channel = state(&store, "0xshort").await;
+    assert_eq!((channel.spent, channel.reserved), (Amount::ZERO, Amount::ZERO));
+    assert_eq!(slot.lock().unwrap().len(), 1, "the service never ran");
 }
