@@ -284,6 +284,8 @@ where
         Err(error)
             if settings.upfront_in_stream
                 && grant.renewal() == Renewal::Voucher
+                // The upfront is asked for with an SSE event: a gRPC client could not answer it.
+                && !crate::meter::is_grpc(&head.headers)
                 && matches!(error.kind(), StoreErrorKind::Insufficient { .. }) =>
         {
             let state = match shared.store.load(grant.channel()).await {

@@ -20,9 +20,10 @@ pin_project! {
     /// body metered against what the client paid.
     ///
     /// A metered body forwards the inner bytes as they are and never forwards a frame (an
-    /// SSE event, for event streams) whose cost exceeds the paid headroom. On a session it
-    /// pauses with a `payment-need-voucher` event until a voucher lands; otherwise it ends
-    /// cleanly (SSE) or with a [`BudgetExhausted`](crate::BudgetExhausted) error. When it
+    /// SSE event, for event streams; a whole gRPC message, for gRPC) whose cost exceeds the
+    /// paid headroom. An SSE stream on a session pauses with a `payment-need-voucher` event
+    /// until a voucher lands; otherwise it ends cleanly (SSE; gRPC with `grpc-status: 8`
+    /// trailers) or with a [`BudgetExhausted`](crate::BudgetExhausted) error. When it
     /// ends, errs or is dropped it commits exactly what was forwarded and releases the
     /// rest, once; SSE responses end with a `payment-receipt` event. The release runs to
     /// its end even if the body is dropped while it is under way, and a paused stream is

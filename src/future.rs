@@ -34,6 +34,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, S::Future, ReqB, Mt, St>,
+        // The request is gRPC: refusals are answered in gRPC form.
+        grpc: bool,
     }
 }
 
@@ -54,16 +56,16 @@ where
     S: Service<Request<RequestBody<ReqB>>>,
     St: ChannelStore,
 {
-    pub(crate) fn admitting(admission: BoxFuture<Admission<ReqB, Mt, St>>, inner: S) -> Self {
-        ResponseFuture { state: State::Admitting { admission, inner: Some(inner) } }
+    pub(crate) fn admitting(admission: BoxFuture<Admission<ReqB, Mt, St>>, inner: S, grpc: bool) -> Self {
+        ResponseFuture { state: State::Admitting { admission, inner: Some(inner) }, grpc }
     }
 
     pub(crate) fn calling(future: S::Future, paid: Option<Box<Reserved<Mt, St>>>) -> Self {
-        ResponseFuture { state: State::Calling { future, paid } }
+        ResponseFuture { state: State::Calling { future, paid }, grpc: false }
     }
 
-    pub(crate) fn answered(response: Response<Bytes>) -> Self {
-        ResponseFuture { state: State::Answered { response: Some(response) } }
+    pub(crate) fn answered(response: Response<Bytes>, grpc: bool) -> Self {
+        ResponseFuture { state: State::Answered { response: Some(response) }, grpc }
     }
 }
 
@@ -85,7 +87,9 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Admitting { admission, inner } => match ready!(admission.as_mut().poll(cx)) {
-                    Admission::Answer(response) => return Poll::Ready(Ok(response.map(MeteredBody::rejection))),
+                    Admission::Answer(response) => {
+                        return Poll::Ready(Ok(answer(response, *this.grpc).map(MeteredBody::rejection)));
+                    }
                     Admission::Serve { request, mut paid } => {
                         let mut inner = inner.take().expect("ResponseFuture polled after completion");
                         if let Some(paid) = &mut paid {
@@ -126,11 +130,16 @@ where
                 }
                 StateProj::Answered { response } => {
                     let response = response.take().expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(MeteredBody::rejection)));
+                    return Poll::Ready(Ok(answer(response, *this.grpc).map(MeteredBody::rejection)));
                 }
             }
         }
     }
+}
+
+/// The layer's own answer, in gRPC form for a gRPC request.
+fn answer(response: Response<Bytes>, grpc: bool) -> Response<Bytes> {
+    if grpc { crate::grpc::refusal(response) } else { response }
 }
 
 /// Wraps a paid, successful response in the metering body. A failed response (not 2xx)
@@ -149,7 +158,8 @@ fn metered<B, Mt: Meter, St: ChannelStore>(
         );
         return respond::problem(error).map(MeteredBody::rejection);
     }
-    if !response.status().is_success() {
+    // A gRPC error answered in trailers-only form is a failure too, whatever its HTTP 200.
+    if !response.status().is_success() || crate::grpc::is_error(response.headers()) {
         paid.account.deliver(Amount::ZERO, 0);
         return response.map(MeteredBody::untouched);
     }

@@ -207,7 +207,8 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
     /// The longest SSE event a metered upstream may send (default 1 MiB). An event still
     /// unfinished past it ends the stream with an [`EventTooLarge`](crate::meter::EventTooLarge)
     /// error, charged only for the events before it: the layer buffers one event at a time,
-    /// and this bounds that buffer.
+    /// and this bounds that buffer. It bounds gRPC messages (prefix included) the same way:
+    /// raise it for services that stream messages over 1 MiB.
     pub fn max_event_size(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.settings).policy.max_event_bytes = bytes;
         self

@@ -187,6 +187,7 @@ mod config;
 mod context;
 mod error;
 mod future;
+mod grpc;
 mod layer;
 pub mod meter;
 mod metering;

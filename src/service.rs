@@ -92,19 +92,20 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (head, body) = request.into_parts();
         let shared = &self.shared;
+        let grpc = crate::meter::is_grpc(&head.headers);
         // Fast path for the common unpaid request: answer the 402 without boxing anything.
         if !Presented::is_present(&head.headers) && !shared.pricing.reads_body(&head) {
             let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
             return match admission::price(shared, &head, None) {
                 Ok(Some((_, offers))) => {
-                    ResponseFuture::answered(respond::refusal(&shared.settings, &head, offers.as_slice(), error))
+                    ResponseFuture::answered(respond::refusal(&shared.settings, &head, offers.as_slice(), error), grpc)
                 }
                 Ok(None) => {
                     ResponseFuture::calling(inner.call(Request::from_parts(head, RequestBody::untouched(body))), None)
                 }
-                Err(error) => ResponseFuture::answered(respond::refusal(&shared.settings, &head, &[], error)),
+                Err(error) => ResponseFuture::answered(respond::refusal(&shared.settings, &head, &[], error), grpc),
             };
         }
-        ResponseFuture::admitting(Box::pin(admission::admit(shared.clone(), head, body)), inner)
+        ResponseFuture::admitting(Box::pin(admission::admit(shared.clone(), head, body)), inner, grpc)
     }
 }

@@ -3,7 +3,9 @@
 //! A [`MakeMeter`] builds one [`Meter`] per request; the [`MeteredBody`](crate::MeteredBody)
 //! feeds it the response as it passes. For `text/event-stream` responses the body hands the
 //! meter one complete SSE event at a time ([`Meter::on_event`]), found by the shared
-//! incremental [`SseScanner`]; other bodies reach it frame by frame ([`Meter::on_data`]).
+//! incremental [`SseScanner`]; for `application/grpc` responses, one whole length-prefixed
+//! message at a time (found by [`GrpcScanner`]); other bodies reach it frame by frame
+//! ([`Meter::on_data`]).
 //! The meter only reads: bytes are forwarded as they came.
 //!
 //! Meters report *cumulative* [`Usage`], so a meter can replace a bound with the
@@ -17,10 +19,13 @@
 //! | [`RequestMeter`] | `request` | one per response, at its start |
 //! | [`ByteMeter`] | `byte` | body bytes |
 //! | [`EventMeter`] | `event` | SSE events with data; comments, keep-alives and `[DONE]` are free |
+//! | [`GrpcMessageMeter`] | `message` (or `byte`) | gRPC messages (or their payload bytes); for `application/grpc` responses the body cuts at message boundaries |
 //! | [`OpenAiTokenMeter`] | `llm_token` | chat-completion tokens: one per byte of text plus an allowance for hidden output as they stream, lowered to `usage` |
 
 mod bytes;
 mod events;
+mod grpc;
+mod grpc_scanner;
 mod openai;
 mod requests;
 mod sse;
@@ -28,6 +33,9 @@ mod sse_field;
 
 pub use self::bytes::ByteMeter;
 pub use events::EventMeter;
+pub use grpc::GrpcMessageMeter;
+pub use grpc_scanner::GrpcScanner;
+pub(crate) use grpc_scanner::is_grpc;
 pub use openai::OpenAiTokenMeter;
 pub use requests::RequestMeter;
 pub(crate) use sse::is_event_stream;
@@ -49,7 +57,8 @@ pub trait Meter: Send + 'static {
     fn on_data(&mut self, data: &[u8]) -> Usage;
 
     /// Called with each complete SSE event of an SSE body, line ends included (the
-    /// blank line that ends it too); returns the cumulative usage.
+    /// blank line that ends it too), or each whole message of a gRPC body, its 5-byte
+    /// prefix included; returns the cumulative usage.
     fn on_event(&mut self, event: &[u8]) -> Usage {
         self.on_data(event)
     }

@@ -8,13 +8,40 @@
 
 use bytes::Bytes;
 
-use crate::meter::{EventTooLarge, SseScanner};
+use crate::meter::{EventTooLarge, GrpcScanner, SseScanner};
 
-/// Cuts an event stream into whole SSE events, carrying an unfinished one between frames
-/// (up to a limit).
+/// Where a stream's units end: SSE events, or length-prefixed gRPC messages.
+#[derive(Debug)]
+pub(super) enum Framing {
+    Sse(SseScanner),
+    Grpc(GrpcScanner),
+}
+
+impl Framing {
+    /// The framing of a response with these headers, if it has one the body cuts at.
+    pub(super) fn of(headers: &http::HeaderMap) -> Option<Self> {
+        if crate::meter::is_event_stream(headers) {
+            Some(Framing::Sse(SseScanner::new()))
+        } else if crate::meter::is_grpc(headers) {
+            Some(Framing::Grpc(GrpcScanner::new()))
+        } else {
+            None
+        }
+    }
+
+    fn next_boundary(&mut self, chunk: &[u8]) -> Option<usize> {
+        match self {
+            Framing::Sse(scanner) => scanner.next_boundary(chunk),
+            Framing::Grpc(scanner) => scanner.next_boundary(chunk),
+        }
+    }
+}
+
+/// Cuts an event stream into whole SSE events (a gRPC stream into whole messages), carrying
+/// an unfinished one between frames (up to a limit).
 #[derive(Debug)]
 pub(super) struct EventCutter {
-    scanner: SseScanner,
+    scanner: Framing,
     /// The start of an event that began in an earlier frame, and its length.
     carried: Vec<Bytes>,
     carried_len: usize,
@@ -43,14 +70,13 @@ pub(super) enum Cut<T> {
 
 impl EventCutter {
     /// A cutter at the start of a stream whose events may be up to `max_event_bytes` long.
-    pub(super) fn new(max_event_bytes: usize) -> Self {
-        EventCutter {
-            scanner: SseScanner::new(),
-            carried: Vec::new(),
-            carried_len: 0,
-            joined: Vec::new(),
-            max_event_bytes,
-        }
+    pub(super) fn new(framing: Framing, max_event_bytes: usize) -> Self {
+        EventCutter { scanner: framing, carried: Vec::new(), carried_len: 0, joined: Vec::new(), max_event_bytes }
+    }
+
+    /// Whether the stream is SSE (the layer may add its own events to it).
+    pub(super) fn is_sse(&self) -> bool {
+        matches!(self.scanner, Framing::Sse(_))
     }
 
     /// Cuts `chunk`, the next frame of the stream. `pay` is called once per event that ends
@@ -146,7 +172,7 @@ mod tests {
 
     #[test]
     fn whole_events_go_out_as_the_frame_itself() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let frame = bytes("data: a\n\ndata: b\n\n");
         let mut seen = Vec::new();
         let Cut::Paid { forward: Some(out) } = cutter.cut(frame.clone(), all(&mut seen)) else { panic!() };
@@ -157,7 +183,7 @@ mod tests {
 
     #[test]
     fn an_open_tail_is_carried_and_goes_out_joined_and_alone() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let mut seen = Vec::new();
         assert_eq!(
             cutter.cut(bytes("data: a\n\ndata: "), all(&mut seen)),
@@ -174,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_budget_cuts_before_the_first_unpaid_event() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let mut paid = 1;
         let cut = cutter.cut(bytes("data: a\n\ndata: b\n\ndata: c\n\n"), |_| {
             if paid == 0 {
@@ -196,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_unpaid_event_that_spanned_frames_is_held_in_its_pieces() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         assert_eq!(cutter.cut(bytes("data: x"), |_| Err(())), Cut::Paid { forward: None });
         let cut = cutter.cut(bytes("yz\n\n"), |event| if event == b"data: xyz\n\n" { Err(()) } else { Ok(()) });
         assert_eq!(
@@ -208,13 +234,13 @@ mod tests {
 
     #[test]
     fn an_event_over_the_limit_fails_after_the_events_before_it() {
-        let mut cutter = EventCutter::new(10);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 10);
         let mut seen = Vec::new();
         let cut = cutter.cut(bytes("data: a\n\ndata: too long\n\n"), all(&mut seen));
         assert_eq!(cut, Cut::TooLarge { forward: Some(bytes("data: a\n\n")), error: EventTooLarge { limit: 10 } });
         assert_eq!(seen, ["data: a\n\n"], "the long one is never metered");
 
-        let mut cutter = EventCutter::new(10);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 10);
         assert_eq!(cutter.cut(bytes("data: 12"), all(&mut seen)), Cut::Paid { forward: None });
         let cut = cutter.cut(bytes("3456"), all(&mut seen));
         assert_eq!(cut, Cut::TooLarge { forward: None, error: EventTooLarge { limit: 10 } }, "an open one too");
@@ -222,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_tail_at_the_end_is_handed_back_whole() {
-        let mut cutter = EventCutter::new(1024);
+        let mut cutter = EventCutter::new(Framing::Sse(SseScanner::new()), 1024);
         let _ = cutter.cut(bytes("data: a"), |_| Ok::<_, ()>(()));
         let _ = cutter.cut(bytes("bc"), |_| Ok::<_, ()>(()));
         let (pieces, joined) = cutter.take_tail().expect("a tail");
@@ -240,7 +266,16 @@ mod tests {
         /// as `rest` the way the metering body does; returns what went out, what was held,
         /// and the events paid.
         fn run(stream: &[u8], splits: &[usize], budget: usize) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
-            let mut cutter = EventCutter::new(usize::MAX);
+            run_framed(Framing::Sse(SseScanner::new()), stream, splits, budget)
+        }
+
+        fn run_framed(
+            framing: Framing,
+            stream: &[u8],
+            splits: &[usize],
+            budget: usize,
+        ) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+            let mut cutter = EventCutter::new(framing, usize::MAX);
             let (mut out, mut held, mut paid) = (Vec::new(), Vec::new(), Vec::new());
             let mut frames: Vec<Bytes> = Vec::new();
             let mut last = 0;
@@ -302,6 +337,28 @@ mod tests {
                 prop_assert_eq!(&held, &whole_held);
                 prop_assert_eq!(out, paid.concat());
                 prop_assert!(stream.starts_with(&[whole_out, whole_held].concat()));
+            }
+
+            /// gRPC: however the messages are split into frames, exactly the first `budget`
+            /// messages go out, each whole, and the next one is held whole.
+            #[test]
+            fn grpc_messages_go_out_whole_and_paid(
+                payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..10), 0..8),
+                splits in prop::collection::vec(0usize..100, 0..10),
+                budget in 0usize..8,
+            ) {
+                let messages: Vec<Vec<u8>> = payloads
+                    .iter()
+                    .map(|p| [&[0][..], &(p.len() as u32).to_be_bytes(), p].concat())
+                    .collect();
+                let stream = messages.concat();
+                let mut splits = splits;
+                splits.sort_unstable();
+                let (out, held, paid) = run_framed(Framing::Grpc(GrpcScanner::new()), &stream, &splits, budget);
+                let sent = budget.min(messages.len());
+                prop_assert_eq!(&paid, &messages[..sent].to_vec());
+                prop_assert_eq!(out, messages[..sent].concat());
+                prop_assert_eq!(held, messages.get(sent).cloned().unwrap_or_default());
             }
         }
     }

@@ -25,13 +25,13 @@ use http_body::{Body, Frame};
 
 use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
-use crate::meter::{Meter, is_event_stream};
+use crate::meter::Meter;
 use crate::method::Grant;
 use crate::store::{ChannelState, ChannelStore, StoreError};
 use crate::wire::mpp::Receipt;
 
 use account::{Account, LeaseLost, Release};
-use cutter::{Cut, EventCutter};
+use cutter::{Cut, EventCutter, Framing};
 use growth::{Grown, Growth};
 use pause::Pause;
 
@@ -87,7 +87,7 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     grant: Grant,
     /// `None` once released, and while paused (the pause's watchdog holds it then).
     account: Option<Account<St>>,
-    /// `Some` for event streams: frames are cut at event boundaries.
+    /// `Some` for event streams and gRPC: frames are cut at event (message) boundaries.
     cutter: Option<EventCutter>,
     /// Frames ready to go out, in order.
     out: VecDeque<Bytes>,
@@ -107,7 +107,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the body of the response `head` against what `reserved` paid for.
     pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
         let Reserved { paid: Paid { grant, quote, mut meter, policy }, account } = reserved;
-        let cutter = is_event_stream(&head.headers).then(|| EventCutter::new(policy.max_event_bytes));
+        let cutter = Framing::of(&head.headers).map(|framing| EventCutter::new(framing, policy.max_event_bytes));
         let first = meter.on_response(head);
         let waiting = Some(Cost::of(&quote.price, first));
         Metering {
@@ -129,8 +129,14 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         }
     }
 
+    /// Whether the response is SSE: the layer adds its own events (need-voucher, receipt).
     pub(crate) fn is_event_stream(&self) -> bool {
-        self.cutter.is_some()
+        self.cutter.as_ref().is_some_and(EventCutter::is_sse)
+    }
+
+    /// Whether the response is gRPC: the budget ends it with a gRPC status.
+    fn is_grpc(&self) -> bool {
+        self.cutter.as_ref().is_some_and(|cutter| !cutter.is_sse())
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -172,7 +178,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 }
                 Step::Releasing(release) => {
                     let released = ready!(Pin::new(release).poll(cx));
-                    if let (Ok(state), Some(_), None) = (&released, &self.cutter, &self.failure) {
+                    if let (Ok(state), true, None) = (&released, self.is_event_stream(), &self.failure) {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
                     }

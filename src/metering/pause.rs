@@ -34,7 +34,8 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// The lease is `need` short of the next frame, with the channel at `state`: pause for
     /// a voucher (sessions, event streams) or end the stream.
     pub(super) fn on_short(&mut self, state: ChannelState, need: Amount) {
-        if self.grant.renewal() != Renewal::Voucher || self.cutter.is_none() {
+        // Only SSE carries the need-voucher event: other streams end.
+        if self.grant.renewal() != Renewal::Voucher || !self.is_event_stream() {
             return self.cut_off();
         }
         let Some(account) = self.account.take() else { return self.cut_off() };
@@ -136,6 +137,11 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.drop_pending();
         if self.source != Source::Ended {
             self.source = Source::Ended;
+            if self.is_grpc() {
+                // A gRPC client reads a clean status from trailers, not a broken stream.
+                self.trailers = Some(crate::grpc::budget_exhausted());
+                return;
+            }
             match (&self.cutter, self.meter.cutoff()) {
                 (Some(_), Some(ending)) => self.out.push_back(ending),
                 (Some(_), None) => {}
