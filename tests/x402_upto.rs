@@ -41,7 +41,8 @@ use tollgate::store::MemoryStore;
 use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
-use x402_support::{CHAIN_ID, World, key_hex, unix_now};
+use tollgate::method::tempo::RpcChain;
+use x402_support::{CHAIN_ID, FailingFront, World, key_hex, unix_now};
 
 /// What one SSE event costs, and how many a request may use: the maximum is their product.
 const PER_EVENT: u128 = 10;
@@ -150,10 +151,15 @@ impl Paid {
     /// The route behind `upto` with its own store; the inner service answers `status` with
     /// [`events`], or, when `hang`, with the first event and then nothing.
     async fn start(world: &World, status: StatusCode, hang: bool) -> Paid {
+        Self::start_through(world, status, hang, world.chain()).await
+    }
+
+    /// [`start`](Self::start) reading and settling through `chain`.
+    async fn start_through(world: &World, status: StatusCode, hang: bool, chain: RpcChain) -> Paid {
         let store = MemoryStore::new();
         let (tx, settled) = mpsc::unbounded_channel();
         let offer = world.offer(0);
-        let method = X402Upto::new(offer, world.chain(), store.clone()).on_settlement(move |outcome| {
+        let method = X402Upto::new(offer, chain, store.clone()).on_settlement(move |outcome| {
             let _ = tx.send(outcome);
         });
         let called = Arc::new(AtomicUsize::new(0));
@@ -406,4 +412,26 @@ async fn bad_upto_payments_are_refused_before_the_inner_service_and_settle_nothi
     let nonce: U256 = signed["payload"]["permit2Authorization"]["nonce"].as_str().unwrap().parse().unwrap();
     assert!(nonce_used(&world, payer, nonce).await);
     assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT));
+}
+
+#[tokio::test]
+async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice() {
+    let world = World::new().await;
+    install(&world).await;
+    let payee = world.payee.address();
+    for forward in [true, false] {
+        // forward: the node mines the settle and the answer is lost; else the node never gets
+        // it. Either way Permit2's nonce decides, and the payee gains the metered amount once.
+        let front = FailingFront::start(&world.rpc_url(), "eth_sendRawTransaction", 0, forward).await;
+        let mut paid = Paid::start_through(&world, StatusCode::OK, false, world.chain_at(&front.url())).await;
+        let (before, sent) = (balances(&world).await, world.sent(payee).await);
+        let out = js_upto("pay", &world, &[("URL", paid.url.clone())]).await;
+        assert_eq!(out["status"], 200, "{out}");
+        let settlement = paid.next_settlement().await.expect("delivered").expect("settled");
+        assert_eq!(front.failed(), 1);
+        assert_eq!(settlement.amount, Amount::new(5 * PER_EVENT));
+        assert_eq!(settlement.transaction.is_none(), forward, "known from the nonce, not from the lost answer");
+        assert_eq!(world.sent(payee).await, sent + 1, "one settle mined");
+        assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT), "paid once");
+    }
 }

@@ -18,8 +18,9 @@ use crate::store::ChannelStore;
 ///
 /// Never twice: the settlement is recorded as pending first; Permit2 burns the nonce with
 /// the transfer, so an outcome that is not known (a timeout, an RPC error after the
-/// broadcast, a revert) is decided by the owner's nonce bitmap. Only a send the node surely
-/// refused is retried, once; one that might still land stays pending.
+/// broadcast, a revert) is decided by the owner's nonce bitmap. An unused nonce is sent
+/// again, once: of two sends with one nonce Permit2 lets at most one through. When the
+/// second is not known either, the settlement stays pending.
 #[derive(Clone, Debug)]
 pub(crate) struct ProxySettler<C, S> {
     chain: C,
@@ -78,25 +79,25 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
             },
             signature: verified.payload().signature.clone(),
         };
+        let mut ambiguous = false;
         for _attempt in 0..2 {
-            match self.chain.send(UPTO_PROXY_ADDRESS, call.abi_encode().into()).await {
-                Ok(mined) if mined.success => return books.done(actual, Some(mined.hash)).await,
-                Ok(mined) => {
-                    return match nonce_used(&self.chain, a).await {
-                        Ok(true) => books.done(actual, None).await,
-                        Ok(false) => Err(failed(format!("settle {} reverted", mined.hash))),
-                        Err(_) => Err(pending("the nonce could not be read")),
-                    };
-                }
-                Err(e) if surely_unsent(&e) => continue,
-                Err(_) => {
-                    return match nonce_used(&self.chain, a).await {
-                        Ok(true) => books.done(actual, None).await,
-                        // Never resent while the first might still land.
-                        _ => Err(pending("settle may still land; the nonce decides")),
-                    };
+            let sent = self.chain.send(UPTO_PROXY_ADDRESS, call.abi_encode().into()).await;
+            if let Ok(mined) = &sent {
+                if mined.success {
+                    return books.done(actual, Some(mined.hash)).await;
                 }
             }
+            ambiguous |= sent.as_ref().is_err_and(|e| !surely_unsent(e));
+            // Reverted, refused or unknown: Permit2's nonce says whether it moved. A resend is
+            // safe: Permit2 lets one of two sends with the same nonce through, never both.
+            match nonce_used(&self.chain, a).await {
+                Ok(true) => return books.done(actual, None).await,
+                Ok(false) => {}
+                Err(_) => return Err(pending("the nonce could not be read")),
+            }
+        }
+        if ambiguous {
+            return Err(pending("settle may still land; the nonce decides"));
         }
         Err(failed("settle was refused twice"))
     }
