@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tollgate::meter::EventMeter;
 use tollgate::method::x402::{
-    PERMIT2_ADDRESS, Permit2Authorization, SettlementOutcome, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload,
+    Facilitator, PERMIT2_ADDRESS, Permit2Authorization, SettlementOutcome, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload,
     UptoWitness, X402Upto,
 };
 use tollgate::store::MemoryStore;
@@ -42,7 +42,7 @@ use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 use tollgate::method::tempo::RpcChain;
-use x402_support::{CHAIN_ID, FailingFront, World, key_hex, unix_now};
+use x402_support::{CHAIN_ID, FacilitatorProcess, FailingFront, World, key_hex, unix_now};
 
 /// What one SSE event costs, and how many a request may use: the maximum is their product.
 const PER_EVENT: u128 = 10;
@@ -132,6 +132,13 @@ impl http_body::Body for Hanging {
     }
 }
 
+/// Who settles: the payee's own key through `chain`, or the facilitator at a URL whose key
+/// has the address.
+enum Settling {
+    Own(RpcChain),
+    Facilitator(String, Address),
+}
+
 /// A paid SSE `/v1/chat/completions` on 127.0.0.1, stopped when dropped.
 struct Paid {
     app: Router,
@@ -151,15 +158,22 @@ impl Paid {
     /// The route behind `upto` with its own store; the inner service answers `status` with
     /// [`events`], or, when `hang`, with the first event and then nothing.
     async fn start(world: &World, status: StatusCode, hang: bool) -> Paid {
-        Self::start_through(world, status, hang, world.chain()).await
+        Self::start_with(world, status, hang, Settling::Own(world.chain())).await
     }
 
-    /// [`start`](Self::start) reading and settling through `chain`.
-    async fn start_through(world: &World, status: StatusCode, hang: bool, chain: RpcChain) -> Paid {
+    /// [`start`](Self::start), settled as `settling` says.
+    async fn start_with(world: &World, status: StatusCode, hang: bool, settling: Settling) -> Paid {
         let store = MemoryStore::new();
         let (tx, settled) = mpsc::unbounded_channel();
         let offer = world.offer(0);
-        let method = X402Upto::new(offer, chain, store.clone()).on_settlement(move |outcome| {
+        let method = match settling {
+            Settling::Own(chain) => X402Upto::new(offer, chain, store.clone()),
+            Settling::Facilitator(url, address) => {
+                let facilitator = Facilitator::new(url, world.chain(), store.clone()).unwrap();
+                X402Upto::with_facilitator(offer, world.chain(), facilitator, address)
+            }
+        };
+        let method = method.on_settlement(move |outcome| {
             let _ = tx.send(outcome);
         });
         let called = Arc::new(AtomicUsize::new(0));
@@ -423,7 +437,7 @@ async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice(
         // forward: the node mines the settle and the answer is lost; else the node never gets
         // it. Either way Permit2's nonce decides, and the payee gains the metered amount once.
         let front = FailingFront::start(&world.rpc_url(), "eth_sendRawTransaction", 0, forward).await;
-        let mut paid = Paid::start_through(&world, StatusCode::OK, false, world.chain_at(&front.url())).await;
+        let mut paid = Paid::start_with(&world, StatusCode::OK, false, Settling::Own(world.chain_at(&front.url()))).await;
         let (before, sent) = (balances(&world).await, world.sent(payee).await);
         let out = js_upto("pay", &world, &[("URL", paid.url.clone())]).await;
         assert_eq!(out["status"], 200, "{out}");
@@ -434,4 +448,29 @@ async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice(
         assert_eq!(world.sent(payee).await, sent + 1, "one settle mined");
         assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT), "paid once");
     }
+}
+
+#[tokio::test]
+async fn the_official_facilitator_settles_exactly_the_metered_events() {
+    let world = World::new().await;
+    install(&world).await;
+    let gas_payer = chain::dev_signer(&world.anvil, 4);
+    let process = FacilitatorProcess::start(&world, &gas_payer).await;
+    let supported = Facilitator::new(process.url.clone(), world.chain(), MemoryStore::new()).unwrap();
+    let supported = supported.supported().await.unwrap();
+    let upto = supported.kinds.iter().find(|k| k.scheme == "upto").expect("the facilitator settles upto");
+    let address = gas_payer.address();
+    assert_eq!(upto.extra.as_ref().unwrap()["facilitatorAddress"], address.to_checksum(None));
+
+    let settling = Settling::Facilitator(process.url.clone(), address);
+    let mut paid = Paid::start_with(&world, StatusCode::OK, false, settling).await;
+    assert_eq!(paid.requirement().await["extra"]["facilitatorAddress"], address.to_checksum(None));
+    let before = balances(&world).await;
+    let out = js_upto("pay", &world, &[("URL", paid.url.clone())]).await;
+    assert_eq!(out["status"], 200, "{out}");
+    let settlement = paid.next_settlement().await.expect("delivered").expect("the facilitator settled");
+    assert_eq!(settlement.amount, Amount::new(5 * PER_EVENT));
+    assert!(settlement.transaction.is_some());
+    assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT));
+    assert_eq!((world.sent(address).await, world.sent(world.payee.address()).await), (1, 0), "the facilitator sent it");
 }

@@ -10,8 +10,10 @@ use super::settle::ProxySettler;
 use super::verify::{self, UptoVerified};
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
-use crate::method::x402::SettlementOutcome;
+use crate::method::x402::error::X402Error;
 use crate::method::x402::offer::EvmOffer;
+use crate::method::x402::settle::{Facilitator, Settlement};
+use crate::method::x402::SettlementOutcome;
 use crate::method::x402::token::X402Chain;
 use crate::method::x402::verify::{DEFAULT_SETTLE_MARGIN_SECS, unix_now};
 use crate::method::{Grant, Offer, PaymentMethod, Renewal, Settled, Verified, Verify};
@@ -20,6 +22,23 @@ use crate::wire::mpp::Receipt;
 use crate::wire::x402::PaymentRequirements;
 
 type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
+
+/// Who sends the proxy's `settle`.
+enum Settler<C, S> {
+    /// This method's chain key.
+    Proxy(ProxySettler<C, S>),
+    /// An x402 facilitator, whose key is `address`.
+    Facilitator { facilitator: Facilitator<C, S>, address: Address },
+}
+
+impl<C: X402Chain, S: ChannelStore> Settler<C, S> {
+    async fn settle(&self, verified: &UptoVerified, actual: Amount) -> Result<Settlement, X402Error> {
+        match self {
+            Settler::Proxy(proxy) => proxy.settle(verified, actual).await,
+            Settler::Facilitator { facilitator, .. } => facilitator.settle_upto(verified, actual).await,
+        }
+    }
+}
 
 /// The x402 `upto` scheme on one EVM token, as a [`PaymentMethod`]: the payer signs a
 /// Permit2 transfer of at most the request's maximum price, the response is metered against
@@ -54,7 +73,7 @@ type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
 pub struct X402Upto<C, S> {
     offer: EvmOffer,
     chain: C,
-    settler: Arc<ProxySettler<C, S>>,
+    settler: Arc<Settler<C, S>>,
     settle_margin: u64,
     observer: Option<Observer>,
 }
@@ -82,7 +101,15 @@ impl<C: X402Chain + Clone, S: ChannelStore> X402Upto<C, S> {
     /// method is not used), reads the chain and settles through `chain` (its key is the
     /// facilitator), and records settlements in `store` (the layer's).
     pub fn new(offer: EvmOffer, chain: C, store: S) -> Self {
-        let settler = Arc::new(ProxySettler::new(chain.clone(), store));
+        let settler = Arc::new(Settler::Proxy(ProxySettler::new(chain.clone(), store)));
+        X402Upto { offer, chain, settler, settle_margin: DEFAULT_SETTLE_MARGIN_SECS, observer: None }
+    }
+
+    /// Offers `offer`, reads the chain through `chain`, and has `facilitator` settle; its
+    /// settling key is `address` (its `/supported` `upto` kind's `extra.facilitatorAddress`),
+    /// the one the witness must name.
+    pub fn with_facilitator(offer: EvmOffer, chain: C, facilitator: Facilitator<C, S>, address: Address) -> Self {
+        let settler = Arc::new(Settler::Facilitator { facilitator, address });
         X402Upto { offer, chain, settler, settle_margin: DEFAULT_SETTLE_MARGIN_SECS, observer: None }
     }
 
@@ -102,21 +129,26 @@ impl<C: X402Chain + Clone, S: ChannelStore> X402Upto<C, S> {
 
     /// The facilitator the witness must name: the settling key.
     pub fn facilitator(&self) -> Address {
-        self.chain.sender()
-    }
-
-    fn requirement(&self, offer: &EvmOffer) -> PaymentRequirements {
-        let mut extra = offer.extra();
-        extra["facilitatorAddress"] = self.facilitator().to_checksum(None).into();
-        PaymentRequirements {
-            scheme: "upto".into(),
-            network: offer.network(),
-            amount: offer.amount(),
-            asset: offer.asset().to_checksum(None),
-            pay_to: offer.pay_to().to_checksum(None),
-            max_timeout_seconds: offer.timeout_seconds(),
-            extra: Some(extra),
+        match &*self.settler {
+            Settler::Proxy(_) => self.chain.sender(),
+            Settler::Facilitator { address, .. } => *address,
         }
+    }
+}
+
+/// The `accepts` entry of `offer` settled by `facilitator`: scheme `upto`, the maximum as
+/// `amount`, `extra` = `{name, version, facilitatorAddress}`.
+pub(crate) fn upto_requirement(offer: &EvmOffer, facilitator: Address) -> PaymentRequirements {
+    let mut extra = offer.extra();
+    extra["facilitatorAddress"] = facilitator.to_checksum(None).into();
+    PaymentRequirements {
+        scheme: "upto".into(),
+        network: offer.network(),
+        amount: offer.amount(),
+        asset: offer.asset().to_checksum(None),
+        pay_to: offer.pay_to().to_checksum(None),
+        max_timeout_seconds: offer.timeout_seconds(),
+        extra: Some(extra),
     }
 }
 
@@ -136,7 +168,7 @@ where
     fn offers(&self, quote: &Quote) -> Vec<Offer<PaymentRequirements>> {
         match quote.maximum() {
             Some(maximum) if maximum > Amount::ZERO => {
-                vec![Offer::x402("upto", self.requirement(&self.offer.clone().with_amount(maximum)))]
+                vec![Offer::x402("upto", upto_requirement(&self.offer.clone().with_amount(maximum), self.facilitator()))]
             }
             // A permit must cover the whole response: no maximum, no offer.
             _ => Vec::new(),
@@ -149,8 +181,9 @@ where
         store: &St,
     ) -> Result<Verified, PaymentError> {
         let offer = self.offer.clone().with_amount(verify.request.amount);
+        let (facilitator, now) = (self.facilitator(), unix_now());
         let verified =
-            verify::verify_in(&self.chain, store, &offer, verify.payload, unix_now(), self.settle_margin).await?;
+            verify::verify_in(&self.chain, store, &offer, facilitator, verify.payload, now, self.settle_margin).await?;
         let receipt = Receipt::new("x402", verified.claim().to_string());
         let grant =
             Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(verified.payer().to_checksum(None));

@@ -27,6 +27,8 @@ mod verify;
 use alloy::primitives::{Address, address};
 
 pub use method::X402Upto;
+pub(crate) use method::upto_requirement;
+pub(crate) use verify::nonce_used as upto_nonce_used;
 pub use payload::{Permit2Authorization, TokenPermissions, UptoPayload, UptoWitness};
 pub use verify::{UptoVerified, upto_claim_id};
 

@@ -34,7 +34,7 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
 
     /// Moves `actual` (at most the signed maximum) of `verified` to the payee.
     pub(crate) async fn settle(&self, verified: &UptoVerified, actual: Amount) -> Result<Settlement, X402Error> {
-        let network = verified.network().to_owned();
+        let network = verified.offer().network();
         let books = Books::open_claim(&self.store, verified.claim(), verified.payer(), network).await?;
         let out = self.locked(&books, verified, actual).await;
         books.close().await;

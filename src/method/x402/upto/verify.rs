@@ -23,7 +23,7 @@ pub struct UptoVerified {
     payer: Address,
     max: Amount,
     payload: UptoPayload,
-    network: String,
+    offer: EvmOffer,
     claim: ChannelId,
 }
 
@@ -48,9 +48,9 @@ impl UptoVerified {
         &self.payload
     }
 
-    /// The CAIP-2 network.
-    pub fn network(&self) -> &str {
-        &self.network
+    /// The offer it pays (its amount: the maximum).
+    pub fn offer(&self) -> &EvmOffer {
+        &self.offer
     }
 }
 
@@ -121,17 +121,18 @@ pub fn upto_claim_id(chain_id: u64, a: &Permit2Authorization) -> ChannelId {
     ChannelId::new(format!("x402-upto:{chain_id}:{:#x}:{}", a.from, a.nonce))
 }
 
-/// Verifies `payload` for `offer` at `now` against the chain and claims it in `store`. A
-/// refused payment changes nothing.
+/// Verifies `payload` for `offer` (settled by `facilitator`) at `now` against the chain and
+/// claims it in `store`. A refused payment changes nothing.
 pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
     chain: &C,
     store: &S,
     offer: &EvmOffer,
+    facilitator: Address,
     payload: &UptoPayload,
     now: u64,
     settle_margin: u64,
 ) -> Result<UptoVerified, X402Error> {
-    let max = check(offer, chain.sender(), payload, now, settle_margin)?;
+    let max = check(offer, facilitator, payload, now, settle_margin)?;
     let a = &payload.permit2_authorization;
     let claim = upto_claim_id(offer.chain_id(), a);
     if claim::is_claimed(store, &claim).await? {
@@ -148,5 +149,5 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
         return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer has not approved Permit2 for the maximum"));
     }
     claim::take(store, &claim, max).await?;
-    Ok(UptoVerified { payer: a.from, max, payload: payload.clone(), network: offer.network(), claim })
+    Ok(UptoVerified { payer: a.from, max, payload: payload.clone(), offer: offer.clone(), claim })
 }
