@@ -33,15 +33,15 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tollgate::meter::EventMeter;
+use tollgate::method::tempo::RpcChain;
 use tollgate::method::x402::{
-    Facilitator, PERMIT2_ADDRESS, Permit2Authorization, SettlementOutcome, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload,
-    UptoWitness, X402Upto,
+    Facilitator, PERMIT2_ADDRESS, Permit2Authorization, SettlementOutcome, TokenPermissions, UPTO_PROXY_ADDRESS,
+    UptoPayload, UptoWitness, X402Upto,
 };
 use tollgate::store::MemoryStore;
 use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
-use tollgate::method::tempo::RpcChain;
 use x402_support::{CHAIN_ID, FacilitatorProcess, FailingFront, World, key_hex, unix_now};
 
 /// What one SSE event costs, and how many a request may use: the maximum is their product.
@@ -97,7 +97,8 @@ async fn install(world: &World) {
 /// Mints `value` of the test token to `to` (anyone may, on the test token).
 async fn mint(world: &World, to: Address, value: u128) {
     let deployer = chain::dev_signer(&world.anvil, 0);
-    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(deployer)).connect_http(world.anvil.endpoint_url());
+    let provider =
+        ProviderBuilder::new().wallet(EthereumWallet::from(deployer)).connect_http(world.anvil.endpoint_url());
     let call = mintCall { to, value: U256::from(value) };
     let request = alloy::rpc::types::TransactionRequest::default().to(world.token).input(call.abi_encode().into());
     assert!(provider.send_transaction(request).await.unwrap().get_receipt().await.unwrap().status());
@@ -437,7 +438,8 @@ async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice(
         // forward: the node mines the settle and the answer is lost; else the node never gets
         // it. Either way Permit2's nonce decides, and the payee gains the metered amount once.
         let front = FailingFront::start(&world.rpc_url(), "eth_sendRawTransaction", 0, forward).await;
-        let mut paid = Paid::start_with(&world, StatusCode::OK, false, Settling::Own(world.chain_at(&front.url()))).await;
+        let mut paid =
+            Paid::start_with(&world, StatusCode::OK, false, Settling::Own(world.chain_at(&front.url()))).await;
         let (before, sent) = (balances(&world).await, world.sent(payee).await);
         let out = js_upto("pay", &world, &[("URL", paid.url.clone())]).await;
         assert_eq!(out["status"], 200, "{out}");

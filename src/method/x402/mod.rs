@@ -44,7 +44,7 @@ pub use settle::{Facilitator, OnChainSettler, Settle, Settlement};
 pub use signature::EvmSignature;
 pub use token::{IAuthorizedToken, X402Chain};
 pub use upto::{
-    PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoVerified, UptoWitness,
-    X402Upto, upto_claim_id,
+    PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoVerified,
+    UptoWitness, X402Upto, upto_claim_id,
 };
 pub use verify::{Checked, DEFAULT_SETTLE_MARGIN_SECS, Verified, X402Verifier, check, claim_id};

@@ -4,8 +4,8 @@
 
 use alloy::primitives::{B256, U256, b256, keccak256};
 
-use super::payload::Permit2Authorization;
 use super::PERMIT2_ADDRESS;
+use super::payload::Permit2Authorization;
 use crate::method::x402::eip712::typed_digest;
 
 /// `keccak256("EIP712Domain(string name,uint256 chainId,address verifyingContract)")`.
@@ -85,7 +85,11 @@ mod tests {
             spender: Address::repeat_byte(3),
             nonce: U256::from(0xdead_beef_u64) << 200,
             deadline: 1_740_672_154,
-            witness: p::UptoWitness { to: Address::repeat_byte(4), facilitator: Address::repeat_byte(5), valid_after: 7 },
+            witness: p::UptoWitness {
+                to: Address::repeat_byte(4),
+                facilitator: Address::repeat_byte(5),
+                valid_after: 7,
+            },
         };
         let domain = eip712_domain! { name: "Permit2", chain_id: 8453, verifying_contract: PERMIT2_ADDRESS, };
         assert_eq!(permit2_domain(8453), domain.separator());

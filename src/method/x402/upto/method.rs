@@ -10,10 +10,10 @@ use super::settle::ProxySettler;
 use super::verify::{self, UptoVerified};
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
+use crate::method::x402::SettlementOutcome;
 use crate::method::x402::error::X402Error;
 use crate::method::x402::offer::EvmOffer;
 use crate::method::x402::settle::{Facilitator, Settlement};
-use crate::method::x402::SettlementOutcome;
 use crate::method::x402::token::X402Chain;
 use crate::method::x402::verify::{DEFAULT_SETTLE_MARGIN_SECS, unix_now};
 use crate::method::{Grant, Offer, PaymentMethod, Renewal, Settled, Verified, Verify};
@@ -168,7 +168,10 @@ where
     fn offers(&self, quote: &Quote) -> Vec<Offer<PaymentRequirements>> {
         match quote.maximum() {
             Some(maximum) if maximum > Amount::ZERO => {
-                vec![Offer::x402("upto", upto_requirement(&self.offer.clone().with_amount(maximum), self.facilitator()))]
+                vec![Offer::x402(
+                    "upto",
+                    upto_requirement(&self.offer.clone().with_amount(maximum), self.facilitator()),
+                )]
             }
             // A permit must cover the whole response: no maximum, no offer.
             _ => Vec::new(),

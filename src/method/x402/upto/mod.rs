@@ -28,8 +28,8 @@ use alloy::primitives::{Address, address};
 
 pub use method::X402Upto;
 pub(crate) use method::upto_requirement;
-pub(crate) use verify::nonce_used as upto_nonce_used;
 pub use payload::{Permit2Authorization, TokenPermissions, UptoPayload, UptoWitness};
+pub(crate) use verify::nonce_used as upto_nonce_used;
 pub use verify::{UptoVerified, upto_claim_id};
 
 /// Permit2's canonical address (the same on every chain).

@@ -41,7 +41,12 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
         out
     }
 
-    async fn locked(&self, books: &Books<'_, S>, verified: &UptoVerified, actual: Amount) -> Result<Settlement, X402Error> {
+    async fn locked(
+        &self,
+        books: &Books<'_, S>,
+        verified: &UptoVerified,
+        actual: Amount,
+    ) -> Result<Settlement, X402Error> {
         if let Some(done) = books.settled().await? {
             return Ok(done);
         }

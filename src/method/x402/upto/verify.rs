@@ -84,7 +84,10 @@ pub(crate) fn check(
         .map(Amount::new)
         .map_err(|_| refuse(X402ErrorKind::ValueMismatch, "the amount is beyond any amount"))?;
     if max != offer.amount() {
-        return Err(refuse(X402ErrorKind::ValueMismatch, format!("maximum {max} is not the offered {}", offer.amount())));
+        return Err(refuse(
+            X402ErrorKind::ValueMismatch,
+            format!("maximum {max} is not the offered {}", offer.amount()),
+        ));
     }
     // The proxy refuses before validAfter; Permit2 after the deadline.
     if a.witness.valid_after > now {
