@@ -42,7 +42,7 @@ use tollgate::store::MemoryStore;
 use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
-use x402_support::{CHAIN_ID, FacilitatorProcess, FailingFront, World, key_hex, unix_now};
+use x402_support::{CHAIN_ID, FacilitatorProcess, FailingFront, World, install_upto, key_hex, unix_now};
 
 /// What one SSE event costs, and how many a request may use: the maximum is their product.
 const PER_EVENT: u128 = 10;
@@ -61,7 +61,6 @@ fn events() -> String {
 }
 
 alloy::sol! {
-    function approve(address spender, uint256 value) external returns (bool);
     function nonceBitmap(address owner, uint256 wordPos) external view returns (uint256);
     function mint(address to, uint256 value) external;
 }
@@ -74,24 +73,6 @@ mod typed {
         struct Witness { address to; address facilitator; uint256 validAfter; }
         struct PermitWitnessTransferFrom { TokenPermissions permitted; address spender; uint256 nonce; uint256 deadline; Witness witness; }
     }
-}
-
-/// Installs the stand-ins at the canonical addresses and has the payer approve Permit2 (the
-/// one-time step the upto client expects done).
-async fn install(world: &World) {
-    let provider = ProviderBuilder::new().connect_http(world.anvil.endpoint_url());
-    for (name, at) in [("Permit2StandIn", PERMIT2_ADDRESS), ("UptoPermit2ProxyStandIn", UPTO_PROXY_ADDRESS)] {
-        let path = format!("{}/contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        let artifact: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let code = artifact["deployedBytecode"]["object"].as_str().unwrap().to_owned();
-        let _: Value = provider.raw_request("anvil_setCode".into(), (at, code)).await.unwrap();
-    }
-    let payer = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(world.payer.clone()))
-        .connect_http(world.anvil.endpoint_url());
-    let call = approveCall { spender: PERMIT2_ADDRESS, value: U256::MAX };
-    let request = alloy::rpc::types::TransactionRequest::default().to(world.token).input(call.abi_encode().into());
-    assert!(payer.send_transaction(request).await.unwrap().get_receipt().await.unwrap().status());
 }
 
 /// Mints `value` of the test token to `to` (anyone may, on the test token).
@@ -297,7 +278,7 @@ async fn balances(world: &World) -> (u128, u128) {
 #[tokio::test]
 async fn the_upto_client_pays_exactly_the_metered_events() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let mut paid = Paid::start(&world, StatusCode::OK, false).await;
     let requirement = paid.requirement().await;
     assert_eq!(requirement["scheme"], "upto");
@@ -321,7 +302,7 @@ async fn the_upto_client_pays_exactly_the_metered_events() {
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_pays_exactly_what_it_received() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let mut paid = Paid::start(&world, StatusCode::OK, true).await;
     let before = balances(&world).await;
     let out = js_upto("disconnect", &world, &[("URL", paid.url.clone())]).await;
@@ -337,7 +318,7 @@ async fn a_client_that_hangs_up_mid_stream_pays_exactly_what_it_received() {
 #[tokio::test]
 async fn an_upstream_500_settles_nothing_and_sends_no_transaction() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let mut paid = Paid::start(&world, StatusCode::INTERNAL_SERVER_ERROR, false).await;
     let before = balances(&world).await;
     let sent = world.sent(world.payee.address()).await;
@@ -352,7 +333,7 @@ async fn an_upstream_500_settles_nothing_and_sends_no_transaction() {
 #[tokio::test]
 async fn bad_upto_payments_are_refused_before_the_inner_service_and_settle_nothing() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let mut paid = Paid::start(&world, StatusCode::OK, false).await;
     let requirement = paid.requirement().await;
     let before = balances(&world).await;
@@ -432,7 +413,7 @@ async fn bad_upto_payments_are_refused_before_the_inner_service_and_settle_nothi
 #[tokio::test]
 async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let payee = world.payee.address();
     for forward in [true, false] {
         // forward: the node mines the settle and the answer is lost; else the node never gets
@@ -455,7 +436,7 @@ async fn a_settle_whose_answer_is_lost_is_confirmed_by_the_nonce_not_paid_twice(
 #[tokio::test]
 async fn the_official_facilitator_settles_exactly_the_metered_events() {
     let world = World::new().await;
-    install(&world).await;
+    install_upto(&world).await;
     let gas_payer = chain::dev_signer(&world.anvil, 4);
     let process = FacilitatorProcess::start(&world, &gas_payer).await;
     let supported = Facilitator::new(process.url.clone(), world.chain(), MemoryStore::new()).unwrap();

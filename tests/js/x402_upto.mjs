@@ -4,7 +4,8 @@
 // server; or its signing half alone. Prints one JSON line on stdout.
 //
 // Env (required): MODE, PRIVATE_KEY; URL and ASSET (opted in to the client's spend controls) for
-// pay / disconnect; REQUIREMENT (a requirement JSON) for sign.
+// pay / disconnect; REQUIREMENT (a requirement JSON) for sign. Optional: MODEL (default test-model),
+// MAX_TOKENS (the chat's output cap; none by default).
 //   pay         POSTs a chat request, reads the whole answer: {status, body, paymentResponse}.
 //   disconnect  POSTs it, reads until the first complete SSE event (a blank line), then aborts
 //               the request: {status, received} (the text it read).
@@ -20,7 +21,8 @@ const fail = (message) => {
   process.exit(1);
 };
 const need = (name) => process.env[name] ?? fail(`${name} is not set`);
-const chat = { model: 'test-model', messages: [{ role: 'user', content: 'Hello!' }], stream: true };
+const chat = { model: process.env.MODEL ?? 'test-model', messages: [{ role: 'user', content: 'Hello!' }], stream: true };
+if (process.env.MAX_TOKENS) chat.max_tokens = Number(process.env.MAX_TOKENS);
 
 function paying(account, asset) {
   return wrapFetchWithPaymentFromConfig(fetch, {
