@@ -42,13 +42,14 @@ impl<C: X402Chain, S: ChannelStore> Settler<C, S> {
 
 /// The x402 `upto` scheme on one EVM token, as a [`PaymentMethod`]: the payer signs a
 /// Permit2 transfer of at most the request's maximum price, the response is metered against
-/// it, and exactly what was delivered settles through the x402 upto proxy, from this
-/// method's own key (the facilitator the witness names). Nothing delivered (a non-2xx
-/// answer, an upstream error or a client gone before the first content) sends no
+/// it, and exactly what was delivered settles through the x402 upto proxy, sent by the
+/// facilitator the witness names: this method's own chain key ([`new`](Self::new)) or an
+/// x402 facilitator ([`with_facilitator`](Self::with_facilitator)). Nothing delivered (a
+/// non-2xx answer, an upstream error or a client gone before the first content) sends no
 /// transaction.
 ///
-/// The offer's `extra` carries `facilitatorAddress`: the chain's key (what the @x402/evm
-/// `upto` client puts in the witness). The payer must have approved Permit2 on the token
+/// The offer's `extra` carries `facilitatorAddress` (what the @x402/evm `upto` client puts
+/// in the witness). The payer must have approved Permit2 on the token
 /// for at least the maximum; verification reads that allowance, the payer's balance and
 /// Permit2's nonce bitmap, then claims the permit in the layer's store so a replay is
 /// refused on every instance.
