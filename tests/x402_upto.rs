@@ -457,3 +457,22 @@ async fn the_official_facilitator_settles_exactly_the_metered_events() {
     assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT));
     assert_eq!((world.sent(address).await, world.sent(world.payee.address()).await), (1, 0), "the facilitator sent it");
 }
+
+#[tokio::test]
+async fn one_permit_raced_on_one_store_serves_one_request() {
+    let world = World::new().await;
+    install_upto(&world).await;
+    let mut paid = Paid::start(&world, StatusCode::OK, false).await;
+    let requirement = paid.requirement().await;
+    let signed = js_upto("sign", &world, &[("REQUIREMENT", requirement.to_string())]).await;
+    let payment = header(&requirement, &signed["payload"]);
+    let before = balances(&world).await;
+    let (a, b) = tokio::join!(paid.post(Some(&payment)), paid.post(Some(&payment)));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PAYMENT_REQUIRED]);
+    assert_eq!(paid.called(), 1);
+    assert_eq!(paid.next_settlement().await.expect("settled").unwrap().amount, Amount::new(5 * PER_EVENT));
+    paid.no_settlement();
+    assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT));
+}
