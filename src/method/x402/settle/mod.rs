@@ -9,8 +9,9 @@
 //! the same payment returns that record without touching the chain. One settler at a time
 //! per payment (a store lock). When the outcome is ambiguous (a timeout, an RPC error after
 //! the broadcast), the token's own nonce state decides: `authorizationState(from, nonce)`
-//! for EIP-3009, `nonces(owner)` and `allowance(owner, payTo)` for a Permit. Only a step
-//! that surely did not happen is retried, once; otherwise the payment stays pending
+//! for EIP-3009, `nonces(owner)` and `allowance(owner, payTo)` for a Permit, Permit2's
+//! `nonceBitmap(owner, word)` for [`X402Upto`](super::X402Upto). Only a step that surely did
+//! not happen is retried, once; otherwise the payment stays pending
 //! ([`X402ErrorKind::SettlementPending`](super::X402ErrorKind::SettlementPending)).
 //!
 //! # What the caller decides
