@@ -76,6 +76,7 @@ fn settings(config: &Config, devnet: &Devnet) -> Result<PaymentSettings, String>
             ..Sessions::named(&p.session_protocols)?
         },
         x402: config.x402.as_ref().map(|x| x.settings(&devnet.signer(1))).transpose()?,
+        x402_upto: config.x402.as_ref().is_some_and(|x| x.upto()),
     })
 }
 

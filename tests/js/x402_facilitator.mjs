@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A small local x402 facilitator built from the official code: @x402/core 2.27.0's
-// x402Facilitator with @x402/evm 2.27.0's exact EVM facilitator scheme, settling on a local
+// x402Facilitator with @x402/evm 2.27.0's exact and upto EVM facilitator schemes, settling on a local
 // anvil with the given key. Routes (JSON): POST /verify and POST /settle with
 // {x402Version, paymentPayload, paymentRequirements}; GET /supported.
 //
@@ -12,6 +12,7 @@ import { createServer } from 'node:http';
 import { x402Facilitator } from '@x402/core/facilitator';
 import { toFacilitatorEvmSigner } from '@x402/evm';
 import { ExactEvmScheme } from '@x402/evm/exact/facilitator';
+import { UptoEvmScheme } from '@x402/evm/upto/facilitator';
 import { createWalletClient, http, publicActions } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 import { guardNetwork } from './lib/local_chain.mjs';
@@ -43,7 +44,9 @@ const signer = toFacilitatorEvmSigner({
   waitForTransactionReceipt: (args) => client.waitForTransactionReceipt(args),
   getCode: (args) => client.getCode(args),
 });
-const facilitator = new x402Facilitator().register(`eip155:${chainId}`, new ExactEvmScheme(signer));
+const facilitator = new x402Facilitator()
+  .register(`eip155:${chainId}`, new ExactEvmScheme(signer))
+  .register(`eip155:${chainId}`, new UptoEvmScheme(signer));
 
 const json = (value) => JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
 

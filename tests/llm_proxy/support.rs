@@ -91,6 +91,7 @@ pub fn settings() -> PaymentSettings {
         decimals: 6,
         sessions: crate::proxy::payment::Sessions::default(),
         x402: None,
+        x402_upto: false,
     }
 }
 

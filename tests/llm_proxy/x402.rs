@@ -72,3 +72,52 @@ async fn x402_clients_pay_the_proxy_beside_the_tempo_methods() {
         assert_eq!(world.balance(world.payer.address()).await, before.1 - maximum, "{client}");
     }
 }
+
+/// `[x402] transfer_method = "upto"`: the @x402/evm `upto` client (Permit2, on the project's
+/// stand-ins) pays a streamed chat; the payee gains exactly the metered tokens, below the
+/// signed maximum.
+#[tokio::test]
+async fn the_x402_upto_client_pays_the_proxy_exactly_the_metered_tokens() {
+    let world = World::new().await;
+    crate::x402_support::install_upto(&world).await;
+    let config = config("");
+    let settings = PaymentSettings {
+        realm: config.server.realm.clone(),
+        payee: world.payee.clone(),
+        x402: Some(X402Settings { offer: world.offer(0), rpc_url: world.rpc_url(), facilitator: None }),
+        x402_upto: true,
+        ..settings()
+    };
+    let proxy = Proxy::build(&config, &settings, true, None).expect("proxy builds");
+    let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16});
+    let price = proxy.catalog.get(MODEL).unwrap().price.clone();
+    let maximum = cost(&price, prompt_tokens(&chat), 16);
+
+    let before = (world.balance(world.payee.address()).await, world.balance(world.payer.address()).await);
+    let out = tokio::process::Command::new("node")
+        .arg("tests/js/x402_upto.mjs")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MODE", "pay")
+        .env("URL", server.url("/v1/chat/completions"))
+        .env("PRIVATE_KEY", key_hex(&world.payer))
+        .env("ASSET", world.token.to_checksum(None))
+        .env("MODEL", MODEL)
+        .env("MAX_TOKENS", "16")
+        .output()
+        .await
+        .expect("node runs");
+    assert!(out.status.success(), "x402_upto.mjs failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["status"], 200, "{out}");
+    // The stream ends with the payment-receipt event: what the meter charged, of the maximum.
+    let body = out["body"].as_str().unwrap();
+    let at = body.rfind("event: payment-receipt\ndata: ").unwrap_or_else(|| panic!("a receipt event: {body}"));
+    let receipt: Value = serde_json::from_str(body[at..].lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+    assert_eq!(receipt["acceptedCumulative"], maximum.to_string(), "{receipt}");
+    let metered: u128 = receipt["spent"].as_str().unwrap().parse().unwrap();
+    let paid = payee_after(&world, before.0).await - before.0;
+    assert_eq!(paid, metered, "exactly the metered tokens: {body}");
+    assert!(paid > 0 && paid < maximum, "{paid} of at most {maximum}");
+    assert_eq!(world.balance(world.payer.address()).await, before.1 - metered);
+}

@@ -332,3 +332,20 @@ pub fn sign_permit(world: &World, owner: &PrivateKeySigner, value: u128, nonce: 
         },
     }
 }
+
+/// Installs the project's Permit2 and x402UptoPermit2Proxy stand-ins at their canonical
+/// addresses (`anvil_setCode`) and has the payer approve Permit2 on the token (the one-time
+/// step the x402 `upto` client expects done).
+pub async fn install_upto(world: &World) {
+    use tollgate::method::x402::{PERMIT2_ADDRESS, UPTO_PROXY_ADDRESS};
+    let provider = ProviderBuilder::new().connect_http(world.anvil.endpoint_url());
+    for (name, at) in [("Permit2StandIn", PERMIT2_ADDRESS), ("UptoPermit2ProxyStandIn", UPTO_PROXY_ADDRESS)] {
+        let path = format!("{}/contracts/artifacts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let artifact: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let code = artifact["deployedBytecode"]["object"].as_str().unwrap().to_owned();
+        let _: Value = provider.raw_request("anvil_setCode".into(), (at, code)).await.unwrap();
+    }
+    let payer = ProviderBuilder::new().wallet(world.payer.clone()).connect_http(world.anvil.endpoint_url());
+    let token = AuthorizedToken::new(world.token, payer);
+    token.approve(PERMIT2_ADDRESS, U256::MAX).send().await.unwrap().get_receipt().await.unwrap();
+}

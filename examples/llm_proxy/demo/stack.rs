@@ -96,6 +96,7 @@ impl Stack {
                 ..Sessions::default()
             },
             x402: None,
+            x402_upto: false,
         };
         let (proxy, server) = serve_instance(config, &settings, &options, store).await?;
         Ok(Stack { proxy, server, payee, settings, devnet })

@@ -54,9 +54,10 @@ pub struct X402Config {
     pub version: String,
     /// Who is paid (default: the payee key's address).
     pub pay_to: Option<String>,
-    /// `"eip3009"` (x402 `exact`: the whole maximum moves once something was delivered) or
+    /// `"eip3009"` (x402 `exact`: the whole maximum moves once something was delivered),
     /// `"permit"` (EIP-2612: exactly what was delivered moves; what @libertai/x402 signs when
-    /// offered `primaryType: "Permit"`).
+    /// offered `primaryType: "Permit"`) or `"upto"` (the x402 `upto` scheme: a Permit2
+    /// transfer, exactly what was delivered moves, settled with the payee key).
     #[serde(default = "default_transfer_method")]
     pub transfer_method: String,
     /// An x402 facilitator's base URL; absent: the proxy settles with the payee's key.
@@ -80,7 +81,9 @@ impl X402Config {
         let method = match self.transfer_method.as_str() {
             "eip3009" => TransferMethod::Eip3009,
             "permit" => TransferMethod::Permit,
-            other => return Err(format!("x402 transfer_method {other:?}: eip3009 or permit")),
+            // `upto` signs no token domain: the offer's transfer method is not used.
+            "upto" => TransferMethod::Eip3009,
+            other => return Err(format!("x402 transfer_method {other:?}: eip3009, permit or upto")),
         };
         let asset = address(&self.asset, "asset")?;
         let offer = EvmOffer::new(self.chain_id, asset, &self.name, &self.version, pay_to, tollgate::Amount::ZERO)
@@ -90,6 +93,13 @@ impl X402Config {
             rpc_url: self.rpc_url.clone(),
             facilitator: self.facilitator_url.clone(),
         })
+    }
+}
+
+impl X402Config {
+    /// Whether `[x402]` offers the `upto` scheme (`transfer_method = "upto"`).
+    pub fn upto(&self) -> bool {
+        self.transfer_method == "upto"
     }
 }
 

@@ -16,6 +16,7 @@ pub mod sse;
 pub mod store;
 pub mod unstream;
 pub mod upstream;
+pub mod x402;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

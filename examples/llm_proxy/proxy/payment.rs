@@ -24,7 +24,9 @@ use http::request;
 use tollgate::meter::{MakeMeter, OpenAiTokenMeter};
 use tollgate::method::tempo::chain::{ChainError, Mined, OnChainChannel, ReserveState};
 use tollgate::method::tempo::{ChargeConfig, RpcChain, SessionConfig, TempoChain, TempoCharge, TempoSession};
-use tollgate::method::x402::{self, EvmOffer, Facilitator, OnChainSettler, Settle, Settlement, X402Error, X402Exact};
+use tollgate::method::x402::{
+    self, EvmOffer, Facilitator, OnChainSettler, Settle, Settlement, X402Error, X402Exact, X402Upto,
+};
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Pricing, Quote, Secret};
 
 use super::catalog::{Catalog, PER};
@@ -34,9 +36,9 @@ use super::store::ProxyStore;
 /// A Tempo session the proxy offers (shared with its settlement loop), if configured.
 pub type Session = Option<Arc<TempoSession<ProxyChain>>>;
 
-/// The x402 `exact` method the proxy offers (an `accepts` entry beside the challenges), if
-/// `[x402]` is configured.
-pub type X402 = Option<Arc<X402Exact<RpcChain, X402Settler>>>;
+/// The x402 method the proxy offers (`exact` or `upto`: an `accepts` entry beside the
+/// challenges), if `[x402]` is configured.
+pub type X402 = Option<Arc<super::x402::ProxyX402>>;
 
 /// The proxy's methods: the v2 session, the v1 session (each if configured), a
 /// whole-request charge, one challenge each, in that order, and x402 `exact` if configured.
@@ -77,6 +79,9 @@ pub struct PaymentSettings {
     pub sessions: Sessions,
     /// x402 `exact` on an EVM chain, offered beside the Tempo methods (`[x402]`).
     pub x402: Option<X402Settings>,
+    /// Offer `x402` as the `upto` scheme (Permit2, settled with the payee's key) instead of
+    /// `exact` (`[x402] transfer_method = "upto"`).
+    pub x402_upto: bool,
 }
 
 /// x402 `exact` as the proxy offers it: the offer (its amount is each request's maximum
@@ -114,18 +119,27 @@ impl Settle for X402Settler {
 fn x402_method(settings: &PaymentSettings, store: &ProxyStore) -> Result<X402, String> {
     let Some(x402) = &settings.x402 else { return Ok(None) };
     let chain = RpcChain::new(&x402.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
+    if settings.x402_upto {
+        if x402.facilitator.is_some() {
+            return Err("x402 upto: the proxy settles it with the payee key; remove facilitator_url".into());
+        }
+        let method = X402Upto::new(x402.offer.clone(), chain, store.clone()).on_settlement(log_settlement);
+        return Ok(Some(Arc::new(super::x402::ProxyX402::Upto(method))));
+    }
     let settler = match &x402.facilitator {
         Some(url) => X402Settler::Facilitator(
             Facilitator::new(url.clone(), chain.clone(), store.clone()).map_err(|e| e.to_string())?,
         ),
         None => X402Settler::OnChain(OnChainSettler::new(chain.clone(), store.clone())),
     };
-    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(|outcome| {
-        if let Some(Err(e)) = outcome {
-            eprintln!("x402: settlement failed: {e}");
-        }
-    });
-    Ok(Some(Arc::new(method)))
+    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(log_settlement);
+    Ok(Some(Arc::new(super::x402::ProxyX402::Exact(method))))
+}
+
+fn log_settlement(outcome: x402::SettlementOutcome) {
+    if let Some(Err(e)) = outcome {
+        eprintln!("x402: settlement failed: {e}");
+    }
 }
 
 /// Which session protocols the proxy offers.
@@ -400,6 +414,7 @@ impl PaymentSettings {
             }
         };
         let x402 = config.x402.as_ref().map(|x| x.settings(&payee)).transpose()?;
+        let x402_upto = config.x402.as_ref().is_some_and(|x| x.upto());
         Ok(PaymentSettings {
             rpc_url: p.rpc_url.clone(),
             chain_id: p.chain_id,
@@ -419,6 +434,7 @@ impl PaymentSettings {
                 ..Sessions::named(&p.session_protocols)?
             },
             x402,
+            x402_upto,
         })
     }
 }

@@ -49,7 +49,7 @@ pub(crate) fn permit_digest(domain: B256, p: &Permit) -> B256 {
     typed_digest(domain, keccak256(buf))
 }
 
-fn typed_digest(domain: B256, struct_hash: B256) -> B256 {
+pub(crate) fn typed_digest(domain: B256, struct_hash: B256) -> B256 {
     let mut buf = [0u8; 66];
     buf[..2].copy_from_slice(b"\x19\x01");
     buf[2..34].copy_from_slice(domain.as_slice());

@@ -15,6 +15,9 @@
 //!    [`RpcChain`](crate::method::tempo::RpcChain)) or [`Facilitator`] (HTTP). Ambiguous
 //!    outcomes are confirmed by the token's nonce state and never charged twice.
 //!
+//! 4. [`X402Upto`] — the x402 `upto` scheme: a Permit2 transfer of at most the maximum,
+//!    settled for what was metered through the x402 upto proxy (see [`UptoPayload`]).
+//!
 //! The layer decides *whether* to settle: never after an upstream error or a non-2xx
 //! response (see [`settle`](self::settle#what-the-caller-decides)).
 //!
@@ -30,6 +33,7 @@ mod payload;
 pub mod settle;
 mod signature;
 mod token;
+mod upto;
 mod verify;
 
 pub use error::{X402Error, X402ErrorKind};
@@ -39,4 +43,8 @@ pub use payload::{Authorization, ExactPayload, Permit};
 pub use settle::{Facilitator, OnChainSettler, Settle, Settlement};
 pub use signature::EvmSignature;
 pub use token::{IAuthorizedToken, X402Chain};
+pub use upto::{
+    PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoVerified,
+    UptoWitness, X402Upto, upto_claim_id,
+};
 pub use verify::{Checked, DEFAULT_SETTLE_MARGIN_SECS, Verified, X402Verifier, check, claim_id};

@@ -13,6 +13,7 @@ use crate::method::x402::error::{X402Error, X402ErrorKind};
 use crate::method::x402::offer::{EvmOffer, TransferMethod};
 use crate::method::x402::payload::ExactPayload;
 use crate::method::x402::token::{Token, X402Chain};
+use crate::method::x402::upto::{UptoVerified, upto_nonce_used, upto_requirement};
 use crate::method::x402::verify::Verified;
 use crate::store::ChannelStore;
 
@@ -22,7 +23,8 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// An x402 facilitator at a base URL: `POST /verify`, `POST /settle` (body
 /// `{x402Version, paymentPayload, paymentRequirements}`), `GET /supported`.
 ///
-/// It settles EIP-3009 payments (the official facilitator's `exact`); a Permit offer must be
+/// It settles EIP-3009 payments (the official facilitator's `exact`) and, for
+/// [`X402Upto`](crate::method::x402::X402Upto), `upto` payments; a Permit offer must be
 /// settled with [`OnChainSettler`](super::OnChainSettler). A settle that times out, fails in
 /// transport or answers 5xx is ambiguous: the token's `authorizationState(from, nonce)`
 /// (read through `chain`) decides, and only an unused authorization is sent again, once.
@@ -227,6 +229,79 @@ fn request_body(offer: &EvmOffer, payload: &ExactPayload, amount: Amount) -> Val
         "paymentPayload": { "x402Version": 2, "accepted": requirement, "payload": payload },
         "paymentRequirements": requirement,
     })
+}
+
+impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
+    /// Settles `actual` of an x402 `upto` payment (the facilitator's `upto` scheme: it sends
+    /// the proxy's `settle` from its own key, the witness's facilitator). `0` calls nothing.
+    /// An answer that is lost or not understood is decided by Permit2's nonce bitmap; an
+    /// unused nonce is sent again, once (Permit2 lets one of two through, never both).
+    pub(crate) async fn settle_upto(&self, verified: &UptoVerified, actual: Amount) -> Result<Settlement, X402Error> {
+        let network = verified.offer().network();
+        let books = Books::open_claim(&self.store, verified.claim(), verified.payer(), network).await?;
+        let out = self.locked_upto(&books, verified, actual).await;
+        books.close().await;
+        out
+    }
+
+    async fn locked_upto(
+        &self,
+        books: &Books<'_, S>,
+        verified: &UptoVerified,
+        actual: Amount,
+    ) -> Result<Settlement, X402Error> {
+        if let Some(done) = books.settled().await? {
+            return Ok(done);
+        }
+        if actual > verified.max() {
+            return Err(X402Error::new(
+                X402ErrorKind::InvalidPayload,
+                format!("cannot settle {actual}: the permit allows {}", verified.max()),
+            ));
+        }
+        if actual.is_zero() {
+            return books.done(Amount::ZERO, None).await;
+        }
+        let a = &verified.payload().permit2_authorization;
+        let offered = upto_requirement(verified.offer(), a.witness.facilitator);
+        let mut settling = offered.clone();
+        settling.amount = actual;
+        let body = json!({
+            "x402Version": 2,
+            "paymentPayload": { "x402Version": 2, "accepted": offered, "payload": verified.payload() },
+            "paymentRequirements": settling,
+        });
+        books.pending(actual).await?;
+        let mut last = String::new();
+        for _attempt in 0..2 {
+            match self.exchange(reqwest::Method::POST, "/settle", Some(body.clone())).await {
+                Answer::Known(value) => match serde_json::from_value::<SettleAnswer>(value) {
+                    Ok(answer) if answer.success => {
+                        let tx = answer.transaction.as_deref().and_then(|t| t.parse::<B256>().ok());
+                        return books.done(actual, tx).await;
+                    }
+                    Ok(answer) => {
+                        if upto_nonce_used(&self.chain, a).await.unwrap_or(false) {
+                            return books.done(actual, None).await;
+                        }
+                        let reason = answer.error_reason.unwrap_or_default();
+                        return Err(X402Error::new(
+                            X402ErrorKind::SettlementFailed,
+                            format!("the facilitator refused: {reason}"),
+                        ));
+                    }
+                    Err(e) => last = format!("settle answer not understood: {e}"),
+                },
+                Answer::Unknown(why) => last = why,
+            }
+            match upto_nonce_used(&self.chain, a).await {
+                Ok(true) => return books.done(actual, None).await,
+                Ok(false) => {}
+                Err(_) => break,
+            }
+        }
+        Err(X402Error::new(X402ErrorKind::SettlementPending, format!("settlement outcome unknown: {last}")))
+    }
 }
 
 impl<C: X402Chain, S: ChannelStore> Settle for Facilitator<C, S> {

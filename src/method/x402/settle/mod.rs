@@ -9,8 +9,9 @@
 //! the same payment returns that record without touching the chain. One settler at a time
 //! per payment (a store lock). When the outcome is ambiguous (a timeout, an RPC error after
 //! the broadcast), the token's own nonce state decides: `authorizationState(from, nonce)`
-//! for EIP-3009, `nonces(owner)` and `allowance(owner, payTo)` for a Permit. Only a step
-//! that surely did not happen is retried, once; otherwise the payment stays pending
+//! for EIP-3009, `nonces(owner)` and `allowance(owner, payTo)` for a Permit, Permit2's
+//! `nonceBitmap(owner, word)` for [`X402Upto`](super::X402Upto). Only a step that surely did
+//! not happen is retried, once; otherwise the payment stays pending
 //! ([`X402ErrorKind::SettlementPending`](super::X402ErrorKind::SettlementPending)).
 //!
 //! # What the caller decides
@@ -36,7 +37,7 @@ use super::claim::store_down;
 use super::error::{X402Error, X402ErrorKind};
 use super::verify::Verified;
 use crate::amount::Amount;
-use crate::store::{ChannelStore, LockHolder};
+use crate::store::{ChannelId, ChannelStore, LockHolder};
 
 /// The shelf a settlement waits on while its outcome is not known.
 pub const PENDING_SHELF: &str = "x402-pending";
@@ -79,23 +80,35 @@ struct Record {
 /// The per-payment bookkeeping both settlers share.
 pub(crate) struct Books<'a, S> {
     store: &'a S,
-    verified: &'a Verified,
+    claim: &'a ChannelId,
+    payer: Address,
+    network: String,
     holder: LockHolder,
 }
 
 impl<'a, S: ChannelStore> Books<'a, S> {
     /// Takes the payment's settle lock, or says it is being settled elsewhere.
     pub(crate) async fn open(store: &'a S, verified: &'a Verified) -> Result<Self, X402Error> {
+        Self::open_claim(store, verified.claim(), verified.payer(), verified.offer().network()).await
+    }
+
+    /// [`open`](Self::open) for any claimed payment: its claim, payer and CAIP-2 network.
+    pub(crate) async fn open_claim(
+        store: &'a S,
+        claim: &'a ChannelId,
+        payer: Address,
+        network: String,
+    ) -> Result<Self, X402Error> {
         let holder = LockHolder::new();
-        if !store.lock(&lock_name(verified), holder, SETTLE_LOCK).await.map_err(store_down)? {
+        if !store.lock(&lock_name(claim), holder, SETTLE_LOCK).await.map_err(store_down)? {
             return Err(X402Error::new(X402ErrorKind::SettlementPending, "another settler is settling this payment"));
         }
-        Ok(Books { store, verified, holder })
+        Ok(Books { store, claim, payer, network, holder })
     }
 
     /// The recorded settlement, if there is one.
     pub(crate) async fn settled(&self) -> Result<Option<Settlement>, X402Error> {
-        let kept = self.store.kept(self.verified.claim(), SETTLED_SHELF).await.map_err(store_down)?;
+        let kept = self.store.kept(self.claim, SETTLED_SHELF).await.map_err(store_down)?;
         Ok(kept.last().and_then(|(_, bytes)| serde_json::from_slice::<Record>(bytes).ok()).map(|r| self.settlement(r)))
     }
 
@@ -103,14 +116,14 @@ impl<'a, S: ChannelStore> Books<'a, S> {
     pub(crate) async fn pending(&self, amount: Amount) -> Result<(), X402Error> {
         let record = Record { amount, transaction: None };
         let bytes = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
-        self.store.keep(self.verified.claim(), PENDING_SHELF, amount, bytes).await.map_err(store_down)
+        self.store.keep(self.claim, PENDING_SHELF, amount, bytes).await.map_err(store_down)
     }
 
     /// Records the outcome and clears the pending mark.
     pub(crate) async fn done(&self, amount: Amount, transaction: Option<B256>) -> Result<Settlement, X402Error> {
         let record = Record { amount, transaction };
         let bytes = Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
-        let claim = self.verified.claim();
+        let claim = self.claim;
         self.store.keep(claim, SETTLED_SHELF, amount, bytes).await.map_err(store_down)?;
         self.store.discard(claim, PENDING_SHELF, None).await.map_err(store_down)?;
         Ok(self.settlement(record))
@@ -118,21 +131,16 @@ impl<'a, S: ChannelStore> Books<'a, S> {
 
     /// Gives up the lock (a lapsed lock is taken over anyway).
     pub(crate) async fn close(self) {
-        let _ = self.store.unlock(&lock_name(self.verified), self.holder).await;
+        let _ = self.store.unlock(&lock_name(self.claim), self.holder).await;
     }
 
     fn settlement(&self, r: Record) -> Settlement {
-        Settlement {
-            payer: self.verified.payer(),
-            amount: r.amount,
-            transaction: r.transaction,
-            network: self.verified.offer().network(),
-        }
+        Settlement { payer: self.payer, amount: r.amount, transaction: r.transaction, network: self.network.clone() }
     }
 }
 
-fn lock_name(verified: &Verified) -> String {
-    format!("x402-settle:{}", verified.claim())
+fn lock_name(claim: &ChannelId) -> String {
+    format!("x402-settle:{claim}")
 }
 
 /// An EIP-3009 payment settles exactly its signed value.
