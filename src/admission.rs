@@ -230,6 +230,17 @@ where
         Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
     };
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
+    // A method's own non-payment credential (a prepaid balance's session token) first.
+    if let Some((issuer, authorized)) = shared.method.authorize(&head, &quote, &*shared.store).await {
+        let grant = match authorized {
+            Ok(grant) => grant,
+            Err(error) => return refuse(error),
+        };
+        let offer = offers.iter().find(|offer| offer.issuer() == issuer);
+        let (method, intent) = offer.map_or(("", ""), |offer| (offer.method(), offer.intent()));
+        let context = payment_context(method.to_owned(), intent.to_owned(), &grant, &quote);
+        return reserve(shared.clone(), head, body, quote, &offers, grant, context).await;
+    }
     let presented = match Presented::from_headers(&head.headers) {
         Ok(Some(presented)) => presented,
         Ok(None) => return refuse(PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.")),

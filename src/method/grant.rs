@@ -16,10 +16,14 @@ pub struct Grant {
     renewal: Renewal,
     receipt: Receipt,
     on_settled: Option<SettledHook>,
+    usage_record: Option<UsageHook>,
 }
 
 /// The hook a grant runs once its response is settled.
 pub(crate) type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+
+/// What makes a response's usage record from what it used and its units.
+pub(crate) type UsageHook = Box<dyn FnOnce(Amount, u64) -> bytes::Bytes + Send>;
 
 /// How a stream gets more headroom once what was paid for is used up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +55,7 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None }
+        Grant { channel, payer: None, renewal, receipt, on_settled: None, usage_record: None }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -65,6 +69,16 @@ impl Grant {
     /// runtime and must not block or panic.
     pub fn on_settled(mut self, hook: impl FnOnce(Settled) + Send + 'static) -> Self {
         self.on_settled = Some(Box::new(hook));
+        self
+    }
+
+    /// Records the response's usage on its channel in the same store step that debits it
+    /// ([`ChannelStore::release_with_usage`](crate::store::ChannelStore::release_with_usage)),
+    /// so a balance and its usage history never drift apart: `record` makes the record
+    /// from what the response used and the units it delivered. A prepaid balance's usage
+    /// endpoint reads these records. It runs once, on the runtime, and must not block.
+    pub fn record_usage(mut self, record: impl FnOnce(Amount, u64) -> bytes::Bytes + Send + 'static) -> Self {
+        self.usage_record = Some(Box::new(record));
         self
     }
 
@@ -92,6 +106,11 @@ impl Grant {
     pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
         self.on_settled.take()
     }
+
+    /// Hands the usage record hook to the account that releases with it.
+    pub(crate) fn take_usage_hook(&mut self) -> Option<UsageHook> {
+        self.usage_record.take()
+    }
 }
 
 impl fmt::Debug for Grant {
@@ -102,6 +121,7 @@ impl fmt::Debug for Grant {
             .field("renewal", &self.renewal)
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
+            .field("usage_record", &self.usage_record.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }

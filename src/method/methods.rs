@@ -251,6 +251,15 @@ pub trait Methods: Send + Sync + 'static {
         checked: Checked<'_>,
         store: &St,
     ) -> impl Future<Output = Result<Verified, PaymentError>> + Send;
+
+    /// The first method (in order) that takes the request's own non-payment credential
+    /// ([`PaymentMethod::authorize`]), with its position and its answer.
+    fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> impl Future<Output = Option<(usize, Result<super::Grant, PaymentError>)>> + Send;
 }
 
 fn pins<M: PaymentMethod>(method: &M, offered: &Offered, echoed: &serde_json::Value) -> bool {
@@ -305,6 +314,15 @@ impl<M: PaymentMethod> Methods for M {
     ) -> impl Future<Output = Result<Verified, PaymentError>> + Send {
         verify(self, checked, store)
     }
+
+    async fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> Option<(usize, Result<super::Grant, PaymentError>)> {
+        PaymentMethod::authorize(self, head, quote, store).await.map(|answer| (0, answer))
+    }
 }
 
 fn no_such_issuer() -> PaymentError {
@@ -341,6 +359,20 @@ macro_rules! tuple_methods {
                     $($index => verify(&self.$index, checked, store).await,)+
                     _ => Err(no_such_issuer()),
                 }
+            }
+
+            async fn authorize<St: ChannelStore>(
+                &self,
+                head: &request::Parts,
+                quote: &Quote,
+                store: &St,
+            ) -> Option<(usize, Result<super::Grant, PaymentError>)> {
+                $(
+                    if let Some(answer) = PaymentMethod::authorize(&self.$index, head, quote, store).await {
+                        return Some(($index, answer));
+                    }
+                )+
+                None
             }
         }
     };
