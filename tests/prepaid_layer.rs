@@ -50,6 +50,12 @@ struct App {
 /// `/v1/chat/completions` streaming [`completion`] (or failing with 500 when `status` says
 /// so), priced 2 per output token, and the prepaid endpoints.
 fn app(status: StatusCode) -> App {
+    app_with(status, false)
+}
+
+/// [`app`]; `wrapped`: the method sits second in a tuple, behind an absent one, in an
+/// `Option<Arc<_>>` (as a proxy configures methods), so its token check is forwarded.
+fn app_with(status: StatusCode, wrapped: bool) -> App {
     let siwx = Siwx::new(&Secret::new(SECRET), "api.test", "http://api.test/v1/sign-in", [8453]);
     let prepaid = Prepaid::new(siwx);
     let store = MemoryStore::new();
@@ -61,12 +67,21 @@ fn app(status: StatusCode) -> App {
             .unwrap()
     });
     let quote = Quote::new(Price::tokens(Rate::FREE, Rate::per_unit(Amount::new(2))));
-    let layer = PaymentLayer::new(prepaid.clone(), store.clone(), "api.test", Secret::new(SECRET))
-        .pricing(quote)
-        .meter(OpenAiTokenMeter::default());
+    let chat = match wrapped {
+        true => inner.route_layer(
+            PaymentLayer::new((None::<Prepaid>, Some(Arc::new(prepaid.clone()))), store.clone(), "api.test", Secret::new(SECRET))
+                .pricing(quote)
+                .meter(OpenAiTokenMeter::default()),
+        ),
+        false => inner.route_layer(
+            PaymentLayer::new(prepaid.clone(), store.clone(), "api.test", Secret::new(SECRET))
+                .pricing(quote)
+                .meter(OpenAiTokenMeter::default()),
+        ),
+    };
     let api = PrepaidApi::new(prepaid.clone(), store.clone());
     let app = Router::new()
-        .route("/v1/chat/completions", inner.route_layer(layer))
+        .route("/v1/chat/completions", chat)
         .route_service("/v1/usage", api.clone())
         .route_service("/v1/balance", api);
     App { app, store, prepaid }
@@ -122,7 +137,12 @@ impl Plus for Address {
 
 #[tokio::test]
 async fn a_stream_is_debited_exactly_its_priced_usage_with_one_usage_record() {
-    let app = app(StatusCode::OK);
+    for wrapped in [false, true] {
+        exact_debit(app_with(StatusCode::OK, wrapped)).await;
+    }
+}
+
+async fn exact_debit(app: App) {
     let (payer, bearer) = app.payer(1_000).await;
     let (status, text) = app.chat(&bearer).await;
     assert_eq!(status, StatusCode::OK);
