@@ -289,8 +289,11 @@ where
     let settings = &shared.settings;
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
     let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
-    let least = quote.minimum();
-    let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
+    let (least, most) = match grant.whole_reservation() {
+        Some(whole) => (whole.max(quote.minimum()), whole.max(quote.minimum())),
+        None => (quote.minimum(), quote.minimum().saturating_add(window)),
+    };
+    let lease = match shared.store.reserve(grant.channel(), least, most).await {
         Ok(lease) => lease,
         Err(error)
             if settings.upfront_in_stream

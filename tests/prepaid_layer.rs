@@ -50,12 +50,13 @@ struct App {
 /// `/v1/chat/completions` streaming [`completion`] (or failing with 500 when `status` says
 /// so), priced 2 per output token, and the prepaid endpoints.
 fn app(status: StatusCode) -> App {
-    app_with(status, false)
+    app_with(status, false, None)
 }
 
 /// [`app`]; `wrapped`: the method sits second in a tuple, behind an absent one, in an
 /// `Option<Arc<_>>` (as a proxy configures methods), so its token check is forwarded.
-fn app_with(status: StatusCode, wrapped: bool) -> App {
+/// `max_output`: the request caps its output (`max_tokens`), so it has a maximum price.
+fn app_with(status: StatusCode, wrapped: bool, max_output: Option<u64>) -> App {
     let siwx = Siwx::new(&Secret::new(SECRET), "api.test", "http://api.test/v1/sign-in", [8453]);
     let prepaid = Prepaid::new(siwx);
     let store = MemoryStore::new();
@@ -67,11 +68,20 @@ fn app_with(status: StatusCode, wrapped: bool) -> App {
             .unwrap()
     });
     let quote = Quote::new(Price::tokens(Rate::FREE, Rate::per_unit(Amount::new(2))));
+    let quote = match max_output {
+        Some(most) => quote.max_output(most),
+        None => quote,
+    };
     let chat = match wrapped {
         true => inner.route_layer(
-            PaymentLayer::new((None::<Prepaid>, Some(Arc::new(prepaid.clone()))), store.clone(), "api.test", Secret::new(SECRET))
-                .pricing(quote)
-                .meter(OpenAiTokenMeter::default()),
+            PaymentLayer::new(
+                (None::<Prepaid>, Some(Arc::new(prepaid.clone()))),
+                store.clone(),
+                "api.test",
+                Secret::new(SECRET),
+            )
+            .pricing(quote)
+            .meter(OpenAiTokenMeter::default()),
         ),
         false => inner.route_layer(
             PaymentLayer::new(prepaid.clone(), store.clone(), "api.test", Secret::new(SECRET))
@@ -94,6 +104,15 @@ impl App {
         let payer = Address::with_last_byte(0x40).wrapping_add_u16(NEXT.fetch_add(1, Ordering::Relaxed));
         self.store.credit(&Prepaid::account(payer), Amount::new(deposit), &format!("deposit:{payer}")).await.unwrap();
         (payer, format!("Bearer {}", self.prepaid.tokens().issue(payer).token))
+    }
+
+    async fn admit(&self, bearer: &str) -> Response {
+        let request = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("authorization", bearer)
+            .body(Body::from(r#"{"model":"m","stream":true,"messages":[]}"#))
+            .unwrap();
+        self.app.clone().oneshot(request).await.unwrap()
     }
 
     async fn chat(&self, bearer: &str) -> (StatusCode, String) {
@@ -138,7 +157,7 @@ impl Plus for Address {
 #[tokio::test]
 async fn a_stream_is_debited_exactly_its_priced_usage_with_one_usage_record() {
     for wrapped in [false, true] {
-        exact_debit(app_with(StatusCode::OK, wrapped)).await;
+        exact_debit(app_with(StatusCode::OK, wrapped, None)).await;
     }
 }
 
@@ -218,4 +237,26 @@ async fn sixteen_parallel_requests_on_a_small_balance_never_overspend() {
     assert!(total <= DEPOSIT, "debits {total} exceed the deposit {DEPOSIT}");
     assert_eq!(Amount::new(total), balance.spent, "the usage history and the balance agree");
     assert_eq!(balance.reserved, Amount::ZERO);
+}
+
+#[tokio::test]
+async fn a_capped_request_reserves_its_maximum_whole_or_is_refused() {
+    // Up to 100 output tokens at 2: a maximum of 200.
+    let app = app_with(StatusCode::OK, false, Some(100));
+    let (payer, bearer) = app.payer(199).await;
+    let refused = app.admit(&bearer).await;
+    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("199 available"), "{body:?}");
+    assert_eq!((app.balance(payer).await.spent, app.balance(payer).await.reserved), (Amount::ZERO, Amount::ZERO));
+    for (deposit, reserved) in [(1_000, 200), (200, 200)] {
+        let (payer, bearer) = app.payer(deposit).await;
+        let response = app.admit(&bearer).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        // Admitted, nothing read yet: the reservation is live.
+        assert_eq!(app.balance(payer).await.reserved, Amount::new(reserved));
+        let text = response.into_body().collect().await.unwrap().to_bytes();
+        let balance = app.balance(payer).await;
+        assert_eq!((balance.spent, balance.reserved), (Amount::new(10), Amount::ZERO), "{deposit}: {text:?}");
+    }
 }

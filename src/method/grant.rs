@@ -17,6 +17,7 @@ pub struct Grant {
     receipt: Receipt,
     on_settled: Option<SettledHook>,
     usage_record: Option<UsageHook>,
+    reserve_whole: Option<Amount>,
 }
 
 /// The hook a grant runs once its response is settled.
@@ -55,7 +56,7 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None, usage_record: None }
+        Grant { channel, payer: None, renewal, receipt, on_settled: None, usage_record: None, reserve_whole: None }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -80,6 +81,21 @@ impl Grant {
     pub fn record_usage(mut self, record: impl FnOnce(Amount, u64) -> bytes::Bytes + Send + 'static) -> Self {
         self.usage_record = Some(Box::new(record));
         self
+    }
+
+    /// Reserves `amount` whole when the response is admitted (a balance's request
+    /// maximum: prompt plus `max_tokens`), instead of the upfront cost and one voucher
+    /// window, and refuses the request (`InsufficientBalance`) when less is available: a
+    /// metered response whose output is capped must have its maximum covered before its
+    /// content goes out (the provider's usage may only come at the end).
+    pub fn reserve_whole(mut self, amount: Amount) -> Self {
+        self.reserve_whole = Some(amount);
+        self
+    }
+
+    /// What [`reserve_whole`](Self::reserve_whole) set.
+    pub fn whole_reservation(&self) -> Option<Amount> {
+        self.reserve_whole
     }
 
     /// The channel the response draws on.
@@ -122,6 +138,7 @@ impl fmt::Debug for Grant {
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
             .field("usage_record", &self.usage_record.as_ref().map(|_| "<fn>"))
+            .field("reserve_whole", &self.reserve_whole)
             .finish()
     }
 }

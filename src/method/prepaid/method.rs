@@ -20,8 +20,10 @@ use crate::wire::mpp::Receipt;
 /// ([`PrepaidApi`](super::PrepaidApi)), and gets a short-lived session token
 /// ([`SessionTokens`]); each request then carries `Authorization: Bearer <token>`. The
 /// method recognises the token before the layer looks for a payment
-/// ([`PaymentMethod::authorize`]) and grants the request on the balance: the layer
-/// reserves the upfront cost and a window, the metering body grows the reservation from
+/// ([`PaymentMethod::authorize`]) and grants the request on the balance: a request that
+/// caps its output (`max_tokens`) has its maximum reserved whole, or is refused with `402`
+/// when the balance holds less; one that caps nothing has its upfront cost and a window
+/// reserved, and the metering body grows that from
 /// the balance as the response streams and ends it cleanly (`finish_reason: "length"` for
 /// an LLM stream) when the balance runs out, and the release debits exactly what was
 /// delivered, with a [`UsageRecord`] in the same store step. An upstream error is not
@@ -119,7 +121,12 @@ impl PaymentMethod for Prepaid {
         let grant = Grant::new(channel, Renewal::Never, receipt).payer(format!("{payer:#x}")).record_usage(
             move |cost, units| UsageRecord { at: unix(SystemTime::now()), path, prompt_tokens, units, cost }.to_bytes(),
         );
-        Some(Ok(grant))
+        // A capped request's maximum, whole (the meter needs it covered before content goes
+        // out); an uncapped one takes a window at a time and ends cleanly at the balance.
+        Some(Ok(match quote.maximum() {
+            Some(most) => grant.reserve_whole(most),
+            None => grant,
+        }))
     }
 
     async fn verify<St: ChannelStore>(&self, _: Verify<'_, Value, Value>, _: &St) -> Result<Verified, PaymentError> {
