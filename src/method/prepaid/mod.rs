@@ -17,8 +17,8 @@
 //!
 //! Whoever holds neither a valid proof nor a token cannot spend a balance: a bare address
 //! is never a credential. EIP-1271 / EIP-6492 smart-wallet signatures are not verified
-//! yet (refused). Deposits paid with an x402 `exact` authorization (a top-up that credits
-//! the balance) are not built yet.
+//! yet (refused). With feature `x402`, a balance can also be funded by an x402 `exact`
+//! payment ([`credit_top_ups`]), for clients with only an x402 wallet.
 
 mod api;
 mod deposit_error;
@@ -31,6 +31,8 @@ mod payload;
 mod sign_in_error;
 mod siwx;
 mod token;
+#[cfg(feature = "x402")]
+mod top_up;
 mod usage;
 
 pub use api::PrepaidApi;
@@ -41,4 +43,7 @@ pub use payload::SiwxPayload;
 pub use sign_in_error::SignInError;
 pub use siwx::{SIGN_IN_WITH_X, SIWX_EXTENSION, Siwx, SiwxChallenge, SiwxInfo, SupportedChain};
 pub use token::{SessionToken, SessionTokens, TOKEN_PREFIX};
+#[cfg(feature = "x402")]
+#[cfg_attr(docsrs, doc(cfg(feature = "x402")))]
+pub use top_up::credit_top_ups;
 pub use usage::UsageRecord;
