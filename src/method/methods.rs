@@ -381,6 +381,7 @@ macro_rules! tuple_methods {
 tuple_methods!(A 0, B 1);
 tuple_methods!(A 0, B 1, C 2);
 tuple_methods!(A 0, B 1, C 2, D 3);
+tuple_methods!(A 0, B 1, C 2, D 3, E 4);
 
 #[cfg(test)]
 mod tests {
