@@ -23,7 +23,13 @@ pub const TOKEN_PREFIX: &str = "tgs1.";
 /// How long a token lives by default.
 const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// Issues and checks session tokens. See the [module docs](self).
+/// Issues and checks session tokens: short-lived bearer tokens for a signed-in payer.
+///
+/// A token is `tgs1.<payload>.<tag>`: `payload` is base64url (no padding) of
+/// `{"a":"<address>","e":<expiry, Unix seconds>}` and `tag` is base64url of the first 16
+/// bytes of HMAC-SHA256 over `tgs1.<payload>`, keyed from the layer's secret. Stateless: any
+/// instance with the secret checks it, and it cannot be revoked before it expires (hence 15
+/// minutes by default). It travels as `Authorization: Bearer <token>`.
 #[derive(Clone)]
 pub struct SessionTokens {
     keys: Keys,
