@@ -65,4 +65,8 @@ async fn the_openai_sdk_streams_and_non_streams_on_a_prepaid_balance() {
         .map(|r| serde_json::from_slice::<Value>(r).unwrap()["cost"].as_str().unwrap().parse::<u128>().unwrap())
         .sum();
     assert_eq!((records.len(), recorded), (2, expected));
+    for record in &records {
+        let record: Value = serde_json::from_slice(record).unwrap();
+        assert_eq!((&record["model"], &record["path"]), (&Value::from(MODEL), &Value::from("/v1/chat/completions")));
+    }
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use tollgate::Secret;
 use tollgate::method::prepaid::{Deposits, Prepaid, PrepaidApi, Siwx};
 
+use super::chat::ChatRequest;
 use super::config::PrepaidConfig;
 use super::payment::PaymentSettings;
 use super::store::ProxyStore;
@@ -22,7 +23,11 @@ pub fn method(config: &PrepaidConfig, settings: &PaymentSettings) -> Result<Arc<
     }
     let secret = Secret::new(&settings.secret);
     let siwx = Siwx::new(&secret, config.domain.clone(), config.uri.clone(), config.chain_ids.iter().copied());
-    Ok(Arc::new(Prepaid::new(siwx).session_ttl(Duration::from_secs(config.session_secs))))
+    let method = Prepaid::new(siwx)
+        .session_ttl(Duration::from_secs(config.session_secs))
+        // `parse_chat` put the checked request in the extensions before the layer runs.
+        .model_with(|head| head.extensions.get::<Arc<ChatRequest>>().map(|chat| chat.model.clone()));
+    Ok(Arc::new(method))
 }
 
 /// `POST /v1/deposits`, `POST /v1/sign-in`, `GET /v1/balance` and `GET /v1/usage`.

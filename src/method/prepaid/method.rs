@@ -1,5 +1,7 @@
 //! [`Prepaid`]: the payment method that debits a signed-in payer's prepaid balance.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use alloy::primitives::Address;
@@ -39,22 +41,43 @@ use crate::wire::mpp::Receipt;
 /// let prepaid = Prepaid::new(siwx);
 /// # let _ = prepaid;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Prepaid {
     siwx: Siwx,
     tokens: SessionTokens,
+    model: Option<ModelOf>,
+}
+
+/// Reads the model a request asks for, for its usage record.
+type ModelOf = Arc<dyn Fn(&request::Parts) -> Option<String> + Send + Sync>;
+
+impl fmt::Debug for Prepaid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepaid")
+            .field("siwx", &self.siwx)
+            .field("tokens", &self.tokens)
+            .field("model", &self.model.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
 }
 
 impl Prepaid {
     /// A prepaid method whose challenges and tokens come from `siwx` (its secret).
     pub fn new(siwx: Siwx) -> Self {
         let tokens = SessionTokens::new(siwx.keys().clone());
-        Prepaid { siwx, tokens }
+        Prepaid { siwx, tokens, model: None }
     }
 
     /// How long session tokens live (default 15 minutes).
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.tokens = self.tokens.ttl(ttl);
+        self
+    }
+
+    /// How to read the model a request asks for (from a request extension an outer layer
+    /// put there, say), so usage records name it.
+    pub fn model_with(mut self, model: impl Fn(&request::Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.model = Some(Arc::new(model));
         self
     }
 
@@ -117,9 +140,12 @@ impl PaymentMethod for Prepaid {
             Err(_) => return Some(Err(refused(PaymentErrorKind::Unavailable, "the payment store is unavailable"))),
         }
         let (path, prompt_tokens) = (head.uri.path().to_owned(), quote.upfront.input);
+        let model = self.model.as_ref().and_then(|model| model(head));
         let receipt = Receipt::new("prepaid", channel.to_string());
         let grant = Grant::new(channel, Renewal::Never, receipt).payer(format!("{payer:#x}")).record_usage(
-            move |cost, units| UsageRecord { at: unix(SystemTime::now()), path, prompt_tokens, units, cost }.to_bytes(),
+            move |cost, units| {
+                UsageRecord { at: unix(SystemTime::now()), path, model, prompt_tokens, units, cost }.to_bytes()
+            },
         );
         // A capped request's maximum, whole (the meter needs it covered before content goes
         // out); an uncapped one takes a window at a time and ends cleanly at the balance.

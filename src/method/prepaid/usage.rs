@@ -13,6 +13,10 @@ pub struct UsageRecord {
     pub at: u64,
     /// The request path.
     pub path: String,
+    /// The model asked for, when the method was told how to read it
+    /// ([`Prepaid::model_with`](super::Prepaid::model_with)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The input units priced before the response (an LLM request's estimated prompt
     /// tokens).
     pub prompt_tokens: u64,
