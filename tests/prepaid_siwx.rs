@@ -180,6 +180,12 @@ async fn a_token_spends_its_signers_balance_only_and_a_bare_address_never_spends
     }
     let forged = format!("{bearer}x");
     assert_eq!(server.chat(("authorization", &forged)).await.0, StatusCode::PAYMENT_REQUIRED);
+    // The balance endpoints want the token too: no address header stands in for it.
+    for header in [("x-payer", format!("{ADDRESS_B:#x}")), ("authorization", forged.clone())] {
+        let request = Request::get("/v1/balance").header(header.0, &header.1).body(Body::empty()).unwrap();
+        let (status, headers, _) = server.send(request).await;
+        assert_eq!((status, &headers["www-authenticate"]), (StatusCode::UNAUTHORIZED, &"Bearer".parse().unwrap()));
+    }
     assert_eq!(server.called.load(Ordering::SeqCst), 0, "nothing was served");
     assert_eq!(server.spent(ADDRESS_B).await, Some(Amount::ZERO));
 
