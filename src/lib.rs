@@ -72,7 +72,7 @@
 //!
 //! # Several methods, one route, every client
 //!
-//! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to four
+//! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to five
 //! ([`Methods`](method::Methods)): `PaymentLayer::new((session, charge), store, realm,
 //! secret)`. An offer says which wire form it travels in ([`Wire`](method::Wire)): the
 //! `402` carries one `WWW-Authenticate: Payment` challenge per MPP offer, a

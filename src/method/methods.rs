@@ -1,7 +1,7 @@
 //! [`Methods`]: one route, several payment methods, and the [`Offers`] they make.
 //!
 //! A layer is generic over [`Methods`], implemented for any single [`PaymentMethod`] and for
-//! tuples of two to four of them. The 402 carries one challenge (or x402 `accepts` entry)
+//! tuples of two to five of them. The 402 carries one challenge (or x402 `accepts` entry)
 //! per offer of every method; a payment goes to the method that made the offer it matches,
 //! and only to it.
 //!
@@ -221,7 +221,7 @@ impl<'a> Checked<'a> {
     }
 }
 
-/// The payment methods of one route: a single [`PaymentMethod`] or a tuple of two to four.
+/// The payment methods of one route: a single [`PaymentMethod`] or a tuple of two to five.
 /// See the [module docs](self).
 ///
 /// ```
