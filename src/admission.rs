@@ -230,6 +230,17 @@ where
         Err(error) => return Admission::Answer(respond::refusal(settings, &head, &[], error)),
     };
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
+    // A method's own non-payment credential (a prepaid balance's session token) first.
+    if let Some((issuer, authorized)) = shared.method.authorize(&head, &quote, &*shared.store).await {
+        let grant = match authorized {
+            Ok(grant) => grant,
+            Err(error) => return refuse(error),
+        };
+        let offer = offers.iter().find(|offer| offer.issuer() == issuer);
+        let (method, intent) = offer.map_or(("", ""), |offer| (offer.method(), offer.intent()));
+        let context = payment_context(method.to_owned(), intent.to_owned(), &grant, &quote);
+        return reserve(shared.clone(), head, body, quote, &offers, grant, context).await;
+    }
     let presented = match Presented::from_headers(&head.headers) {
         Ok(Some(presented)) => presented,
         Ok(None) => return refuse(PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.")),
@@ -278,8 +289,11 @@ where
     let settings = &shared.settings;
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
     let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
-    let least = quote.minimum();
-    let lease = match shared.store.reserve(grant.channel(), least, least.saturating_add(window)).await {
+    let (least, most) = match grant.whole_reservation() {
+        Some(whole) => (whole.max(quote.minimum()), whole.max(quote.minimum())),
+        None => (quote.minimum(), quote.minimum().saturating_add(window)),
+    };
+    let lease = match shared.store.reserve(grant.channel(), least, most).await {
         Ok(lease) => lease,
         Err(error)
             if settings.upfront_in_stream

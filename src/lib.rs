@@ -72,7 +72,7 @@
 //!
 //! # Several methods, one route, every client
 //!
-//! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to four
+//! A layer takes one [`PaymentMethod`](method::PaymentMethod) or a tuple of two to five
 //! ([`Methods`](method::Methods)): `PaymentLayer::new((session, charge), store, realm,
 //! secret)`. An offer says which wire form it travels in ([`Wire`](method::Wire)): the
 //! `402` carries one `WWW-Authenticate: Payment` challenge per MPP offer, a
@@ -109,7 +109,7 @@
 //!    receipts).
 //!
 //! Layout: `method/` (what is offered and how it verifies: [`method::PaymentMethod`],
-//! [`method::Methods`], `method/tempo/`), `wire/` (how offers and payments travel:
+//! [`method::Methods`], `method/tempo/`, `method/x402/`, `method/prepaid/`), `wire/` (how offers and payments travel:
 //! `wire/mpp/` the MPP `Payment` scheme and its challenge cache, `wire/x402/` the x402
 //! forms), `store/` (the money ledger), `meter/` (what a response used), `amount.rs` and
 //! `pricing.rs` (what it costs).
@@ -132,6 +132,9 @@
 //! 2. No payment: `402` with every [`Offer`](method::Offer) in its wire form, a
 //!    `payment-required` problem, `Cache-Control: no-store`. Every MPP challenge is unique
 //!    (a nonce in its `opaque`, bound into its id).
+//!    A method's own non-payment credential (a prepaid balance's bearer session token,
+//!    [`PaymentMethod::authorize`](method::PaymentMethod::authorize)) is checked first and,
+//!    when valid, takes the place of a payment.
 //! 3. A payment: decoded (an x402 header that does not decode is a `400`), matched to an
 //!    offer this route makes now (MPP: HMAC id, realm, pinned request, `expires`; x402:
 //!    `accepted`, or scheme and network); then that offer's

@@ -94,7 +94,10 @@ where
         let shared = &self.shared;
         let grpc = crate::meter::is_grpc(&head.headers);
         // Fast path for the common unpaid request: answer the 402 without boxing anything.
-        if !Presented::is_present(&head.headers) && !shared.pricing.reads_body(&head) {
+        // Any `Authorization` (a method's own bearer token, see `PaymentMethod::authorize`)
+        // takes the full path.
+        let unpaid = !Presented::is_present(&head.headers) && !head.headers.contains_key(http::header::AUTHORIZATION);
+        if unpaid && !shared.pricing.reads_body(&head) {
             let error = PaymentError::new(PaymentErrorKind::PaymentRequired, "Payment is required.");
             return match admission::price(shared, &head, None) {
                 Ok(Some((_, offers))) => {

@@ -26,7 +26,8 @@ pub(crate) struct Reserved<Mt, St: ChannelStore> {
 impl<Mt, St: ChannelStore> Reserved<Mt, St> {
     /// `paid` drawing on `lease`; the account runs the grant's settled hook once released.
     pub(crate) fn new(mut paid: Paid<Mt>, store: Arc<St>, lease: Reservation) -> Self {
-        let account = Account::new(store, lease, paid.grant.take_settled_hook());
+        let account =
+            Account::new(store, lease, paid.grant.take_settled_hook()).recording(paid.grant.take_usage_hook());
         Reserved { paid, account }
     }
 }

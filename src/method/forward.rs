@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{Offer, PaymentMethod, Verified, Verify};
+use http::request;
+
+use super::{Grant, Offer, PaymentMethod, Verified, Verify};
 use crate::amount::Quote;
 use crate::error::{PaymentError, PaymentErrorKind};
 use crate::store::ChannelStore;
@@ -24,6 +26,15 @@ impl<M: PaymentMethod> PaymentMethod for Arc<M> {
 
     fn manages(&self, challenge: &Challenge, echoed: &M::Request) -> bool {
         (**self).manages(challenge, echoed)
+    }
+
+    fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> impl Future<Output = Option<Result<Grant, PaymentError>>> + Send {
+        (**self).authorize(head, quote, store)
     }
 
     fn verify<St: ChannelStore>(
@@ -49,6 +60,18 @@ impl<M: PaymentMethod> PaymentMethod for Option<M> {
 
     fn manages(&self, challenge: &Challenge, echoed: &M::Request) -> bool {
         self.as_ref().is_some_and(|method| method.manages(challenge, echoed))
+    }
+
+    async fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> Option<Result<Grant, PaymentError>> {
+        match self {
+            Some(method) => method.authorize(head, quote, store).await,
+            None => None,
+        }
     }
 
     async fn verify<St: ChannelStore>(

@@ -16,10 +16,15 @@ pub struct Grant {
     renewal: Renewal,
     receipt: Receipt,
     on_settled: Option<SettledHook>,
+    usage_record: Option<UsageHook>,
+    reserve_whole: Option<Amount>,
 }
 
 /// The hook a grant runs once its response is settled.
 pub(crate) type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+
+/// What makes a response's usage record from what it used and its units.
+pub(crate) type UsageHook = Box<dyn FnOnce(Amount, u64) -> bytes::Bytes + Send>;
 
 /// How a stream gets more headroom once what was paid for is used up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +56,7 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None }
+        Grant { channel, payer: None, renewal, receipt, on_settled: None, usage_record: None, reserve_whole: None }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -66,6 +71,31 @@ impl Grant {
     pub fn on_settled(mut self, hook: impl FnOnce(Settled) + Send + 'static) -> Self {
         self.on_settled = Some(Box::new(hook));
         self
+    }
+
+    /// Records the response's usage on its channel in the same store step that debits it
+    /// ([`ChannelStore::release_with_usage`](crate::store::ChannelStore::release_with_usage)),
+    /// so a balance and its usage history never drift apart: `record` makes the record
+    /// from what the response used and the units it delivered. A prepaid balance's usage
+    /// endpoint reads these records. It runs once, on the runtime, and must not block.
+    pub fn record_usage(mut self, record: impl FnOnce(Amount, u64) -> bytes::Bytes + Send + 'static) -> Self {
+        self.usage_record = Some(Box::new(record));
+        self
+    }
+
+    /// Reserves `amount` whole when the response is admitted (a balance's request
+    /// maximum: prompt plus `max_tokens`), instead of the upfront cost and one voucher
+    /// window, and refuses the request (`InsufficientBalance`) when less is available: a
+    /// metered response whose output is capped must have its maximum covered before its
+    /// content goes out (the provider's usage may only come at the end).
+    pub fn reserve_whole(mut self, amount: Amount) -> Self {
+        self.reserve_whole = Some(amount);
+        self
+    }
+
+    /// What [`reserve_whole`](Self::reserve_whole) set.
+    pub fn whole_reservation(&self) -> Option<Amount> {
+        self.reserve_whole
     }
 
     /// The channel the response draws on.
@@ -92,6 +122,11 @@ impl Grant {
     pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
         self.on_settled.take()
     }
+
+    /// Hands the usage record hook to the account that releases with it.
+    pub(crate) fn take_usage_hook(&mut self) -> Option<UsageHook> {
+        self.usage_record.take()
+    }
 }
 
 impl fmt::Debug for Grant {
@@ -102,6 +137,8 @@ impl fmt::Debug for Grant {
             .field("renewal", &self.renewal)
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
+            .field("usage_record", &self.usage_record.as_ref().map(|_| "<fn>"))
+            .field("reserve_whole", &self.reserve_whole)
             .finish()
     }
 }

@@ -1,7 +1,7 @@
 //! [`Methods`]: one route, several payment methods, and the [`Offers`] they make.
 //!
 //! A layer is generic over [`Methods`], implemented for any single [`PaymentMethod`] and for
-//! tuples of two to four of them. The 402 carries one challenge (or x402 `accepts` entry)
+//! tuples of two to five of them. The 402 carries one challenge (or x402 `accepts` entry)
 //! per offer of every method; a payment goes to the method that made the offer it matches,
 //! and only to it.
 //!
@@ -231,7 +231,7 @@ impl<'a> Checked<'a> {
     }
 }
 
-/// The payment methods of one route: a single [`PaymentMethod`] or a tuple of two to four.
+/// The payment methods of one route: a single [`PaymentMethod`] or a tuple of two to five.
 /// See the [module docs](self).
 ///
 /// ```
@@ -261,6 +261,15 @@ pub trait Methods: Send + Sync + 'static {
         checked: Checked<'_>,
         store: &St,
     ) -> impl Future<Output = Result<Verified, PaymentError>> + Send;
+
+    /// The first method (in order) that takes the request's own non-payment credential
+    /// ([`PaymentMethod::authorize`]), with its position and its answer.
+    fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> impl Future<Output = Option<(usize, Result<super::Grant, PaymentError>)>> + Send;
 }
 
 fn pins<M: PaymentMethod>(method: &M, offered: &Offered, echoed: &serde_json::Value) -> bool {
@@ -315,6 +324,15 @@ impl<M: PaymentMethod> Methods for M {
     ) -> impl Future<Output = Result<Verified, PaymentError>> + Send {
         verify(self, checked, store)
     }
+
+    async fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> Option<(usize, Result<super::Grant, PaymentError>)> {
+        PaymentMethod::authorize(self, head, quote, store).await.map(|answer| (0, answer))
+    }
 }
 
 fn no_such_issuer() -> PaymentError {
@@ -352,6 +370,20 @@ macro_rules! tuple_methods {
                     _ => Err(no_such_issuer()),
                 }
             }
+
+            async fn authorize<St: ChannelStore>(
+                &self,
+                head: &request::Parts,
+                quote: &Quote,
+                store: &St,
+            ) -> Option<(usize, Result<super::Grant, PaymentError>)> {
+                $(
+                    if let Some(answer) = PaymentMethod::authorize(&self.$index, head, quote, store).await {
+                        return Some(($index, answer));
+                    }
+                )+
+                None
+            }
         }
     };
 }
@@ -359,6 +391,7 @@ macro_rules! tuple_methods {
 tuple_methods!(A 0, B 1);
 tuple_methods!(A 0, B 1, C 2);
 tuple_methods!(A 0, B 1, C 2, D 3);
+tuple_methods!(A 0, B 1, C 2, D 3, E 4);
 
 #[cfg(test)]
 mod tests {

@@ -14,9 +14,12 @@
 
 pub(crate) mod encoded;
 mod forward;
-mod grant;
+pub(crate) mod grant;
 mod methods;
 mod offer;
+#[cfg(feature = "prepaid")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prepaid")))]
+pub mod prepaid;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
@@ -155,6 +158,22 @@ pub trait PaymentMethod: Send + Sync + 'static {
     fn manages(&self, challenge: &Challenge, echoed: &Self::Request) -> bool {
         let _ = (challenge, echoed);
         false
+    }
+
+    /// A credential of this method's own that is not a payment: a signed-in payer's bearer
+    /// session token, say (the `prepaid` method's `Authorization: Bearer tgs1.…`). The
+    /// layer asks every method, in order, after pricing and before it looks for a payment;
+    /// the first `Some` decides: `Ok` serves the request on the grant (reserved like any
+    /// other), `Err` is refused with a fresh challenge. `None`: not this method's
+    /// credential. Default: `None`, so a method that only takes payments never sees it.
+    fn authorize<St: ChannelStore>(
+        &self,
+        head: &request::Parts,
+        quote: &Quote,
+        store: &St,
+    ) -> impl Future<Output = Option<Result<Grant, PaymentError>>> + Send {
+        let _ = (head, quote, store);
+        std::future::ready(None)
     }
 
     /// Verifies the payment and decides what happens to the request.

@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: a [`ChannelStore`] kept in this process's memory.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::arithmetic::{self, add, grant, invalid, sub};
 use super::{
-    AskId, ChannelId, ChannelState, ChannelStore, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError,
-    StoreErrorKind,
+    AskId, ChannelId, ChannelState, ChannelStore, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation,
+    ReservationId, StoreError, StoreErrorKind,
 };
 use crate::amount::Amount;
 
@@ -43,12 +43,20 @@ pub struct MemoryStore {
     channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
     shelves: Arc<Mutex<Shelves>>,
     locks: Arc<Mutex<HashMap<String, (LockHolder, Instant)>>>,
+    /// Claimed deposit references and the channel each credited.
+    credits: Arc<Mutex<HashMap<String, ChannelId>>>,
     lease: Duration,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore { channels: Arc::default(), shelves: Arc::default(), locks: Arc::default(), lease: DEFAULT_LEASE }
+        MemoryStore {
+            channels: Arc::default(),
+            shelves: Arc::default(),
+            locks: Arc::default(),
+            credits: Arc::default(),
+            lease: DEFAULT_LEASE,
+        }
     }
 }
 
@@ -72,6 +80,8 @@ struct Ledger {
     /// Live asks and when they lapse, per asker; kept apart from `state` so that asking
     /// never bumps the version (it is no payment, and paused streams must not wake on it).
     asks: HashMap<AskId, (Amount, Instant)>,
+    /// Usage records, newest last; written under the same lock as the release they record.
+    usage: VecDeque<Bytes>,
 }
 
 /// The most asks one channel keeps (one per paused stream); past it the oldest goes.
@@ -162,6 +172,17 @@ impl MemoryStore {
     fn channel(&self, id: &ChannelId) -> Result<Arc<Channel>, StoreError> {
         self.lookup(id)?.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))
     }
+
+    /// The channel `id`, created with these figures when it does not exist yet.
+    fn get_or_create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<Arc<Channel>, StoreError> {
+        if let Some(channel) = self.lookup(id)? {
+            return Ok(channel);
+        }
+        let mut channels = self.channels.write().map_err(|_| poisoned())?;
+        // Another open may have won the race since the read lock was dropped.
+        let entry = channels.entry(id.clone());
+        Ok(Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit, self.lease)))))
+    }
 }
 
 impl fmt::Debug for MemoryStore {
@@ -178,7 +199,12 @@ impl Channel {
         Channel {
             lease,
             version: watch::Sender::new(state.version),
-            ledger: Mutex::new(Ledger { state, reservations: HashMap::new(), asks: HashMap::new() }),
+            ledger: Mutex::new(Ledger {
+                state,
+                reservations: HashMap::new(),
+                asks: HashMap::new(),
+                usage: VecDeque::new(),
+            }),
         }
     }
 
@@ -243,16 +269,7 @@ impl ChannelStore for MemoryStore {
         if accepted > deposit {
             return Err(invalid());
         }
-        let channel = match self.lookup(id)? {
-            Some(channel) => channel,
-            None => {
-                let mut channels = self.channels.write().map_err(|_| poisoned())?;
-                // Another open may have won the race since the read lock was dropped.
-                let entry = channels.entry(id.clone());
-                Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit, self.lease))))
-            }
-        };
-        channel.snapshot()
+        self.get_or_create(id, accepted, deposit)?.snapshot()
     }
 
     async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
@@ -347,6 +364,59 @@ impl ChannelStore for MemoryStore {
             Ok(())
         })?;
         Ok(state)
+    }
+
+    async fn credit(&self, id: &ChannelId, amount: Amount, deposit_ref: &str) -> Result<Credited, StoreError> {
+        // Held for the whole step (never across an await), so a claim and its credit are
+        // one: a racing credit of the same reference sees it claimed.
+        let mut credits = self.credits.lock().map_err(|_| poisoned())?;
+        if let Some(credited) = credits.get(deposit_ref) {
+            let state = self.channel(credited)?.snapshot()?;
+            return Ok(Credited { state, fresh: false });
+        }
+        let channel = self.get_or_create(id, Amount::ZERO, Amount::ZERO)?;
+        let ((), state) = channel.update(|ledger| {
+            let state = &mut ledger.state;
+            if state.finalized {
+                return Err(StoreError::new(StoreErrorKind::Finalized));
+            }
+            (state.accepted, state.deposit) = (add(state.accepted, amount)?, add(state.deposit, amount)?);
+            Ok(())
+        })?;
+        credits.insert(deposit_ref.to_owned(), id.clone());
+        Ok(Credited { state, fresh: true })
+    }
+
+    async fn release_with_usage(
+        &self,
+        reservation: &Reservation,
+        used: Amount,
+        units: u64,
+        record: Bytes,
+    ) -> Result<ChannelState, StoreError> {
+        let channel = self.channel(&reservation.channel)?;
+        let ((), state) = channel.update(|ledger| {
+            let Some(&held) = ledger.reservations.get(&reservation.id) else {
+                return Ok(());
+            };
+            let (mut state, mut held) = (ledger.state.clone(), held);
+            commit(&mut state, &mut held, used, units)?;
+            state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
+            ledger.state = state;
+            ledger.reservations.remove(&reservation.id);
+            if ledger.usage.len() >= MAX_USAGE_RECORDS {
+                ledger.usage.pop_front();
+            }
+            ledger.usage.push_back(record);
+            Ok(())
+        })?;
+        Ok(state)
+    }
+
+    async fn usage(&self, id: &ChannelId, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        let Some(channel) = self.lookup(id)? else { return Ok(Vec::new()) };
+        let ledger = channel.lock()?;
+        Ok(ledger.usage.iter().rev().take(limit).cloned().collect())
     }
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {

@@ -21,6 +21,12 @@
 //! - [`ask`](ChannelStore::ask) records what a paused stream asked the payer to sign, until
 //!   it [withdraws](ChannelStore::withdraw_ask) it or the ask lapses, so a payment method
 //!   can tell an asked-for voucher from one that runs ahead on its own;
+//! - [`credit`](ChannelStore::credit) adds a deposit to a prepaid balance, once per
+//!   deposit reference (an on-chain transaction hash): the claim of the reference and the
+//!   credit are one step, so racing claims of one deposit credit it once;
+//! - [`release_with_usage`](ChannelStore::release_with_usage) releases a reservation and
+//!   appends a usage record to the channel in the same step, so a balance and its usage
+//!   history never drift apart; [`usage`](ChannelStore::usage) reads the records back;
 //! - [`changed`](ChannelStore::changed) waits until the channel's state moves on, which is
 //!   how a paused stream learns that a voucher landed.
 //!
@@ -62,7 +68,8 @@ pub use memory::MemoryStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresStore;
 pub use types::{
-    AskId, ChannelId, ChannelState, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError, StoreErrorKind,
+    AskId, ChannelId, ChannelState, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation, ReservationId,
+    StoreError, StoreErrorKind,
 };
 
 use bytes::Bytes;
@@ -151,6 +158,50 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         used: Amount,
         units: u64,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// Credits `amount` to channel `id` (a prepaid balance: `accepted` and `deposit` both
+    /// grow by it), creating the channel when it does not exist, and claims `deposit_ref`
+    /// in the same atomic step. A reference claimed before changes nothing and answers the
+    /// channel as it is with [`Credited::fresh`] `false`: of several racing credits of one
+    /// reference exactly one is fresh. The reference must determine the channel (an
+    /// on-chain transfer's sender does); a store may keep references per channel.
+    /// [`StoreErrorKind::Finalized`] on a closed channel, [`StoreErrorKind::Invalid`] when
+    /// the balance would leave the store's range ([`max_amount`](ChannelStore::max_amount)).
+    ///
+    /// The default refuses ([`StoreErrorKind::Backend`]): a store that cannot make the claim
+    /// and the credit one step must not pretend to.
+    fn credit(
+        &self,
+        id: &ChannelId,
+        amount: Amount,
+        deposit_ref: &str,
+    ) -> impl Future<Output = Result<Credited, StoreError>> + Send {
+        let _ = (id, amount, deposit_ref);
+        std::future::ready(Err(StoreError::backend("this store does not keep prepaid balances")))
+    }
+
+    /// [`release`](ChannelStore::release), and `record` appended to the channel's usage
+    /// history in the same atomic step. Only the step that actually releases the
+    /// reservation appends: a repeated release changes nothing and appends nothing. A store
+    /// keeps the newest [`MAX_USAGE_RECORDS`] per channel.
+    ///
+    /// The default refuses, like [`credit`](ChannelStore::credit)'s.
+    fn release_with_usage(
+        &self,
+        reservation: &Reservation,
+        used: Amount,
+        units: u64,
+        record: Bytes,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        let _ = (reservation, used, units, record);
+        std::future::ready(Err(StoreError::backend("this store does not keep usage records")))
+    }
+
+    /// The newest `limit` usage records of channel `id`, newest first (empty when none).
+    fn usage(&self, id: &ChannelId, limit: usize) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send {
+        let _ = (id, limit);
+        std::future::ready(Err(StoreError::backend("this store does not keep usage records")))
+    }
 
     /// Marks the channel finalized (closed): no more accepts or reservations.
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
@@ -316,6 +367,26 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
     }
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).finalize(id)
+    }
+    fn credit(
+        &self,
+        id: &ChannelId,
+        amount: Amount,
+        deposit_ref: &str,
+    ) -> impl Future<Output = Result<Credited, StoreError>> + Send {
+        (**self).credit(id, amount, deposit_ref)
+    }
+    fn release_with_usage(
+        &self,
+        r: &Reservation,
+        used: Amount,
+        units: u64,
+        record: Bytes,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).release_with_usage(r, used, units, record)
+    }
+    fn usage(&self, id: &ChannelId, limit: usize) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send {
+        (**self).usage(id, limit)
     }
     fn ask(
         &self,

@@ -66,6 +66,20 @@ impl ChannelState {
     }
 }
 
+/// What a [`credit`](super::ChannelStore::credit) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Credited {
+    /// The channel after the credit (or as it is, when the reference was already claimed).
+    pub state: ChannelState,
+    /// `true` when this call claimed the reference and credited the amount; `false` when
+    /// the reference had been claimed before (an idempotent retry: nothing changed).
+    pub fresh: bool,
+}
+
+/// The most usage records a store keeps per channel (the oldest go first).
+pub const MAX_USAGE_RECORDS: usize = 1000;
+
 /// Who asked (one paused stream): each stream's ask is kept apart, so the stream can
 /// withdraw its own when it no longer waits, without touching another stream's ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -231,6 +231,32 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Finalize, move || self.inner.finalize(id))
     }
+    // A credit raises what was paid (as an accept does); a release with usage is a release;
+    // reading usage is a read.
+    fn credit(
+        &self,
+        id: &ChannelId,
+        amount: Amount,
+        deposit_ref: &str,
+    ) -> impl Future<Output = Result<tollgate::store::Credited, StoreError>> + Send {
+        self.run(Op::Accept, move || self.inner.credit(id, amount, deposit_ref))
+    }
+    fn release_with_usage(
+        &self,
+        r: &Reservation,
+        used: Amount,
+        units: u64,
+        record: bytes::Bytes,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        self.run(Op::Release, move || self.inner.release_with_usage(r, used, units, record))
+    }
+    fn usage(
+        &self,
+        id: &ChannelId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<bytes::Bytes>, StoreError>> + Send {
+        self.run(Op::Load, move || self.inner.usage(id, limit))
+    }
     fn ask(
         &self,
         id: &ChannelId,

@@ -17,9 +17,12 @@
 //! ```
 #![allow(dead_code)] // test binaries without a store use none of this
 
+mod prepaid;
 mod races;
 mod shared;
 
+#[allow(unused_imports)] // used through `store_suite!` only
+pub use prepaid::*;
 #[allow(unused_imports)] // used through `store_suite!` only
 pub use races::*;
 #[allow(unused_imports)]
@@ -49,6 +52,7 @@ macro_rules! store_suite {
         );
         $crate::common::store_suite!(@twins $make, $short, $twin;
             two_instances_racing_never_overspend,
+            two_instances_crediting_one_deposit_credit_once,
             a_change_on_one_instance_wakes_the_other;
             a_lease_of_a_dead_instance_is_reclaimed_by_the_other,
         );
@@ -78,7 +82,10 @@ macro_rules! store_suite {
                 renew_checks_its_figure_and_wakes_no_one,
                 shelves_keep_replace_list_and_discard,
                 a_lock_has_one_holder_until_it_lapses_or_is_given_up,
-                changed_does_not_miss_an_earlier_change;
+                changed_does_not_miss_an_earlier_change,
+                credit_claims_a_reference_once,
+                credit_on_a_finalized_channel_is_refused_and_claims_nothing,
+                release_with_usage_debits_and_records_once;
             multi_thread:
                 racing_opens_agree,
                 racing_creates_have_one_winner,
@@ -90,6 +97,8 @@ macro_rules! store_suite {
                 concurrent_releases_count_once,
                 a_panicked_holders_reservation_is_released_once,
                 an_aborted_holders_reservation_is_released_once,
+                racing_credits_of_one_reference_credit_once,
+                sixteen_reservations_on_a_small_balance_never_overspend,
         );
     };
     (@leases $short:expr; $($test:ident),* $(,)?) => {

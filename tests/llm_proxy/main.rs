@@ -22,6 +22,7 @@ mod guide;
 mod hardening;
 mod nonstream;
 mod openai;
+mod prepaid;
 mod prepay;
 mod recipe;
 mod shared_store;

@@ -35,6 +35,39 @@ pub struct Config {
     /// x402 `exact`, offered beside the Tempo methods (none when absent).
     #[serde(default)]
     pub x402: Option<X402Config>,
+    /// Prepaid balances, offered beside the other methods (none when absent).
+    #[serde(default)]
+    pub prepaid: Option<PrepaidConfig>,
+}
+
+/// `[prepaid]`: prepaid balances. Payers sign in with their wallet (SIWX) at
+/// `POST /v1/sign-in` and send the session token as their API key; `POST /v1/deposits`
+/// credits on-chain deposits of `[payment] currency` to the treasury.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepaidConfig {
+    /// The host clients reach the proxy at (with its port unless the default), as signed.
+    pub domain: String,
+    /// The sign-in URL, as signed (`https://<domain>/v1/sign-in`).
+    pub uri: String,
+    /// The EIP-155 chains a sign-in may be signed for.
+    pub chain_ids: Vec<u64>,
+    /// Who deposits are paid to (default: the payee key's address).
+    pub treasury: Option<String>,
+    /// How many confirmations a deposit needs.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// How long a session token lives, in seconds.
+    #[serde(default = "default_session_secs")]
+    pub session_secs: u64,
+}
+
+fn default_confirmations() -> u64 {
+    1
+}
+
+fn default_session_secs() -> u64 {
+    900
 }
 
 /// `[x402]`: x402 `exact` on an EVM chain. The price is the Tempo one in base units, so the

@@ -10,6 +10,7 @@ pub mod config;
 pub mod discovery;
 pub mod errors;
 pub mod payment;
+pub mod prepaid;
 pub mod server;
 pub mod simulated;
 pub mod sse;
@@ -67,9 +68,14 @@ impl Proxy {
         store: ProxyStore,
     ) -> Result<Proxy, String> {
         let catalog = Arc::new(Catalog::from_config(config, simulated)?);
-        let layer = payment::layer(settings, catalog.clone(), store)?;
+        let prepaid = config.prepaid.as_ref().map(|p| prepaid::method(p, settings)).transpose()?;
+        let layer = payment::layer(settings, catalog.clone(), store.clone(), prepaid.clone())?;
         let state = state(config, catalog.clone(), simulator);
-        Ok(Proxy { router: app::router(state, Some(layer.clone())), catalog, layer })
+        let mut router = app::router(state, Some(layer.clone()));
+        if let (Some(config), Some(method)) = (&config.prepaid, prepaid) {
+            router = router.merge(prepaid::routes(config, settings, method, store)?);
+        }
+        Ok(Proxy { router, catalog, layer })
     }
 
     /// The same app without the payment layer (the load run's baseline).

@@ -40,9 +40,14 @@ pub type Session = Option<Arc<TempoSession<ProxyChain>>>;
 /// challenges), if `[x402]` is configured.
 pub type X402 = Option<Arc<super::x402::ProxyX402>>;
 
+/// Prepaid balances (a signed-in payer's session token as the API key), if `[prepaid]` is
+/// configured.
+pub type PrepaidBalance = Option<Arc<tollgate::method::prepaid::Prepaid>>;
+
 /// The proxy's methods: the v2 session, the v1 session (each if configured), a
-/// whole-request charge, one challenge each, in that order, and x402 `exact` if configured.
-pub type ProxyMethods = (Session, Session, TempoCharge<ProxyChain>, X402);
+/// whole-request charge, one challenge each, in that order, x402 `exact` and prepaid
+/// balances if configured.
+pub type ProxyMethods = (Session, Session, TempoCharge<ProxyChain>, X402, PrepaidBalance);
 
 /// The layer in front of `POST /v1/chat/completions`: the sessions and a whole-request
 /// charge, all in one 402.
@@ -240,7 +245,12 @@ impl TempoChain for ProxyChain {
 }
 
 /// The payment layer, keeping its money state in `store`.
-pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStore) -> Result<Layer, String> {
+pub fn layer(
+    settings: &PaymentSettings,
+    catalog: Arc<Catalog>,
+    store: ProxyStore,
+    prepaid: PrepaidBalance,
+) -> Result<Layer, String> {
     let inner = RpcChain::new(&settings.rpc_url, settings.payee.clone()).map_err(|e| e.to_string())?;
     let before = settings.sessions.before_broadcast.clone().map(|step| (step, Arc::default()));
     let chain = ProxyChain { inner, before };
@@ -283,9 +293,13 @@ pub fn layer(settings: &PaymentSettings, catalog: Arc<Catalog>, store: ProxyStor
         .map_err(|e| e.to_string())?
         .whole_request();
     let x402 = x402_method(settings, &store)?;
-    let layer =
-        PaymentLayer::try_new((v2, v1, charge, x402), store, settings.realm.clone(), Secret::new(&settings.secret))
-            .map_err(|e| e.to_string())?;
+    let layer = PaymentLayer::try_new(
+        (v2, v1, charge, x402, prepaid),
+        store,
+        settings.realm.clone(),
+        Secret::new(&settings.secret),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(configure(layer, settings, catalog))
 }
 

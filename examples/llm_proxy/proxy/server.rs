@@ -98,7 +98,7 @@ pub async fn run(
     policy: impl Fn(SessionProtocol) -> Option<SettlementPolicy>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let (v2, v1, _, _) = &**proxy.layer.method();
+    let (v2, v1, ..) = &**proxy.layer.method();
     let sessions: Vec<_> = [(SessionProtocol::V1, v1), (SessionProtocol::V2, v2)]
         .into_iter()
         .filter_map(|(protocol, session)| session.clone().map(|session| (protocol, session)))

@@ -228,6 +228,29 @@ impl ChannelStore for ProxyStore {
         each!(self, s => s.finalize(id))
     }
 
+    async fn credit(
+        &self,
+        id: &ChannelId,
+        amount: Amount,
+        deposit_ref: &str,
+    ) -> Result<tollgate::store::Credited, StoreError> {
+        each!(self, s => s.credit(id, amount, deposit_ref))
+    }
+
+    async fn release_with_usage(
+        &self,
+        reservation: &Reservation,
+        used: Amount,
+        units: u64,
+        record: bytes::Bytes,
+    ) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.release_with_usage(reservation, used, units, record))
+    }
+
+    async fn usage(&self, id: &ChannelId, limit: usize) -> Result<Vec<bytes::Bytes>, StoreError> {
+        each!(self, s => s.usage(id, limit))
+    }
+
     async fn ask(
         &self,
         id: &ChannelId,

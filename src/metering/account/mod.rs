@@ -22,6 +22,7 @@ pub(crate) use release::detach;
 use lease::Keeper;
 
 type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+use crate::method::grant::UsageHook;
 
 /// A response's reservation plus what it has delivered so far.
 ///
@@ -38,6 +39,8 @@ pub(crate) struct Account<St: ChannelStore> {
     used: Amount,
     units: u64,
     on_settled: Option<SettledHook>,
+    /// Makes the usage record the release writes with the debit (a prepaid balance's).
+    usage_record: Option<UsageHook>,
     /// The runtime the account was created on, where a release that must wait runs.
     runtime: Option<Handle>,
     armed: bool,
@@ -53,10 +56,17 @@ impl<St: ChannelStore> Account<St> {
             used: Amount::ZERO,
             units: 0,
             on_settled,
+            usage_record: None,
             runtime: Handle::try_current().ok(),
             armed: true,
             keeper,
         }
+    }
+
+    /// Releases with a usage record made by `hook`, in the same store step.
+    pub(crate) fn recording(mut self, hook: Option<UsageHook>) -> Self {
+        self.usage_record = hook;
+        self
     }
 
     pub(crate) fn store(&self) -> &Arc<St> {
@@ -139,8 +149,9 @@ impl<St: ChannelStore> Account<St> {
         self.armed = false;
         let (store, lease, used, units, hook) =
             (self.store.clone(), self.lease.clone(), self.used, self.units, self.on_settled.take());
+        let record = self.usage_record.take().map(|make| make(used, units));
         let release = async move {
-            let result = release_retrying(&*store, &lease, used, units).await;
+            let result = release_retrying(&*store, &lease, used, units, record).await;
             if let Some(hook) = hook {
                 let state = result.as_ref().ok().cloned();
                 hook(Settled { channel: lease.channel.clone(), used, units, state });
@@ -164,11 +175,16 @@ async fn release_retrying<St: ChannelStore>(
     lease: &Reservation,
     used: Amount,
     units: u64,
+    record: Option<bytes::Bytes>,
 ) -> Result<ChannelState, StoreError> {
     let mut pause = FIRST_RETRY;
     let mut attempt = 1;
     loop {
-        match store.release(lease, used, units).await {
+        let released = match &record {
+            Some(record) => store.release_with_usage(lease, used, units, record.clone()).await,
+            None => store.release(lease, used, units).await,
+        };
+        match released {
             Err(error) if *error.kind() == StoreErrorKind::Backend && attempt < RELEASE_ATTEMPTS => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(LONGEST_RETRY);

@@ -45,6 +45,10 @@ pub(super) struct Ledger {
     pub(super) held: Option<Held>,
     pub(super) held_change: HeldChange,
     pub(super) ask_change: AskChange,
+    /// A usage record to append with the step (only a step that released sets it).
+    pub(super) usage: Option<Vec<u8>>,
+    /// Whether the step's deposit claim was made by it (see `step_claiming`).
+    pub(super) fresh: bool,
 }
 
 impl Ledger {
@@ -95,6 +99,25 @@ impl Ledger {
         let Some(held) = self.held else { return Ok(()) };
         self.state = released(&self.state, held, used, units)?;
         self.held_change = HeldChange::Released;
+        Ok(())
+    }
+
+    /// [`release`](Self::release), with `record` appended when it releases.
+    pub(super) fn release_with_usage(&mut self, used: Amount, units: u64, record: Vec<u8>) -> Result<(), StoreError> {
+        let Some(held) = self.held else { return Ok(()) };
+        self.state = released(&self.state, held, used, units)?;
+        self.held_change = HeldChange::Released;
+        self.usage = Some(record);
+        Ok(())
+    }
+
+    /// Adds `amount` to the balance (accepted and deposit).
+    pub(super) fn credit(&mut self, amount: Amount) -> Result<(), StoreError> {
+        if self.state.finalized {
+            return Err(finalized());
+        }
+        self.state.accepted = add(self.state.accepted, amount)?;
+        self.state.deposit = add(self.state.deposit, amount)?;
         Ok(())
     }
 

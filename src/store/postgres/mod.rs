@@ -22,7 +22,10 @@ use self::error::{backend, corrupt, exists, invalid, not_found};
 use self::listener::Listener;
 use self::statements::*;
 use self::step::{Params, Target, bits, micros};
-use super::{AskId, ChannelId, ChannelState, ChannelStore, DEFAULT_LEASE, LockHolder, Reservation, StoreError};
+use super::{
+    AskId, ChannelId, ChannelState, ChannelStore, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation,
+    StoreError,
+};
 use crate::amount::Amount;
 
 /// How often a waiter looks at the version itself while the listener is down (or
@@ -242,6 +245,46 @@ impl ChannelStore for PostgresStore {
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
         Ok(self.step(id, Target::Channel, move |ledger| ledger.finalize()).await?.state)
+    }
+
+    async fn credit(&self, id: &ChannelId, amount: Amount, deposit_ref: &str) -> Result<Credited, StoreError> {
+        // A claimed reference is answered without touching the channel it names.
+        if let Some(row) = self.query(CREDITED, &[&deposit_ref]).await?.first() {
+            let credited = ChannelId::new(row.try_get::<_, &str>(0).map_err(backend)?);
+            let state = self.load(&credited).await?.ok_or_else(not_found)?;
+            return Ok(Credited { state, fresh: false });
+        }
+        self.insert(id, Amount::ZERO, Amount::ZERO).await?;
+        let claim = Some((deposit_ref.to_owned(), amount));
+        let stepped = self
+            .step_claiming(id, Target::Channel, claim, move |ledger| {
+                if ledger.fresh {
+                    ledger.credit(amount)?;
+                }
+                Ok(ledger.fresh)
+            })
+            .await?;
+        Ok(Credited { state: stepped.state, fresh: stepped.out })
+    }
+
+    async fn release_with_usage(
+        &self,
+        reservation: &Reservation,
+        used: Amount,
+        units: u64,
+        record: Bytes,
+    ) -> Result<ChannelState, StoreError> {
+        let target = Target::Reservation(reservation.id);
+        let record = record.to_vec();
+        let stepped =
+            self.step(&reservation.channel, target, move |ledger| ledger.release_with_usage(used, units, record));
+        Ok(stepped.await?.state)
+    }
+
+    async fn usage(&self, id: &ChannelId, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        let limit = i64::try_from(limit.min(MAX_USAGE_RECORDS)).unwrap_or(0);
+        let rows = self.query(USAGE, &[&id.as_str(), &limit]).await?;
+        rows.iter().map(|row| row.try_get::<_, Vec<u8>>(0).map(Bytes::from).map_err(backend)).collect()
     }
 
     async fn ask(

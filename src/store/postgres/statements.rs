@@ -87,3 +87,18 @@ pub(super) const LOCK: &str = "INSERT INTO tollgate_locks (name, holder, expires
      RETURNING holder";
 
 pub(super) const UNLOCK: &str = "DELETE FROM tollgate_locks WHERE name = $1 AND holder = $2";
+
+/// Claims a deposit reference; a row comes back only for the claim that made it.
+pub(super) const CLAIM_CREDIT: &str = "INSERT INTO tollgate_credits (ref, channel, amount) \
+     VALUES ($1, $2, $3::text::numeric) ON CONFLICT (ref) DO NOTHING RETURNING ref";
+
+/// The channel a claimed reference credited.
+pub(super) const CREDITED: &str = "SELECT channel FROM tollgate_credits WHERE ref = $1";
+
+pub(super) const APPEND_USAGE: &str = "INSERT INTO tollgate_usage (channel, record) VALUES ($1, $2)";
+
+/// Keeps the channel's newest `$2` usage records.
+pub(super) const TRIM_USAGE: &str = "DELETE FROM tollgate_usage WHERE channel = $1 AND id <= \
+     (SELECT id FROM tollgate_usage WHERE channel = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)";
+
+pub(super) const USAGE: &str = "SELECT record FROM tollgate_usage WHERE channel = $1 ORDER BY id DESC LIMIT $2";

@@ -45,8 +45,21 @@ impl PostgresStore {
         target: Target,
         step: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Stepped<T>, StoreError> {
+        self.step_claiming(id, target, None, step).await
+    }
+
+    /// [`step`](Self::step) that first claims the deposit reference `claim` (with the
+    /// amount it credits) in the same transaction; the step sees [`Ledger::fresh`] `true`
+    /// when this claim made it. A refused step rolls the claim back with everything else.
+    pub(super) async fn step_claiming<T: Send + 'static>(
+        &self,
+        id: &ChannelId,
+        target: Target,
+        claim: Option<(String, Amount)>,
+        step: impl FnOnce(&mut Ledger) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Stepped<T>, StoreError> {
         let (store, id) = (self.clone(), id.clone());
-        tokio::spawn(async move { store.step_to_the_end(&id, target, step).await })
+        tokio::spawn(async move { store.step_to_the_end(&id, target, claim, step).await })
             .await
             .unwrap_or_else(|joined| Err(backend(joined)))
     }
@@ -55,6 +68,7 @@ impl PostgresStore {
         &self,
         id: &ChannelId,
         target: Target,
+        claim: Option<(String, Amount)>,
         step: impl FnOnce(&mut Ledger) -> Result<T, StoreError>,
     ) -> Result<Stepped<T>, StoreError> {
         let mut client = self.client().await?;
@@ -78,6 +92,15 @@ impl PostgresStore {
         )
         .await?;
         let before = channel_state(&locked.ok_or_else(not_found)?)?;
+        // After the row lock, so racing claims of one reference on one channel queue up; a
+        // claim on another channel waits on the reference's key until this one commits.
+        let fresh = match &claim {
+            Some((reference, amount)) => {
+                let params: Params<'_> = &[reference, &id.as_str(), &amount.to_string()];
+                query_opt(&tx, CLAIM_CREDIT, params).await?.is_some()
+            }
+            None => false,
+        };
         let lapsed = lapsed.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
         let mut reclaimed_state = before.clone();
         let reclaimed = reclaim(&mut reclaimed_state, &lapsed);
@@ -90,15 +113,18 @@ impl PostgresStore {
             held,
             held_change: HeldChange::Untouched,
             ask_change: AskChange::Untouched,
+            usage: None,
+            fresh,
         };
         let outcome = match step(&mut ledger) {
             Ok(out) => Ok(out),
-            // Nothing to keep: dropping `tx` rolls back.
-            Err(error) if reclaimed.is_empty() => return Err(error),
+            // Nothing to keep (or a claim that must not stand): dropping `tx` rolls back.
+            Err(error) if reclaimed.is_empty() || fresh => return Err(error),
             // Keep (and announce) the reclaim alone.
             Err(error) => {
                 ledger.state = reclaimed_state;
                 (ledger.held_change, ledger.ask_change) = (HeldChange::Untouched, AskChange::Untouched);
+                ledger.usage = None;
                 Err(error)
             }
         };
@@ -134,6 +160,11 @@ impl PostgresStore {
         )
         .await?;
         state.asked = optional_amount(&asked, 0)?.unwrap_or(Amount::ZERO);
+        if let Some(record) = &ledger.usage {
+            execute(&tx, APPEND_USAGE, &[&id.as_str(), record]).await?;
+            let keep = i64::try_from(crate::store::MAX_USAGE_RECORDS).unwrap_or(i64::MAX);
+            execute(&tx, TRIM_USAGE, &[&id.as_str(), &keep]).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(Stepped { out: outcome?, state, opened })
     }

@@ -10,6 +10,8 @@
 //! | `P:{id}:state` | hash | accepted, deposit, spent, reserved, units, finalized, version, next reservation id |
 //! | `P:{id}:held` | hash | reservation id → amount, committed, units, delivered, delivered units, lease expiry (server ms) |
 //! | `P:{id}:asks` | hash | asker → cumulative, expiry (server ms) |
+//! | `P:{id}:credits` | hash | claimed deposit reference → amount credited |
+//! | `P:{id}:usage` | list | usage records, newest first (at most `MAX_USAGE_RECORDS`) |
 //! | `P:{id}:shelf:<shelf>` | hash | decimal key → value |
 //! | `P:shelved:<shelf>` | set | ids of the channels with something on `<shelf>` (its own slot) |
 //! | `P:lock:<name>` | string | holder, with a server-side expiry (its own slot) |
@@ -56,6 +58,16 @@ impl Keys {
     pub(super) fn channel(&self, id: &ChannelId) -> ChannelKeys {
         let tagged = self.tagged(id);
         ChannelKeys { state: format!("{tagged}state"), held: format!("{tagged}held"), asks: format!("{tagged}asks") }
+    }
+
+    /// The channel's claimed deposit references.
+    pub(super) fn credits(&self, id: &ChannelId) -> String {
+        format!("{}credits", self.tagged(id))
+    }
+
+    /// The channel's usage records.
+    pub(super) fn usage(&self, id: &ChannelId) -> String {
+        format!("{}usage", self.tagged(id))
     }
 
     pub(super) fn shelf(&self, id: &ChannelId, shelf: &str) -> String {

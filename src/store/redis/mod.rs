@@ -24,8 +24,8 @@ use self::reply::{Reply, parse};
 use self::scripts::SCRIPTS;
 use self::wakeups::{Listener, Wakeups};
 use super::{
-    AskId, ChannelId, ChannelState, ChannelStore, DEFAULT_LEASE, LockHolder, Reservation, ReservationId, StoreError,
-    StoreErrorKind,
+    AskId, ChannelId, ChannelState, ChannelStore, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation,
+    ReservationId, StoreError, StoreErrorKind,
 };
 use crate::amount::Amount;
 
@@ -183,9 +183,23 @@ impl RedisStore {
 
     /// Runs the ledger step `script` on channel `id` with the step's own `args`.
     async fn step(&self, script: &Script, id: &ChannelId, args: &[&str]) -> Result<Option<Reply>, StoreError> {
+        self.step_with(script, id, None, args).await
+    }
+
+    /// [`step`](Self::step) with a fourth key of the channel's (its credits, its usage).
+    async fn step_with(
+        &self,
+        script: &Script,
+        id: &ChannelId,
+        extra: Option<String>,
+        args: &[&str],
+    ) -> Result<Option<Reply>, StoreError> {
         let ChannelKeys { state, held, asks } = self.keys.channel(id);
         let mut invocation = script.prepare_invoke();
         invocation.key(&state).key(held).key(asks);
+        if let Some(extra) = extra {
+            invocation.key(extra);
+        }
         invocation.arg(&state).arg(TOPIC).arg(millis(self.lease));
         for arg in args {
             invocation.arg(*arg);
@@ -309,6 +323,47 @@ impl ChannelStore for RedisStore {
 
     async fn finalize(&self, id: &ChannelId) -> Result<ChannelState, StoreError> {
         Ok(self.step_existing(&SCRIPTS.finalize, id, &[]).await?.state)
+    }
+
+    async fn credit(&self, id: &ChannelId, amount: Amount, deposit_ref: &str) -> Result<Credited, StoreError> {
+        let amount = exact(amount)?;
+        let credits = Some(self.keys.credits(id));
+        let reply = self.step_with(&SCRIPTS.credit, id, credits, &[deposit_ref, &amount]).await?;
+        let reply = reply.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))?;
+        let fresh = match reply.extra.first().map(String::as_str) {
+            Some("1") => true,
+            Some("0") => false,
+            _ => return Err(unexpected(&reply.extra)),
+        };
+        Ok(Credited { state: reply.state, fresh })
+    }
+
+    async fn release_with_usage(
+        &self,
+        reservation: &Reservation,
+        used: Amount,
+        units: u64,
+        record: Bytes,
+    ) -> Result<ChannelState, StoreError> {
+        let (rid, used, units) = (reservation.id.0.to_string(), bound(used), bound_count(units));
+        // The record is bytes; a script argument is a binary-safe string.
+        let record = String::from_utf8(record.to_vec()).map_err(|_| StoreError::new(StoreErrorKind::Invalid))?;
+        let keep = MAX_USAGE_RECORDS.to_string();
+        let usage = Some(self.keys.usage(&reservation.channel));
+        let args = [rid.as_str(), &used, &units, &record, &keep];
+        let reply = self.step_with(&SCRIPTS.release_with_usage, &reservation.channel, usage, &args).await?;
+        Ok(reply.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))?.state)
+    }
+
+    async fn usage(&self, id: &ChannelId, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let last = isize::try_from(limit.min(MAX_USAGE_RECORDS)).unwrap_or(isize::MAX) - 1;
+        let read = connection.lrange::<_, Vec<Vec<u8>>>(self.keys.usage(id), 0, last);
+        let records = timeout(STEP_TIMEOUT, read).await.map_err(|_| timed_out(STEP_TIMEOUT))?.map_err(backend)?;
+        Ok(records.into_iter().map(Bytes::from).collect())
     }
 
     async fn ask(
