@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -26,7 +26,7 @@ use http_body::{Body, Frame};
 use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
 use crate::meter::{Meter, is_event_stream};
-use crate::method::Grant;
+use crate::method::{Grant, Proof};
 use crate::store::{ChannelState, ChannelStore, StoreError};
 use crate::wire::mpp::Receipt;
 
@@ -35,10 +35,14 @@ use cutter::{Cut, EventCutter};
 use growth::{Grown, Growth};
 use pause::Pause;
 
-pub(crate) use paid::{Paid, Reserved};
+pub(crate) use paid::{Paid, ProofWait, Reserved};
 pub(crate) use policy::StreamPolicy;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How long a response waits for its settlement's proof before it reports it `pending`
+/// (the settlement itself runs on).
+pub(crate) const PROOF_WAIT: Duration = Duration::from_secs(30);
 
 enum Step {
     Streaming,
@@ -50,6 +54,12 @@ enum Step {
     /// The release already runs on its own (see [`Account::release`]); this only waits
     /// for its outcome, for the receipt.
     Releasing(Release),
+    /// The release runs on its own and settles; this waits for the settlement's proof, at
+    /// most until the deadline.
+    Proving {
+        wait: ProofWait,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+    },
     Done,
 }
 
@@ -101,12 +111,16 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     source: Source,
     trailers: Option<HeaderMap>,
     failure: Option<BoxError>,
+    /// The settlement's proof to wait for at the end, if the grant proves its payment.
+    proving: Option<ProofWait>,
+    /// ... and the proof once it came (or `pending`).
+    proof: Option<Proof>,
 }
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the body of the response `head` against what `reserved` paid for.
     pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
-        let Reserved { paid: Paid { grant, quote, mut meter, policy }, account } = reserved;
+        let Reserved { paid: Paid { grant, quote, mut meter, policy }, account, proof } = reserved;
         let cutter = is_event_stream(&head.headers).then(|| EventCutter::new(policy.max_event_bytes));
         let first = meter.on_response(head);
         let waiting = Some(Cost::of(&quote.price, first));
@@ -126,7 +140,14 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             source: Source::Open,
             trailers: None,
             failure: None,
+            proving: proof,
+            proof: None,
         }
+    }
+
+    /// The settlement's proof, once the body is done (for a grant that proves its payment).
+    pub(crate) fn take_proof(&mut self) -> Option<Proof> {
+        self.proof.take()
     }
 
     pub(crate) fn is_event_stream(&self) -> bool {
@@ -176,6 +197,22 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
                     }
+                    self.step = Step::Done;
+                }
+                Step::Proving { wait, deadline } => {
+                    let proof = match Pin::new(&mut wait.proof).poll(cx) {
+                        Poll::Ready(Ok(proof)) => proof,
+                        // The settlement did not report (its task is gone): say it is pending.
+                        Poll::Ready(Err(_)) => wait.pending.clone(),
+                        Poll::Pending => {
+                            ready!(deadline.as_mut().poll(cx));
+                            wait.pending.clone()
+                        }
+                    };
+                    if self.cutter.is_some() {
+                        self.out.push_back(frames::proof(&proof));
+                    }
+                    self.proof = Some(proof);
                     self.step = Step::Done;
                 }
                 Step::Growing { need, growth } => {
@@ -376,11 +413,18 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.pause = None;
     }
 
-    /// Starts the release (it runs to its end even if this body is dropped meanwhile).
+    /// Starts the release (it runs to its end even if this body is dropped meanwhile). A
+    /// grant that proves its payment waits for the proof instead of the release: the
+    /// release settles, and whoever released the account sends the proof.
     fn start_release(&mut self) {
-        self.step = match self.account.take() {
-            Some(account) => Step::Releasing(account.release()),
-            None => Step::Done,
+        let release = self.account.take().map(Account::release);
+        self.step = match (self.proving.take(), release) {
+            (Some(wait), _) => {
+                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(PROOF_WAIT)));
+                Step::Proving { wait, deadline }
+            }
+            (None, Some(release)) => Step::Releasing(release),
+            (None, None) => Step::Done,
         };
     }
 

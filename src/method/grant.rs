@@ -1,7 +1,10 @@
 //! [`Grant`]: what a verified payment lets a response draw on.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
+use super::Proof;
 use crate::amount::Amount;
 use crate::store::{ChannelId, ChannelState};
 use crate::wire::mpp::Receipt;
@@ -16,10 +19,15 @@ pub struct Grant {
     renewal: Renewal,
     receipt: Receipt,
     on_settled: Option<SettledHook>,
+    /// What the response says while its proof is late (see [`Grant::proven_by`]).
+    pending_proof: Option<Proof>,
 }
 
-/// The hook a grant runs once its response is settled.
-pub(crate) type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+/// A settlement under way, whose outcome the response reports.
+pub(crate) type Proving = Pin<Box<dyn Future<Output = Proof> + Send>>;
+
+/// The hook a grant runs once its response is settled; `Some` when it proves the payment.
+pub(crate) type SettledHook = Box<dyn FnOnce(Settled) -> Option<Proving> + Send>;
 
 /// How a stream gets more headroom once what was paid for is used up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +59,7 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None }
+        Grant { channel, payer: None, renewal, receipt, on_settled: None, pending_proof: None }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -64,7 +72,47 @@ impl Grant {
     /// after the store commit: x402 `upto` settles the actual amount here. It runs on the
     /// runtime and must not block or panic.
     pub fn on_settled(mut self, hook: impl FnOnce(Settled) + Send + 'static) -> Self {
-        self.on_settled = Some(Box::new(hook));
+        self.on_settled = Some(Box::new(move |settled| {
+            hook(settled);
+            None
+        }));
+        self.pending_proof = None;
+        self
+    }
+
+    /// A settlement the response waits for and reports: once the response's usage is final
+    /// (after the store commit, as [`on_settled`](Self::on_settled)), `hook` starts a
+    /// settlement whose [`Proof`] the client gets.
+    ///
+    /// - A plain (non-SSE) 2xx response is held back: its body is read whole (up to the
+    ///   layer's body cap), metered and settled before the head goes out, which then
+    ///   carries the proof's header; a [`Failed`](super::ProofStatus::Failed) proof answers
+    ///   its error (`402`) and delivers nothing.
+    /// - An SSE stream ends with a `payment-receipt` event carrying the proof's data; if the
+    ///   settlement takes longer than the layer's wait (30 s), it carries `pending` instead.
+    ///
+    /// The settlement runs to its end whether or not anyone waits for it (a client gone
+    /// mid-stream still pays what it received), exactly once.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tollgate::method::{Grant, Proof, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let grant = Grant::new(ChannelId::new("claim-1"), Renewal::Never, Receipt::new("demo", "claim-1"))
+    ///     .proven_by(Proof::pending(json!({"status": "pending"})), |settled| async move {
+    ///         // Move `settled.used` to the payee here.
+    ///         Proof::settled(json!({"success": true, "amount": settled.used}))
+    ///     });
+    /// # let _ = grant;
+    /// ```
+    pub fn proven_by<F>(mut self, pending: Proof, hook: impl FnOnce(Settled) -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = Proof> + Send + 'static,
+    {
+        self.on_settled = Some(Box::new(move |settled| Some(Box::pin(hook(settled)) as Proving)));
+        self.pending_proof = Some(pending);
         self
     }
 
@@ -92,6 +140,11 @@ impl Grant {
     pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
         self.on_settled.take()
     }
+
+    /// The proof a late settlement is reported as; `Some` iff the grant proves its payment.
+    pub(crate) fn take_pending_proof(&mut self) -> Option<Proof> {
+        self.pending_proof.take()
+    }
 }
 
 impl fmt::Debug for Grant {
@@ -102,6 +155,7 @@ impl fmt::Debug for Grant {
             .field("renewal", &self.renewal)
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
+            .field("pending_proof", &self.pending_proof)
             .finish()
     }
 }

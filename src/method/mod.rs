@@ -13,9 +13,10 @@
 //! made the matched offer, and a method never sees a request this route does not offer.
 
 mod forward;
-mod grant;
+pub(crate) mod grant;
 mod methods;
 mod offer;
+mod proof;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
@@ -26,6 +27,7 @@ pub mod x402;
 pub use grant::{Grant, Renewal, Settled};
 pub use methods::{Checked, Methods, Offered, Offers};
 pub use offer::{Offer, Wire};
+pub use proof::{Proof, ProofStatus};
 
 use std::future::Future;
 

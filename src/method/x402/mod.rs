@@ -27,6 +27,7 @@ mod error;
 mod method;
 mod offer;
 mod payload;
+mod proof;
 pub mod settle;
 mod signature;
 mod token;
