@@ -59,6 +59,17 @@ impl Paid {
     /// the inner service answering `status`. EIP-3009 is priced per request; a Permit per
     /// byte of the answer, up to [`PRICE`].
     async fn start(world: &World, offer: EvmOffer, status: StatusCode) -> Paid {
+        Paid::start_with(world, offer, status, "application/json", COMPLETION).await
+    }
+
+    /// The route, the inner service answering `status` with `body` as `content_type`.
+    async fn start_with(
+        world: &World,
+        offer: EvmOffer,
+        status: StatusCode,
+        content_type: &'static str,
+        body: &'static str,
+    ) -> Paid {
         let store = MemoryStore::new();
         let (tx, settled) = mpsc::unbounded_channel();
         let settler = OnChainSettler::new(world.chain(), store.clone());
@@ -71,11 +82,7 @@ impl Paid {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(COMPLETION))
-                    .unwrap()
+                Response::builder().status(status).header("content-type", content_type).body(Body::from(body)).unwrap()
             }
         });
         let layer = PaymentLayer::new(method, store, "api.test", Secret::new(SECRET));
@@ -159,6 +166,22 @@ async fn js_pay(client: &str, url: &str, world: &World, key: &alloy::signers::lo
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
+/// A base64 JSON `SettleResponse` header value, decoded.
+fn settle_response(header: &str) -> Value {
+    serde_json::from_slice(&STANDARD.decode(header).expect("base64")).expect("JSON")
+}
+
+/// Checks that `tx` is mined, succeeded, was sent by the payee (the settler) to the token.
+async fn assert_settled_on_chain(world: &World, tx: &str) {
+    use alloy::providers::{Provider, ProviderBuilder};
+    let provider = ProviderBuilder::new().connect_http(world.anvil.endpoint_url());
+    let hash: alloy::primitives::B256 = tx.parse().expect("a transaction hash");
+    let receipt = provider.get_transaction_receipt(hash).await.unwrap().expect("the receipt's transaction is mined");
+    assert!(receipt.status(), "it succeeded");
+    assert_eq!(receipt.to, Some(world.token));
+    assert_eq!(receipt.from, world.payee.address());
+}
+
 fn v2_header(requirement: &Value, payload: &ExactPayload) -> String {
     let payment = json!({
         "x402Version": 2,
@@ -187,6 +210,14 @@ async fn x402_fetch_pays_the_price_once_through_the_layer() {
     assert_eq!(settlement.payer, world.payer.address());
     assert!(settlement.transaction.is_some(), "one transferWithAuthorization");
     assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+    // The receipt came with the answer: PAYMENT-RESPONSE names that transaction.
+    let receipt = settle_response(out["paymentResponse"].as_str().expect("a PAYMENT-RESPONSE header"));
+    assert_eq!(receipt["success"], true);
+    assert_eq!(receipt["network"], "eip155:8453");
+    assert_eq!(receipt["payer"], world.payer.address().to_checksum(None));
+    assert_eq!(receipt["amount"], PRICE.to_string());
+    assert_eq!(receipt["transaction"], settlement.transaction.unwrap().to_string());
+    assert_settled_on_chain(&world, receipt["transaction"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
@@ -201,6 +232,10 @@ async fn libertai_under_the_openai_sdk_pays_the_maximum_with_eip3009() {
     let settlement = paid.next_settlement().await.expect("delivered: settled").expect("settled on chain");
     assert_eq!(settlement.amount, Amount::new(PRICE));
     assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+    // It paid with X-PAYMENT: the receipt comes back in X-PAYMENT-RESPONSE.
+    let receipt = settle_response(out["paymentResponse"].as_str().expect("an X-PAYMENT-RESPONSE header"));
+    assert_eq!((&receipt["success"], &receipt["amount"]), (&json!(true), &json!(PRICE.to_string())));
+    assert_settled_on_chain(&world, receipt["transaction"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
@@ -216,6 +251,47 @@ async fn libertai_with_a_permit_pays_exactly_the_metered_amount() {
     assert_eq!(settlement.amount, Amount::new(metered));
     assert_eq!(balances(&world).await, (before.0 + metered, before.1 - metered));
     assert_eq!(world.permit_nonce(world.payer.address()).await, U256::from(1), "the permit was used");
+    let receipt = settle_response(out["paymentResponse"].as_str().expect("an X-PAYMENT-RESPONSE header"));
+    assert_eq!((&receipt["success"], &receipt["amount"]), (&json!(true), &json!(metered.to_string())));
+    assert_settled_on_chain(&world, receipt["transaction"].as_str().unwrap()).await;
+}
+
+/// An SSE answer of four events, 348 bytes in all: less than the signed maximum.
+const STREAM: &str = concat!(
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo!\"}}]}\n\n",
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+);
+
+/// The data of the last event of an SSE body, if it is named `name`.
+fn last_event(body: &str, name: &str) -> Option<Value> {
+    let last = body.trim_end().rsplit("\n\n").next()?;
+    let data = last.strip_prefix(&format!("event: {name}\ndata: "))?;
+    serde_json::from_str(data).ok()
+}
+
+#[tokio::test]
+async fn an_sse_stream_paid_with_a_permit_ends_with_its_settlement_as_a_receipt_event() {
+    let world = World::new().await;
+    let mut paid =
+        Paid::start_with(&world, world.permit_offer(0), StatusCode::OK, "text/event-stream", STREAM).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &permit))]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.starts_with(STREAM), "the stream went out whole, then the receipt: {body}");
+    let receipt = last_event(&body, "payment-receipt").expect("a final payment-receipt event");
+    let gain = world.balance(world.payee.address()).await - before.0;
+    assert!(gain > 0 && gain < PRICE, "settled the metered amount, not the maximum: {gain}");
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(receipt["amount"], gain.to_string(), "the receipt's amount is the payee's gain");
+    assert_eq!(receipt["extensions"]["status"], "settled");
+    assert_settled_on_chain(&world, receipt["transaction"].as_str().unwrap()).await;
+    assert_eq!(paid.next_settlement().await.expect("settled").unwrap().amount, Amount::new(gain));
+    paid.no_settlement();
 }
 
 #[tokio::test]
