@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tollgate::meter::ByteMeter;
 use tollgate::method::x402::{EvmOffer, ExactPayload, OnChainSettler, SettlementOutcome, X402Exact};
 use tollgate::store::MemoryStore;
-use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
+use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 use x402_support::{World, key_hex};
@@ -38,6 +38,9 @@ const SECRET: &str = "test-secret-of-at-least-32-bytes!";
 
 /// The chat completion the inner service answers (what the Permit route meters, per byte).
 const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"test-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hi!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+
+/// What the inner service does before it answers (a payer acting behind the layer's back).
+type BeforeAnswer = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A paid `/v1/chat/completions` on 127.0.0.1, stopped when dropped.
 struct Paid {
@@ -59,7 +62,7 @@ impl Paid {
     /// the inner service answering `status`. EIP-3009 is priced per request; a Permit per
     /// byte of the answer, up to [`PRICE`].
     async fn start(world: &World, offer: EvmOffer, status: StatusCode) -> Paid {
-        Paid::start_with(world, offer, status, "application/json", COMPLETION).await
+        Paid::start_with(world, offer, status, "application/json", COMPLETION, None).await
     }
 
     /// The route, the inner service answering `status` with `body` as `content_type`.
@@ -69,6 +72,7 @@ impl Paid {
         status: StatusCode,
         content_type: &'static str,
         body: &'static str,
+        before: Option<BeforeAnswer>,
     ) -> Paid {
         let store = MemoryStore::new();
         let (tx, settled) = mpsc::unbounded_channel();
@@ -79,9 +83,12 @@ impl Paid {
         let called = Arc::new(AtomicUsize::new(0));
         let counter = called.clone();
         let inner = post(move || {
-            let counter = counter.clone();
+            let (counter, before) = (counter.clone(), before.clone());
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                if let Some(before) = before {
+                    before().await;
+                }
                 Response::builder().status(status).header("content-type", content_type).body(Body::from(body)).unwrap()
             }
         });
@@ -275,7 +282,7 @@ fn last_event(body: &str, name: &str) -> Option<Value> {
 async fn an_sse_stream_paid_with_a_permit_ends_with_its_settlement_as_a_receipt_event() {
     let world = World::new().await;
     let mut paid =
-        Paid::start_with(&world, world.permit_offer(0), StatusCode::OK, "text/event-stream", STREAM).await;
+        Paid::start_with(&world, world.permit_offer(0), StatusCode::OK, "text/event-stream", STREAM, None).await;
     let requirement = paid.requirement().await;
     let before = balances(&world).await;
     let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
@@ -349,4 +356,40 @@ async fn bad_payments_are_refused_before_the_inner_service_and_settle_nothing() 
     assert_eq!(paid.called(), 1);
     paid.no_settlement();
     assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+}
+
+/// Before the inner service answers, the payer moves all its tokens away (as a payer racing
+/// itself on another instance would): its authorization can no longer settle.
+fn payer_empties_its_account(world: &World) -> BeforeAnswer {
+    use alloy::providers::ProviderBuilder;
+    let (url, token, payer, poor) = (world.anvil.endpoint_url(), world.token, world.payer.clone(), world.poor.address());
+    Arc::new(move || {
+        let (url, payer) = (url.clone(), payer.clone());
+        Box::pin(async move {
+            let provider = ProviderBuilder::new().wallet(payer).connect_http(url);
+            let token = x402_support::AuthorizedToken::new(token, provider);
+            let funds = U256::from(x402_support::FUNDS);
+            token.transfer(poor, funds).send().await.unwrap().get_receipt().await.unwrap();
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_plain_answer_whose_payment_fails_to_settle_is_a_402_and_delivers_nothing() {
+    let world = World::new().await;
+    let before_answer = Some(payer_empties_its_account(&world));
+    let mut paid =
+        Paid::start_with(&world, world.offer(0), StatusCode::OK, "application/json", COMPLETION, before_answer).await;
+    let requirement = paid.requirement().await;
+    let payee = world.balance(world.payee.address()).await;
+    let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &payment))]).await;
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let receipt = settle_response(response.headers()[PAYMENT_RESPONSE].to_str().unwrap());
+    assert_eq!(receipt["success"], false, "{receipt}");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("chatcmpl"), "the answer was not delivered");
+    assert_eq!(paid.called(), 1);
+    assert!(paid.next_settlement().await.expect("it tried").is_err(), "the settlement failed");
+    assert_eq!(world.balance(world.payee.address()).await, payee, "nothing moved to the payee");
 }
