@@ -26,9 +26,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tollgate::meter::ByteMeter;
-use tollgate::method::x402::{EvmOffer, ExactPayload, OnChainSettler, SettlementOutcome, X402Exact};
-use tollgate::store::MemoryStore;
-use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use tollgate::method::x402::{
+    EvmOffer, ExactPayload, Facilitator, OnChainSettler, Settle, SettlementOutcome, X402Exact,
+};
+use tollgate::store::{ChannelStore, MemoryStore, RedisStore};
+use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 use x402_support::{World, key_hex};
@@ -57,31 +59,51 @@ impl Drop for Paid {
     }
 }
 
+/// How a test route answers and is paid.
+struct Route {
+    /// The inner service's status, content type and body.
+    status: StatusCode,
+    content_type: &'static str,
+    body: &'static str,
+    before: Option<BeforeAnswer>,
+    /// The price (EIP-3009: per request) or the maximum (Permit: per byte, up to it).
+    price: u128,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route { status: StatusCode::OK, content_type: "application/json", body: COMPLETION, before: None, price: PRICE }
+    }
+}
+
 impl Paid {
     /// The route behind x402 `offer` (its amount replaced by the quote's maximum, [`PRICE`]),
     /// the inner service answering `status`. EIP-3009 is priced per request; a Permit per
-    /// byte of the answer, up to [`PRICE`].
+    /// byte of the answer, up to [`PRICE`]. Settled on chain by the payee, in a store of its own.
     async fn start(world: &World, offer: EvmOffer, status: StatusCode) -> Paid {
-        Paid::start_with(world, offer, status, "application/json", COMPLETION, None).await
+        Paid::start_with(world, offer, Route { status, ..Route::default() }).await
     }
 
-    /// The route, the inner service answering `status` with `body` as `content_type`.
-    async fn start_with(
-        world: &World,
-        offer: EvmOffer,
-        status: StatusCode,
-        content_type: &'static str,
-        body: &'static str,
-        before: Option<BeforeAnswer>,
-    ) -> Paid {
+    /// As [`start`](Paid::start), answering as `route` says.
+    async fn start_with(world: &World, offer: EvmOffer, route: Route) -> Paid {
         let store = MemoryStore::new();
-        let (tx, settled) = mpsc::unbounded_channel();
         let settler = OnChainSettler::new(world.chain(), store.clone());
+        Paid::start_on(world, offer, store, settler, route).await
+    }
+
+    /// As [`start_with`](Paid::start_with), on `store`, settled by `settler`.
+    async fn start_on<St, Se>(world: &World, offer: EvmOffer, store: St, settler: Se, route: Route) -> Paid
+    where
+        St: ChannelStore + Clone,
+        Se: Settle,
+    {
+        let (tx, settled) = mpsc::unbounded_channel();
         let method = X402Exact::new(offer.clone(), world.chain(), settler).on_settlement(move |outcome| {
             let _ = tx.send(outcome);
         });
         let called = Arc::new(AtomicUsize::new(0));
         let counter = called.clone();
+        let Route { status, content_type, body, before, price } = route;
         let inner = post(move || {
             let (counter, before) = (counter.clone(), before.clone());
             async move {
@@ -96,13 +118,13 @@ impl Paid {
         let app = match offer.method() {
             tollgate::method::x402::TransferMethod::Permit => {
                 let quote =
-                    Quote::new(Price::per_unit("byte", Rate::per_unit(Amount::new(1)))).max_output(PRICE as u64);
+                    Quote::new(Price::per_unit("byte", Rate::per_unit(Amount::new(1)))).max_output(price as u64);
                 Router::new()
                     .route("/v1/chat/completions", inner)
                     .route_layer(layer.pricing(quote).meter(ByteMeter::new()))
             }
             _ => {
-                let quote = Quote::new(Price::per_request(Amount::new(PRICE))).max_output(1);
+                let quote = Quote::new(Price::per_request(Amount::new(price))).max_output(1);
                 Router::new().route("/v1/chat/completions", inner).route_layer(layer.pricing(quote))
             }
         };
@@ -178,15 +200,20 @@ fn settle_response(header: &str) -> Value {
     serde_json::from_slice(&STANDARD.decode(header).expect("base64")).expect("JSON")
 }
 
-/// Checks that `tx` is mined, succeeded, was sent by the payee (the settler) to the token.
-async fn assert_settled_on_chain(world: &World, tx: &str) {
+/// The receipt of `tx`, which is mined, succeeded and called the token.
+async fn mined(world: &World, tx: &str) -> alloy::rpc::types::TransactionReceipt {
     use alloy::providers::{Provider, ProviderBuilder};
     let provider = ProviderBuilder::new().connect_http(world.anvil.endpoint_url());
     let hash: alloy::primitives::B256 = tx.parse().expect("a transaction hash");
     let receipt = provider.get_transaction_receipt(hash).await.unwrap().expect("the receipt's transaction is mined");
     assert!(receipt.status(), "it succeeded");
     assert_eq!(receipt.to, Some(world.token));
-    assert_eq!(receipt.from, world.payee.address());
+    receipt
+}
+
+/// Checks that `tx` is mined, succeeded, was sent by the payee (the settler) to the token.
+async fn assert_settled_on_chain(world: &World, tx: &str) {
+    assert_eq!(mined(world, tx).await.from, world.payee.address());
 }
 
 fn v2_header(requirement: &Value, payload: &ExactPayload) -> String {
@@ -281,8 +308,12 @@ fn last_event(body: &str, name: &str) -> Option<Value> {
 #[tokio::test]
 async fn an_sse_stream_paid_with_a_permit_ends_with_its_settlement_as_a_receipt_event() {
     let world = World::new().await;
-    let mut paid =
-        Paid::start_with(&world, world.permit_offer(0), StatusCode::OK, "text/event-stream", STREAM, None).await;
+    let mut paid = Paid::start_with(
+        &world,
+        world.permit_offer(0),
+        Route { content_type: "text/event-stream", body: STREAM, ..Route::default() },
+    )
+    .await;
     let requirement = paid.requirement().await;
     let before = balances(&world).await;
     let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
@@ -362,7 +393,8 @@ async fn bad_payments_are_refused_before_the_inner_service_and_settle_nothing() 
 /// itself on another instance would): its authorization can no longer settle.
 fn payer_empties_its_account(world: &World) -> BeforeAnswer {
     use alloy::providers::ProviderBuilder;
-    let (url, token, payer, poor) = (world.anvil.endpoint_url(), world.token, world.payer.clone(), world.poor.address());
+    let (url, token, payer, poor) =
+        (world.anvil.endpoint_url(), world.token, world.payer.clone(), world.poor.address());
     Arc::new(move || {
         let (url, payer) = (url.clone(), payer.clone());
         Box::pin(async move {
@@ -377,9 +409,8 @@ fn payer_empties_its_account(world: &World) -> BeforeAnswer {
 #[tokio::test]
 async fn a_plain_answer_whose_payment_fails_to_settle_is_a_402_and_delivers_nothing() {
     let world = World::new().await;
-    let before_answer = Some(payer_empties_its_account(&world));
-    let mut paid =
-        Paid::start_with(&world, world.offer(0), StatusCode::OK, "application/json", COMPLETION, before_answer).await;
+    let route = Route { before: Some(payer_empties_its_account(&world)), ..Route::default() };
+    let mut paid = Paid::start_with(&world, world.offer(0), route).await;
     let requirement = paid.requirement().await;
     let payee = world.balance(world.payee.address()).await;
     let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
@@ -392,4 +423,116 @@ async fn a_plain_answer_whose_payment_fails_to_settle_is_a_402_and_delivers_noth
     assert_eq!(paid.called(), 1);
     assert!(paid.next_settlement().await.expect("it tried").is_err(), "the settlement failed");
     assert_eq!(world.balance(world.payee.address()).await, payee, "nothing moved to the payee");
+}
+
+#[tokio::test]
+async fn the_official_facilitator_settles_for_x402_exact_in_the_layer() {
+    let world = World::new().await;
+    let gas_payer = chain::dev_signer(&world.anvil, 4);
+    let process = x402_support::FacilitatorProcess::start(&world, &gas_payer).await;
+    let store = MemoryStore::new();
+    let facilitator = Facilitator::new(process.url.clone(), world.chain(), store.clone()).unwrap();
+    let mut paid = Paid::start_on(&world, world.offer(0), store, facilitator, Route::default()).await;
+    let before = balances(&world).await;
+    let out = js_pay("x402-fetch", &paid.url, &world, &world.payer).await;
+    assert_eq!(out["status"], 200, "{out}");
+    let settlement = paid.next_settlement().await.expect("delivered: settled").expect("the facilitator settled");
+    assert_eq!(settlement.amount, Amount::new(PRICE));
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+    let receipt = settle_response(out["paymentResponse"].as_str().expect("a PAYMENT-RESPONSE header"));
+    assert_eq!(receipt["success"], true);
+    let tx = receipt["transaction"].as_str().unwrap();
+    assert_eq!(mined(&world, tx).await.from, gas_payer.address(), "the facilitator sent it, not the payee");
+}
+
+#[tokio::test]
+async fn expired_early_oversize_and_cheap_route_payments_never_reach_the_dear_route() {
+    let world = World::new().await;
+    let mut dear = Paid::start_with(&world, world.offer(0), Route { price: 2 * PRICE, ..Route::default() }).await;
+    let mut cheap = Paid::start(&world, world.offer(0), StatusCode::OK).await;
+    let (dear_offer, cheap_offer) = (dear.requirement().await, cheap.requirement().await);
+    let before = balances(&world).await;
+    let payer = world.payer.address();
+    let now = x402_support::unix_now();
+
+    let mut expired = world.authorization(payer, 2 * PRICE);
+    expired.valid_before = now - 1;
+    let mut early = world.authorization(payer, 2 * PRICE);
+    (early.valid_after, early.valid_before) = (now + 600, now + 900);
+    for (case, authorization) in [("expired", expired), ("not yet valid", early)] {
+        let header = v2_header(&dear_offer, &world.sign_transfer(&world.payer, authorization));
+        let response = dear.post(&[(&PAYMENT_SIGNATURE, &header)]).await;
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "{case}");
+        assert!(response.headers().contains_key(PAYMENT_REQUIRED), "{case}: a fresh offer");
+    }
+    // Over 16 KiB, in either header: malformed, not decoded.
+    let oversize = "A".repeat(16 * 1024 + 4);
+    for header in [&PAYMENT_SIGNATURE, &X_PAYMENT] {
+        assert_eq!(dear.post(&[(header, &oversize)]).await.status(), StatusCode::BAD_REQUEST, "{header}");
+    }
+    // A payment for the cheap route: as v2 (it names the cheap offer) and as v1 (it names
+    // none and pays less than the dear offer).
+    let cheap_payment = world.sign_transfer(&world.payer, world.authorization(payer, PRICE));
+    let v2 = v2_header(&cheap_offer, &cheap_payment);
+    let v1 = json!({"x402Version": 1, "scheme": "exact", "network": "base", "payload": cheap_payment}).to_string();
+    for (case, header, value) in [("v2", &PAYMENT_SIGNATURE, &v2), ("v1", &X_PAYMENT, &v1)] {
+        let response = dear.post(&[(header, value)]).await;
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "{case}");
+    }
+    assert_eq!(dear.called(), 0, "the dear route's inner service was never called");
+    dear.no_settlement();
+    assert_eq!(balances(&world).await, before, "nothing settled");
+    // The cheap payment still pays the cheap route, once.
+    assert_eq!(cheap.post(&[(&PAYMENT_SIGNATURE, &v2)]).await.status(), StatusCode::OK);
+    assert_eq!(cheap.next_settlement().await.expect("settled").unwrap().amount, Amount::new(PRICE));
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+}
+
+/// A Redis store on a prefix of its own and a second connection to the same keys (another
+/// instance), or `None` without a server outside CI.
+async fn shared_redis() -> Option<(RedisStore, RedisStore)> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("tollgate-x402-test-{}-{nanos:x}", std::process::id());
+    match (RedisStore::connect(&url).await, RedisStore::connect(&url).await) {
+        (Ok(a), Ok(b)) => Some((a.with_prefix(&prefix), b.with_prefix(&prefix))),
+        (Err(e), _) | (_, Err(e)) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("no Redis under CI: {e}")
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_payment_replayed_on_a_second_layer_sharing_the_store_is_refused() {
+    let Some((one, two)) = shared_redis().await else { return };
+    let world = World::new().await;
+    let mut first =
+        Paid::start_on(&world, world.offer(0), one.clone(), OnChainSettler::new(world.chain(), one), Route::default())
+            .await;
+    let mut second =
+        Paid::start_on(&world, world.offer(0), two.clone(), OnChainSettler::new(world.chain(), two), Route::default())
+            .await;
+    let requirement = first.requirement().await;
+    let before = balances(&world).await;
+    let good =
+        v2_header(&requirement, &world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE)));
+    // The same payment on both instances at once: one serves it.
+    let headers = [(&PAYMENT_SIGNATURE, good.as_str())];
+    let (a, b) = tokio::join!(first.post(&headers), second.post(&headers));
+    let mut statuses = [a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::PAYMENT_REQUIRED]);
+    assert_eq!(first.called() + second.called(), 1);
+    // And again later, on either: refused before the inner service.
+    for paid in [&first, &second] {
+        assert_eq!(paid.post(&headers).await.status(), StatusCode::PAYMENT_REQUIRED);
+    }
+    assert_eq!(first.called() + second.called(), 1);
+    let (served, idle) =
+        if a.status() == StatusCode::OK { (&mut first, &mut second) } else { (&mut second, &mut first) };
+    assert_eq!(served.next_settlement().await.expect("settled").unwrap().amount, Amount::new(PRICE));
+    idle.no_settlement();
+    served.no_settlement();
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE), "settled once");
 }

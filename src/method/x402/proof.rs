@@ -47,7 +47,8 @@ pub(super) fn of(verified: &Verified, header: &HeaderName, outcome: Option<&Resu
         Some(Err(error)) => {
             let response = failed_response(verified, error.kind().reason(), "failed");
             // x402: a payment that does not settle is answered 402, whatever the cause.
-            let problem = PaymentError::new(PaymentErrorKind::VerificationFailed, format!("settlement failed: {error}"));
+            let problem =
+                PaymentError::new(PaymentErrorKind::VerificationFailed, format!("settlement failed: {error}"));
             Proof::failed(problem, to_json(&response)).header(header.clone(), encode_header(&response))
         }
     }
