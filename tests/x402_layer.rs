@@ -536,3 +536,57 @@ async fn a_payment_replayed_on_a_second_layer_sharing_the_store_is_refused() {
     served.no_settlement();
     assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE), "settled once");
 }
+
+/// Before the inner service answers, the payer burns its permit nonce 0 with another permit
+/// (to someone else, for nothing): the permit it paid with can no longer be used.
+fn payer_burns_its_permit_nonce(world: &World) -> BeforeAnswer {
+    use alloy::providers::ProviderBuilder;
+    use alloy::signers::SignerSync;
+    use alloy::sol_types::{SolStruct, eip712_domain};
+    let (url, token, payer, poor) =
+        (world.anvil.endpoint_url(), world.token, world.payer.clone(), world.poor.address());
+    Arc::new(move || {
+        let (url, payer) = (url.clone(), payer.clone());
+        Box::pin(async move {
+            let deadline = U256::from(x402_support::unix_now() + 300);
+            let domain = eip712_domain! {
+                name: x402_support::NAME.to_owned(), version: x402_support::VERSION.to_owned(),
+                chain_id: x402_support::CHAIN_ID, verifying_contract: token,
+            };
+            let other = x402_support::Permit {
+                owner: payer.address(),
+                spender: poor,
+                value: U256::ZERO,
+                nonce: U256::ZERO,
+                deadline,
+            };
+            let signature = payer.sign_hash_sync(&other.eip712_signing_hash(&domain)).unwrap();
+            let owner = payer.address();
+            let provider = ProviderBuilder::new().wallet(payer).connect_http(url);
+            let token = x402_support::AuthorizedToken::new(token, provider);
+            let v = 27 + u8::from(signature.v());
+            let (r, s) = (signature.r().into(), signature.s().into());
+            let sent = token.permit(owner, poor, U256::ZERO, deadline, v, r, s).send().await.unwrap();
+            assert!(sent.get_receipt().await.unwrap().status(), "the other permit burnt nonce 0");
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_permit_whose_nonce_the_payer_burnt_meanwhile_is_not_taken_for_a_settlement() {
+    let world = World::new().await;
+    let route = Route { before: Some(payer_burns_its_permit_nonce(&world)), ..Route::default() };
+    let mut paid = Paid::start_with(&world, world.permit_offer(0), route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &permit))]).await;
+    assert_eq!(paid.called(), 1);
+    assert_eq!(world.permit_nonce(world.payer.address()).await, U256::from(1), "the nonce is burnt");
+    let outcome = paid.next_settlement().await.expect("it tried to settle");
+    assert!(outcome.is_err(), "nothing moved, so nothing settled: {outcome:?}");
+    assert_eq!(balances(&world).await, before, "the payee got nothing");
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "and the answer was not delivered");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("chatcmpl"));
+}

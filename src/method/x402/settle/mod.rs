@@ -99,6 +99,12 @@ impl<'a, S: ChannelStore> Books<'a, S> {
         Ok(kept.last().and_then(|(_, bytes)| serde_json::from_slice::<Record>(bytes).ok()).map(|r| self.settlement(r)))
     }
 
+    /// Whether an earlier attempt left this payment pending (it may have sent something).
+    pub(crate) async fn was_pending(&self) -> Result<bool, X402Error> {
+        let kept = self.store.kept(self.verified.claim(), PENDING_SHELF).await.map_err(store_down)?;
+        Ok(!kept.is_empty())
+    }
+
     /// Records that `amount` is about to be sent.
     pub(crate) async fn pending(&self, amount: Amount) -> Result<(), X402Error> {
         let record = Record { amount, transaction: None };
