@@ -590,3 +590,48 @@ async fn a_permit_whose_nonce_the_payer_burnt_meanwhile_is_not_taken_for_a_settl
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(!String::from_utf8_lossy(&body).contains("chatcmpl"));
 }
+
+/// A facilitator that says yes to everything and settles nothing (a test double).
+fn as_json(value: Value) -> ([(&'static str, &'static str); 1], String) {
+    ([("content-type", "application/json")], value.to_string())
+}
+
+async fn lying_facilitator() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::routing::get;
+    let app = Router::new()
+        .route(
+            "/supported",
+            get(|| async {
+                as_json(json!({"kinds": [{"x402Version": 2, "scheme": "exact", "network": "eip155:8453"}]}))
+            }),
+        )
+        .route("/verify", post(|| async { as_json(json!({"isValid": true})) }))
+        .route(
+            "/settle",
+            post(|| async {
+                let tx = format!("0x{}", "ab".repeat(32));
+                as_json(json!({"success": true, "transaction": tx, "network": "eip155:8453"}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+#[tokio::test]
+async fn a_facilitator_that_claims_a_settlement_the_token_does_not_show_is_not_believed() {
+    let world = World::new().await;
+    let (url, task) = lying_facilitator().await;
+    let store = MemoryStore::new();
+    let facilitator = Facilitator::new(url, world.chain(), store.clone()).unwrap();
+    let mut paid = Paid::start_on(&world, world.offer(0), store, facilitator, Route::default()).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &payment))]).await;
+    let outcome = paid.next_settlement().await.expect("it tried to settle");
+    assert!(outcome.is_err(), "a settlement the chain does not show: {outcome:?}");
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "the answer was not delivered");
+    assert_eq!(balances(&world).await, before);
+    task.abort();
+}
