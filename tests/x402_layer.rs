@@ -635,3 +635,33 @@ async fn a_facilitator_that_claims_a_settlement_the_token_does_not_show_is_not_b
     assert_eq!(balances(&world).await, before);
     task.abort();
 }
+
+#[tokio::test]
+async fn a_permit_that_settled_nothing_leaves_its_nonce_free_for_the_next_request() {
+    let world = World::new().await;
+    // One store, two routes: the first fails upstream, the second answers.
+    let store = MemoryStore::new();
+    let settler = || OnChainSettler::new(world.chain(), store.clone());
+    let failing = Route { status: StatusCode::INTERNAL_SERVER_ERROR, ..Route::default() };
+    let mut failed = Paid::start_on(&world, world.permit_offer(0), store.clone(), settler(), failing).await;
+    let mut served = Paid::start_on(&world, world.permit_offer(0), store.clone(), settler(), Route::default()).await;
+    let requirement = served.requirement().await;
+    let before = balances(&world).await;
+    let deadline = x402_support::unix_now() + 300;
+    let first = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, deadline);
+    let response = failed.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &first))]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(failed.next_settlement().await.is_none(), "nothing delivered, nothing settled");
+    assert_eq!(world.permit_nonce(world.payer.address()).await, U256::ZERO, "the nonce is still the payer's next");
+    // The payer's next permit has the same nonce (the token's): it must pay.
+    let next = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, deadline + 1);
+    let response = served.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &next))]).await;
+    assert_eq!(response.status(), StatusCode::OK, "the same nonce pays once nothing was settled with it");
+    let metered = COMPLETION.len() as u128;
+    assert_eq!(served.next_settlement().await.expect("settled").unwrap().amount, Amount::new(metered));
+    assert_eq!(balances(&world).await, (before.0 + metered, before.1 - metered));
+    // The first permit, replayed now, is refused: its nonce is used.
+    let replay = served.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &first))]).await;
+    assert_eq!(replay.status(), StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(served.called(), 1);
+}

@@ -185,7 +185,14 @@ where
         Ok(Verified::Serve(grant.proven_by(pending, move |settled| async move {
             let outcome = match settle_amount(method, &verified, &settled) {
                 Some(actual) => Some(settler.settle(&verified, actual).await),
-                None => None,
+                None => {
+                    // A Permit that moves nothing is settled for 0 all the same: the record
+                    // frees its nonce for the payer's next permit (see `claim::vacant`).
+                    if method == TransferMethod::Permit {
+                        let _ = settler.settle(&verified, Amount::ZERO).await;
+                    }
+                    None
+                }
             };
             let proof = proof::of(&verified, &header, outcome.as_ref());
             if let Some(observer) = observer {

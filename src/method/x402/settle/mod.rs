@@ -137,6 +137,17 @@ impl<'a, S: ChannelStore> Books<'a, S> {
     }
 }
 
+/// Whether the payment claimed as `claim` is settled, for nothing and with no transaction
+/// (a Permit whose response delivered nothing): its nonce is still the owner's next.
+pub(crate) async fn settled_nothing<S: ChannelStore>(
+    store: &S,
+    claim: &crate::store::ChannelId,
+) -> Result<bool, X402Error> {
+    let kept = store.kept(claim, SETTLED_SHELF).await.map_err(store_down)?;
+    let last = kept.last().and_then(|(_, bytes)| serde_json::from_slice::<Record>(bytes).ok());
+    Ok(last.is_some_and(|r| r.amount.is_zero() && r.transaction.is_none()))
+}
+
 fn lock_name(verified: &Verified) -> String {
     format!("x402-settle:{}", verified.claim())
 }
