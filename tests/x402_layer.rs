@@ -665,3 +665,97 @@ async fn a_permit_that_settled_nothing_leaves_its_nonce_free_for_the_next_reques
     assert_eq!(replay.status(), StatusCode::PAYMENT_REQUIRED);
     assert_eq!(served.called(), 1);
 }
+
+#[tokio::test]
+async fn an_sse_stream_paid_with_eip3009_settles_before_its_first_content_goes_out() {
+    let world = World::new().await;
+    let store = MemoryStore::new();
+    let settler = OnChainSettler::new(world.chain(), store.clone());
+    let method = X402Exact::new(world.offer(0), world.chain(), settler);
+    // The inner stream sends its first event, then the rest only when the test says so.
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let wait = Arc::new(std::sync::Mutex::new(Some(wait)));
+    let inner = post(move || {
+        let wait = wait.lock().unwrap().take();
+        async move {
+            let (first, rest) = STREAM.split_at(STREAM.find("\n\n").unwrap() + 2);
+            let (tx, rx) = mpsc::unbounded_channel();
+            tx.send(axum::body::Bytes::from_static(first.as_bytes())).unwrap();
+            tokio::spawn(async move {
+                if let Some(wait) = wait {
+                    let _ = wait.await;
+                }
+                let _ = tx.send(axum::body::Bytes::from_static(rest.as_bytes()));
+            });
+            Response::builder().header("content-type", "text/event-stream").body(Body::new(Chunks(rx))).unwrap()
+        }
+    });
+    let quote = Quote::new(Price::per_request(Amount::new(PRICE))).max_output(1);
+    let layer = PaymentLayer::new(method, store, "api.test", Secret::new(SECRET));
+    let app = Router::new().route("/v1/chat/completions", inner).route_layer(layer.pricing(quote));
+    let ask = |header: Option<String>| {
+        let mut request = Request::post("/v1/chat/completions").header("host", "api.test");
+        if let Some(header) = header {
+            request = request.header(PAYMENT_SIGNATURE, header);
+        }
+        app.clone().oneshot(request.body(Body::from("{}")).unwrap())
+    };
+    let offered = ask(None).await.unwrap();
+    let required = STANDARD.decode(offered.headers()[PAYMENT_REQUIRED].as_bytes()).unwrap();
+    let requirement = serde_json::from_slice::<Value>(&required).unwrap()["accepts"][0].clone();
+    let before = balances(&world).await;
+    let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
+    let response = ask(Some(v2_header(&requirement, &payment))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"data: "), "the first content event");
+    // The stream is not over (the upstream holds the rest), yet the payee is paid.
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE), "settled before the content");
+    go.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    let all = format!("{}{}", String::from_utf8_lossy(&first), String::from_utf8_lossy(&rest));
+    assert!(all.starts_with(STREAM), "{all}");
+    let receipt = last_event(&all, "payment-receipt").expect("a final payment-receipt event");
+    assert_eq!((&receipt["success"], &receipt["amount"]), (&json!(true), &json!(PRICE.to_string())));
+    assert_settled_on_chain(&world, receipt["transaction"].as_str().unwrap()).await;
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE), "settled once");
+}
+
+#[tokio::test]
+async fn an_sse_stream_whose_eip3009_payment_fails_to_settle_delivers_no_content() {
+    let world = World::new().await;
+    let route = Route {
+        content_type: "text/event-stream",
+        body: STREAM,
+        before: Some(payer_empties_its_account(&world)),
+        ..Route::default()
+    };
+    let mut paid = Paid::start_with(&world, world.offer(0), route).await;
+    let requirement = paid.requirement().await;
+    let payee = world.balance(world.payee.address()).await;
+    let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &payment))]).await;
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(!body.contains("Hel"), "no content went out: {body}");
+    let receipt = last_event(&body, "payment-receipt").expect("the stream ends with its receipt");
+    assert_eq!(receipt["success"], false, "{receipt}");
+    assert_eq!(receipt["extensions"]["status"], "failed");
+    assert!(paid.next_settlement().await.expect("it tried").is_err());
+    assert_eq!(world.balance(world.payee.address()).await, payee, "nothing moved");
+}
+
+/// A response body of the chunks sent on a channel, ending when it closes.
+struct Chunks(mpsc::UnboundedReceiver<axum::body::Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}

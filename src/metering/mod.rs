@@ -115,13 +115,25 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     proving: Option<ProofWait>,
     /// ... and the proof once it came (or `pending`).
     proof: Option<Proof>,
+    /// The settlement the first content event waits for (SSE only, see [`Grant::before_content`]).
+    gate: Option<Gating>,
+    /// Content was put in `out` since the gate was last looked at.
+    content_ready: bool,
+}
+
+/// A stream's [`Grant::before_content`] settlement: not started, or under way.
+enum Gating {
+    Ready(crate::method::grant::Gate),
+    Running(BoxFuture<Result<(), Proof>>),
 }
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the body of the response `head` against what `reserved` paid for.
     pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
-        let Reserved { paid: Paid { grant, quote, mut meter, policy }, account, proof } = reserved;
+        let Reserved { paid: Paid { mut grant, quote, mut meter, policy }, account, proof } = reserved;
         let cutter = is_event_stream(&head.headers).then(|| EventCutter::new(policy.max_event_bytes));
+        // A plain answer is held whole and settled at its end: no gate.
+        let gate = grant.take_gate().filter(|_| cutter.is_some()).map(Gating::Ready);
         let first = meter.on_response(head);
         let waiting = Some(Cost::of(&quote.price, first));
         Metering {
@@ -142,6 +154,49 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             failure: None,
             proving: proof,
             proof: None,
+            gate,
+            content_ready: false,
+        }
+    }
+
+    /// Runs the gate once content is about to go out: `Pending` while it runs, `true` if the
+    /// stream may go on, `false` if it was refused (the stream now ends with its proof).
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(gate) = self.gate.take() else { return Poll::Ready(true) };
+        let mut running = match gate {
+            Gating::Ready(start) => start(),
+            Gating::Running(running) => running,
+        };
+        match running.as_mut().poll(cx) {
+            Poll::Pending => {
+                self.gate = Some(Gating::Running(running));
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(true),
+            Poll::Ready(Err(proof)) => {
+                self.refused(proof);
+                Poll::Ready(false)
+            }
+        }
+    }
+
+    /// The payment did not settle before the content: deliver nothing of it, charge
+    /// nothing, and end with the proof.
+    fn refused(&mut self, proof: Proof) {
+        self.out.clear();
+        self.drop_pending();
+        self.source = Source::Ended;
+        self.trailers = None;
+        if let Some(account) = &mut self.account {
+            account.deliver(Amount::ZERO, 0);
+        }
+        self.out.push_back(frames::proof(&proof));
+        self.proof = Some(proof);
+        // The release runs on its own; its proof is this one, already out.
+        self.proving = None;
+        self.start_release();
+        if let Step::Releasing(_) = self.step {
+            self.step = Step::Done;
         }
     }
 
@@ -168,6 +223,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         B::Error: Into<BoxError>,
     {
         loop {
+            if self.content_ready {
+                if self.gate.is_some() && !ready!(self.poll_gate(cx)) {
+                    self.content_ready = false;
+                    continue;
+                }
+                self.content_ready = false;
+            }
             if let Some(bytes) = self.out.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
@@ -337,6 +399,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             }
             Ok(())
         });
+        let before = self.out.len();
         match cut {
             Cut::Paid { forward } => self.out.extend(forward),
             Cut::Joined { event, rest } => {
@@ -355,6 +418,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 self.fail(error.into());
             }
         }
+        self.content_ready |= self.out.len() > before;
     }
 
     /// Forwards the held bytes if the lease covers `cost`, else asks the store for more.
@@ -363,6 +427,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         if cost.total <= account.lease().amount {
             account.deliver(cost.total, cost.units);
             // One frame: what is charged is what the next poll hands out (see `EventCutter::cut`).
+            self.content_ready |= !self.held.is_empty();
             match self.held.len() {
                 0 => {}
                 1 => self.out.extend(self.held.drain(..)),

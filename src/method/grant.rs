@@ -21,10 +21,14 @@ pub struct Grant {
     on_settled: Option<SettledHook>,
     /// What the response says while its proof is late (see [`Grant::proven_by`]).
     pending_proof: Option<Proof>,
+    gate: Option<Gate>,
 }
 
 /// A settlement under way, whose outcome the response reports.
 pub(crate) type Proving = Pin<Box<dyn Future<Output = Proof> + Send>>;
+
+/// A settlement an SSE stream waits for before its first content goes out.
+pub(crate) type Gate = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), Proof>> + Send>> + Send>;
 
 /// The hook a grant runs once its response is settled; `Some` when it proves the payment.
 pub(crate) type SettledHook = Box<dyn FnOnce(Settled) -> Option<Proving> + Send>;
@@ -59,7 +63,7 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None, pending_proof: None }
+        Grant { channel, payer: None, renewal, receipt, on_settled: None, pending_proof: None, gate: None }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -136,6 +140,43 @@ impl Grant {
         &self.receipt
     }
 
+    /// A settlement an SSE stream makes before its first content event goes out, for a
+    /// payment whose amount does not depend on what is delivered (x402 `exact` with
+    /// EIP-3009): the stream holds that event until `gate` is over. `Ok` lets the stream
+    /// go on; `Err(proof)` ends it there, delivering nothing, with `proof` as its
+    /// `payment-receipt` event. A stream that fails or ends before any content never runs
+    /// it. Plain answers, held whole until they settle (see [`proven_by`](Self::proven_by)),
+    /// never run it either: the [settled hook](Self::proven_by) settles them.
+    ///
+    /// Settling before the content means a payer cannot take the content and then empty its
+    /// account, and a stream that outlives the authorization's validity is still paid.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tollgate::method::{Grant, Proof, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let grant = Grant::new(ChannelId::new("claim-1"), Renewal::Never, Receipt::new("demo", "claim-1"))
+    ///     .before_content(|| async {
+    ///         // Move the fixed amount to the payee here.
+    ///         Ok::<(), Proof>(())
+    ///     });
+    /// # let _ = grant;
+    /// ```
+    pub fn before_content<F>(mut self, gate: impl FnOnce() -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = Result<(), Proof>> + Send + 'static,
+    {
+        self.gate = Some(Box::new(move || Box::pin(gate())));
+        self
+    }
+
+    /// The settlement to make before the first content of a stream, if any.
+    pub(crate) fn take_gate(&mut self) -> Option<Gate> {
+        self.gate.take()
+    }
+
     /// Hands the settled hook to the account that runs it once released.
     pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
         self.on_settled.take()
@@ -156,6 +197,7 @@ impl fmt::Debug for Grant {
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
             .field("pending_proof", &self.pending_proof)
+            .field("gate", &self.gate.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }

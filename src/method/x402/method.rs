@@ -1,7 +1,7 @@
 //! [`X402Exact`]: the x402 `exact` scheme on an EVM token as a [`PaymentMethod`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::error::X402Error;
 use super::offer::{EvmOffer, TransferMethod, ValueRule};
@@ -12,7 +12,7 @@ use super::token::X402Chain;
 use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS, Verified as X402Verified};
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
-use crate::method::{Grant, Offer, PaymentMethod, Renewal, Settled, Verified, Verify};
+use crate::method::{Grant, Offer, PaymentMethod, Proof, ProofStatus, Renewal, Settled, Verified, Verify};
 use crate::store::ChannelStore;
 use crate::wire::Presented;
 use crate::wire::mpp::Receipt;
@@ -47,10 +47,15 @@ type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
 ///   `X-PAYMENT-RESPONSE` when it came as `X-PAYMENT`. A settlement that fails answers
 ///   `402` with its error and delivers nothing; one whose outcome is unknown (sent, not
 ///   confirmed) delivers the answer with a `success: false`, `settlement_pending` receipt.
-/// - An SSE stream settles after its last content event and ends with an
-///   `event: payment-receipt` whose data is that `SettleResponse` JSON (its `extensions`
-///   name the `status` and the claim `reference`); after 30 s without an outcome, the event
-///   says `pending` and the settlement runs on.
+/// - An SSE stream paid with EIP-3009 settles just before its first content event goes
+///   out ([`Grant::before_content`]): a payment that fails to settle ends the stream there,
+///   delivering nothing; otherwise the content flows, already paid (a payer cannot empty
+///   its account meanwhile, and a stream longer than the authorization's validity is
+///   paid). A stream paid with a Permit settles after its last content event (the amount
+///   is what was delivered). Either way the stream ends with an `event: payment-receipt`
+///   whose data is that `SettleResponse` JSON (its `extensions` name the `status` and the
+///   claim `reference`); after 30 s without an outcome, the event says `pending` and the
+///   settlement runs on.
 /// - A client gone mid-stream pays what it received; nobody gets the receipt.
 ///
 /// A request whose price has no maximum (open-ended metering) is not offered x402: a
@@ -182,7 +187,31 @@ where
         };
         let pending = proof::pending(&verified, &header);
         let (settler, observer, method) = (self.settler.clone(), self.observer.clone(), offer.method());
-        Ok(Verified::Serve(grant.proven_by(pending, move |settled| async move {
+        // The proof of a settlement made before a stream's content (EIP-3009 only).
+        let early: Arc<Mutex<Option<Proof>>> = Arc::default();
+        let gate = {
+            let (settler, observer, verified, header, early) =
+                (settler.clone(), observer.clone(), verified.clone(), header.clone(), early.clone());
+            move || async move {
+                let outcome = settler.settle(&verified, verified.value()).await;
+                let proof = proof::of(&verified, &header, Some(&outcome));
+                if let Some(observer) = observer {
+                    observer(Some(outcome));
+                }
+                if let Ok(mut slot) = early.lock() {
+                    *slot = Some(proof.clone());
+                }
+                match proof.status() {
+                    ProofStatus::Failed => Err(proof),
+                    _ => Ok(()),
+                }
+            }
+        };
+        let grant = grant.proven_by(pending, move |settled| async move {
+            if let Some(proof) = early.lock().ok().and_then(|mut slot| slot.take()) {
+                // Settled before the content (and observed then): that is the receipt.
+                return proof;
+            }
             let outcome = match settle_amount(method, &verified, &settled) {
                 Some(actual) => Some(settler.settle(&verified, actual).await),
                 None => {
@@ -199,6 +228,10 @@ where
                 observer(outcome);
             }
             proof
-        })))
+        });
+        Ok(Verified::Serve(match method {
+            TransferMethod::Eip3009 => grant.before_content(gate),
+            TransferMethod::Permit => grant,
+        }))
     }
 }
