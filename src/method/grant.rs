@@ -20,7 +20,8 @@ pub struct Grant {
     receipt: Receipt,
     on_settled: Option<SettledHook>,
     /// What the response says while its proof is late (see [`Grant::proven_by`]).
-    pending_proof: Option<Proof>,
+    // Boxed: most grants prove nothing, and `Verified` carries a grant by value.
+    pending_proof: Option<Box<Proof>>,
     gate: Option<Gate>,
 }
 
@@ -116,7 +117,7 @@ impl Grant {
         F: Future<Output = Proof> + Send + 'static,
     {
         self.on_settled = Some(Box::new(move |settled| Some(Box::pin(hook(settled)) as Proving)));
-        self.pending_proof = Some(pending);
+        self.pending_proof = Some(Box::new(pending));
         self
     }
 
@@ -184,7 +185,7 @@ impl Grant {
 
     /// The proof a late settlement is reported as; `Some` iff the grant proves its payment.
     pub(crate) fn take_pending_proof(&mut self) -> Option<Proof> {
-        self.pending_proof.take()
+        self.pending_proof.take().map(|proof| *proof)
     }
 }
 
