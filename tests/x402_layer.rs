@@ -759,3 +759,64 @@ impl http_body::Body for Chunks {
         self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
 }
+
+/// Settles through `inner`, but holds each settlement until the test lets it go (a test
+/// double), counting the settlements begun.
+struct Held<Se> {
+    inner: Se,
+    begun: Arc<AtomicUsize>,
+    entered: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Semaphore>,
+}
+
+impl<Se: Settle> Settle for Held<Se> {
+    async fn settle(
+        &self,
+        verified: &tollgate::method::x402::Verified,
+        actual: Amount,
+    ) -> Result<tollgate::method::x402::Settlement, tollgate::method::x402::X402Error> {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        self.entered.notify_one();
+        let _permit = self.go.acquire().await;
+        self.inner.settle(verified, actual).await
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_while_its_stream_settles_is_settled_once_to_the_end() {
+    let world = World::new().await;
+    let store = MemoryStore::new();
+    let (begun, entered, go) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Semaphore::new(0)));
+    let held = Held {
+        inner: OnChainSettler::new(world.chain(), store.clone()),
+        begun: begun.clone(),
+        entered: entered.clone(),
+        go: go.clone(),
+    };
+    let route = Route { content_type: "text/event-stream", body: STREAM, ..Route::default() };
+    let mut paid = Paid::start_on(&world, world.offer(0), store, held, route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "api.test")
+        .header(PAYMENT_SIGNATURE, v2_header(&requirement, &payment))
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = paid.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The client waits for its first event while the payment settles, then leaves.
+    let reading = tokio::spawn(async move { response.into_body().collect().await.map(|c| c.to_bytes()) });
+    entered.notified().await;
+    reading.abort();
+    let _ = reading.await;
+    go.add_permits(10);
+    let outcome = paid.next_settlement().await.expect("settled").expect("on chain");
+    assert_eq!(outcome.amount, Amount::new(PRICE));
+    assert_eq!(balances(&world).await, (before.0 + PRICE, before.1 - PRICE));
+    // The final hook waited for that settlement rather than starting another.
+    tokio::task::yield_now().await;
+    assert_eq!(begun.load(Ordering::SeqCst), 1, "one settlement begun");
+    paid.no_settlement();
+}

@@ -1,18 +1,18 @@
 //! [`X402Exact`]: the x402 `exact` scheme on an EVM token as a [`PaymentMethod`].
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::error::X402Error;
 use super::offer::{EvmOffer, TransferMethod, ValueRule};
 use super::payload::ExactPayload;
-use super::proof;
 use super::settle::{Settle, Settlement};
+use super::settling::Settling;
 use super::token::X402Chain;
-use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS, Verified as X402Verified};
+use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS};
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
-use crate::method::{Grant, Offer, PaymentMethod, Proof, ProofStatus, Renewal, Settled, Verified, Verify};
+use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 use crate::store::ChannelStore;
 use crate::wire::Presented;
 use crate::wire::mpp::Receipt;
@@ -22,7 +22,7 @@ use crate::wire::x402::{PAYMENT_RESPONSE, PaymentRequirements};
 /// (`None`: nothing was settled because nothing was delivered).
 pub type SettlementOutcome = Option<Result<Settlement, X402Error>>;
 
-type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
+pub(super) type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
 
 /// The x402 `exact` scheme on one EVM token, as a [`PaymentMethod`]: offers the request's
 /// maximum price, verifies with the token's EIP-712 domain and the chain, claims the payment
@@ -56,7 +56,9 @@ type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
 ///   whose data is that `SettleResponse` JSON (its `extensions` name the `status` and the
 ///   claim `reference`); after 30 s without an outcome, the event says `pending` and the
 ///   settlement runs on.
-/// - A client gone mid-stream pays what it received; nobody gets the receipt.
+/// - A client gone mid-stream pays what it received; nobody gets the receipt. A client
+///   gone while its stream's EIP-3009 payment settles is charged: the settlement runs to
+///   its end (once), as x402 settles before it answers.
 ///
 /// A request whose price has no maximum (open-ended metering) is not offered x402: a
 /// one-shot signature must cover the whole response.
@@ -136,14 +138,6 @@ impl<C: X402Chain + Clone, Se: Settle> X402Exact<C, Se> {
     }
 }
 
-/// What settles for a response that used `settled`: `None` for nothing.
-fn settle_amount(method: TransferMethod, verified: &X402Verified, settled: &Settled) -> Option<Amount> {
-    match method {
-        TransferMethod::Eip3009 => (settled.used > Amount::ZERO || settled.units > 0).then(|| verified.value()),
-        TransferMethod::Permit => (settled.used > Amount::ZERO).then(|| settled.used.min(verified.value())),
-    }
-}
-
 impl<C, Se> PaymentMethod for X402Exact<C, Se>
 where
     C: X402Chain + Clone + Send + Sync + 'static,
@@ -185,51 +179,10 @@ where
             Presented::X402 { header, .. } => header.receipt_header(),
             Presented::Mpp(_) => PAYMENT_RESPONSE,
         };
-        let pending = proof::pending(&verified, &header);
-        let (settler, observer, method) = (self.settler.clone(), self.observer.clone(), offer.method());
-        // The proof of a settlement made before a stream's content (EIP-3009 only).
-        let early: Arc<Mutex<Option<Proof>>> = Arc::default();
-        let gate = {
-            let (settler, observer, verified, header, early) =
-                (settler.clone(), observer.clone(), verified.clone(), header.clone(), early.clone());
-            move || async move {
-                let outcome = settler.settle(&verified, verified.value()).await;
-                let proof = proof::of(&verified, &header, Some(&outcome));
-                if let Some(observer) = observer {
-                    observer(Some(outcome));
-                }
-                if let Ok(mut slot) = early.lock() {
-                    *slot = Some(proof.clone());
-                }
-                match proof.status() {
-                    ProofStatus::Failed => Err(proof),
-                    _ => Ok(()),
-                }
-            }
-        };
-        let grant = grant.proven_by(pending, move |settled| async move {
-            if let Some(proof) = early.lock().ok().and_then(|mut slot| slot.take()) {
-                // Settled before the content (and observed then): that is the receipt.
-                return proof;
-            }
-            let outcome = match settle_amount(method, &verified, &settled) {
-                Some(actual) => Some(settler.settle(&verified, actual).await),
-                None => {
-                    // A Permit that moves nothing is settled for 0 all the same: the record
-                    // frees its nonce for the payer's next permit (see `claim::vacant`).
-                    if method == TransferMethod::Permit {
-                        let _ = settler.settle(&verified, Amount::ZERO).await;
-                    }
-                    None
-                }
-            };
-            let proof = proof::of(&verified, &header, outcome.as_ref());
-            if let Some(observer) = observer {
-                observer(outcome);
-            }
-            proof
-        });
-        Ok(Verified::Serve(match method {
+        let settling = Settling { settler: self.settler.clone(), observer: self.observer.clone(), verified, header };
+        let (gate, settled) = settling.hooks();
+        let grant = grant.proven_by(settled.pending(), move |used| settled.run(used));
+        Ok(Verified::Serve(match offer.method() {
             TransferMethod::Eip3009 => grant.before_content(gate),
             TransferMethod::Permit => grant,
         }))

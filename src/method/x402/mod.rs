@@ -29,6 +29,7 @@ mod offer;
 mod payload;
 mod proof;
 pub mod settle;
+mod settling;
 mod signature;
 mod token;
 mod verify;
