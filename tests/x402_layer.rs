@@ -68,11 +68,20 @@ struct Route {
     before: Option<BeforeAnswer>,
     /// The price (EIP-3009: per request) or the maximum (Permit: per byte, up to it).
     price: u128,
+    /// Send the body's first event, then the rest only once this fires (or never).
+    hold: Option<Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>>,
 }
 
 impl Default for Route {
     fn default() -> Self {
-        Route { status: StatusCode::OK, content_type: "application/json", body: COMPLETION, before: None, price: PRICE }
+        Route {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body: COMPLETION,
+            before: None,
+            price: PRICE,
+            hold: None,
+        }
     }
 }
 
@@ -103,13 +112,31 @@ impl Paid {
         });
         let called = Arc::new(AtomicUsize::new(0));
         let counter = called.clone();
-        let Route { status, content_type, body, before, price } = route;
+        let Route { status, content_type, body, before, price, hold } = route;
         let inner = post(move || {
             let (counter, before) = (counter.clone(), before.clone());
+            let hold = hold.as_ref().map(|hold| hold.lock().unwrap().take());
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
                 if let Some(before) = before {
                     before().await;
+                }
+                if let Some(wait) = hold {
+                    let (first, rest) = body.split_at(body.find("\n\n").unwrap() + 2);
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tx.send(axum::body::Bytes::from_static(first.as_bytes())).unwrap();
+                    tokio::spawn(async move {
+                        if let Some(wait) = wait {
+                            let _ = wait.await;
+                        }
+                        let _ = tx.send(axum::body::Bytes::from_static(rest.as_bytes()));
+                    });
+                    let chunks = Body::new(Chunks(rx));
+                    return Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(chunks)
+                        .unwrap();
                 }
                 Response::builder().status(status).header("content-type", content_type).body(Body::from(body)).unwrap()
             }
@@ -669,43 +696,20 @@ async fn a_permit_that_settled_nothing_leaves_its_nonce_free_for_the_next_reques
 #[tokio::test]
 async fn an_sse_stream_paid_with_eip3009_settles_before_its_first_content_goes_out() {
     let world = World::new().await;
-    let store = MemoryStore::new();
-    let settler = OnChainSettler::new(world.chain(), store.clone());
-    let method = X402Exact::new(world.offer(0), world.chain(), settler);
     // The inner stream sends its first event, then the rest only when the test says so.
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
-    let wait = Arc::new(std::sync::Mutex::new(Some(wait)));
-    let inner = post(move || {
-        let wait = wait.lock().unwrap().take();
-        async move {
-            let (first, rest) = STREAM.split_at(STREAM.find("\n\n").unwrap() + 2);
-            let (tx, rx) = mpsc::unbounded_channel();
-            tx.send(axum::body::Bytes::from_static(first.as_bytes())).unwrap();
-            tokio::spawn(async move {
-                if let Some(wait) = wait {
-                    let _ = wait.await;
-                }
-                let _ = tx.send(axum::body::Bytes::from_static(rest.as_bytes()));
-            });
-            Response::builder().header("content-type", "text/event-stream").body(Body::new(Chunks(rx))).unwrap()
-        }
-    });
-    let quote = Quote::new(Price::per_request(Amount::new(PRICE))).max_output(1);
-    let layer = PaymentLayer::new(method, store, "api.test", Secret::new(SECRET));
-    let app = Router::new().route("/v1/chat/completions", inner).route_layer(layer.pricing(quote));
-    let ask = |header: Option<String>| {
-        let mut request = Request::post("/v1/chat/completions").header("host", "api.test");
-        if let Some(header) = header {
-            request = request.header(PAYMENT_SIGNATURE, header);
-        }
-        app.clone().oneshot(request.body(Body::from("{}")).unwrap())
-    };
-    let offered = ask(None).await.unwrap();
-    let required = STANDARD.decode(offered.headers()[PAYMENT_REQUIRED].as_bytes()).unwrap();
-    let requirement = serde_json::from_slice::<Value>(&required).unwrap()["accepts"][0].clone();
+    let hold = Some(Arc::new(std::sync::Mutex::new(Some(wait))));
+    let route = Route { content_type: "text/event-stream", body: STREAM, hold, ..Route::default() };
+    let paid = Paid::start_with(&world, world.offer(0), route).await;
+    let requirement = paid.requirement().await;
     let before = balances(&world).await;
     let payment = world.sign_transfer(&world.payer, world.authorization(world.payer.address(), PRICE));
-    let response = ask(Some(v2_header(&requirement, &payment))).await.unwrap();
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "api.test")
+        .header(PAYMENT_SIGNATURE, v2_header(&requirement, &payment))
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = paid.app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
@@ -818,5 +822,32 @@ async fn a_client_gone_while_its_stream_settles_is_settled_once_to_the_end() {
     // The final hook waited for that settlement rather than starting another.
     tokio::task::yield_now().await;
     assert_eq!(begun.load(Ordering::SeqCst), 1, "one settlement begun");
+    paid.no_settlement();
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() {
+    let world = World::new().await;
+    let (_never, wait) = tokio::sync::oneshot::channel::<()>();
+    let hold = Some(Arc::new(std::sync::Mutex::new(Some(wait))));
+    let route = Route { content_type: "text/event-stream", body: STREAM, hold, ..Route::default() };
+    let mut paid = Paid::start_with(&world, world.permit_offer(0), route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "api.test")
+        .header(PAYMENT_SIGNATURE, v2_header(&requirement, &permit))
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = paid.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"data: ") && first.len() < STREAM.len());
+    drop(body);
+    let settlement = paid.next_settlement().await.expect("delivered: settled").expect("on chain");
+    assert_eq!(settlement.amount, Amount::new(first.len() as u128), "the one event it received, per byte");
+    assert_eq!(balances(&world).await, (before.0 + first.len() as u128, before.1 - first.len() as u128));
     paid.no_settlement();
 }
