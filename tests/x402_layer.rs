@@ -4,6 +4,12 @@
 //! (`X-PAYMENT`), EIP-3009 and Permit. The payee gains the price (EIP-3009) or exactly the
 //! metered amount (Permit), once. Bad payments get their status, never reach the inner
 //! service and settle nothing; an upstream 500 settles nothing.
+//!
+//! Receipts: a plain answer carries `PAYMENT-RESPONSE` / `X-PAYMENT-RESPONSE` (the mined
+//! transaction checked on anvil); an SSE stream ends with a `payment-receipt` event (EIP-3009
+//! streams settle before their first content). The attack review's cases: a payer emptying
+//! its account or burning its permit nonce meanwhile, a lying facilitator, a replay on a
+//! second instance, a client gone mid-stream or mid-settlement.
 
 #![cfg(feature = "x402")]
 

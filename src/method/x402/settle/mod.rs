@@ -17,7 +17,8 @@
 //!
 //! Settle only what was delivered: an upstream error or a non-2xx response is never settled
 //! (EIP-3009: do not call `settle`; the authorization expires unused. Permit: settle `0`,
-//! or nothing). That rule belongs to the layer, which knows the response.
+//! which sends nothing and records the claim void, so its nonce can pay again). That rule
+//! belongs to the layer, which knows the response ([`X402Exact`](super::X402Exact) applies it).
 
 mod chain;
 mod facilitator;
