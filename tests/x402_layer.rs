@@ -857,3 +857,35 @@ async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() 
     assert_eq!(balances(&world).await, (before.0 + first.len() as u128, before.1 - first.len() as u128));
     paid.no_settlement();
 }
+
+#[tokio::test]
+async fn a_stream_whose_settlement_outlasts_the_wait_ends_with_a_pending_receipt_and_settles_later() {
+    let world = World::new().await;
+    let store = MemoryStore::new();
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Held {
+        inner: OnChainSettler::new(world.chain(), store.clone()),
+        begun: Arc::new(AtomicUsize::new(0)),
+        entered: Arc::new(tokio::sync::Notify::new()),
+        go: go.clone(),
+    };
+    let route = Route { content_type: "text/event-stream", body: STREAM, ..Route::default() };
+    let mut paid = Paid::start_on(&world, world.permit_offer(0), store, held, route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
+    // The layer waits 30 s for the settlement, then ends the stream saying it is pending.
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &permit))]).await;
+    let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.starts_with(STREAM), "{body}");
+    let receipt = last_event(&body, "payment-receipt").expect("a final payment-receipt event");
+    assert_eq!((&receipt["success"], &receipt["extensions"]["status"]), (&json!(false), &json!("pending")));
+    assert!(receipt["extensions"]["reference"].as_str().unwrap().starts_with("x402-permit:"), "{receipt}");
+    assert_eq!(balances(&world).await, before, "not settled yet");
+    // The settlement runs on, and lands.
+    go.add_permits(10);
+    let settlement = paid.next_settlement().await.expect("settled").expect("on chain");
+    let gain = world.balance(world.payee.address()).await - before.0;
+    assert_eq!(settlement.amount, Amount::new(gain));
+    assert!(gain > 0);
+}
