@@ -889,3 +889,65 @@ async fn a_stream_whose_settlement_outlasts_the_wait_ends_with_a_pending_receipt
     assert_eq!(settlement.amount, Amount::new(gain));
     assert!(gain > 0);
 }
+
+alloy::sol! {
+    struct CancelAuthorization { address authorizer; bytes32 nonce; }
+}
+
+/// Before the inner service answers, the payer cancels the authorization it paid with
+/// (EIP-3009 `cancelAuthorization`, as USDC has): its nonce now reads as used.
+fn payer_cancels(world: &World, nonce: alloy::primitives::B256) -> BeforeAnswer {
+    use alloy::providers::ProviderBuilder;
+    use alloy::signers::SignerSync;
+    use alloy::sol_types::{SolStruct, eip712_domain};
+    let (url, token, payer) = (world.anvil.endpoint_url(), world.token, world.payer.clone());
+    Arc::new(move || {
+        let (url, payer) = (url.clone(), payer.clone());
+        Box::pin(async move {
+            let domain = eip712_domain! {
+                name: x402_support::NAME.to_owned(), version: x402_support::VERSION.to_owned(),
+                chain_id: x402_support::CHAIN_ID, verifying_contract: token,
+            };
+            let cancel = CancelAuthorization { authorizer: payer.address(), nonce };
+            let signature = payer.sign_hash_sync(&cancel.eip712_signing_hash(&domain)).unwrap();
+            let authorizer = payer.address();
+            let provider = ProviderBuilder::new().wallet(payer).connect_http(url);
+            let token = x402_support::AuthorizedToken::new(token, provider);
+            let v = 27 + u8::from(signature.v());
+            let (r, s) = (signature.r().into(), signature.s().into());
+            let sent = token.cancelAuthorization(authorizer, nonce, v, r, s).send().await.unwrap();
+            assert!(sent.get_receipt().await.unwrap().status(), "the authorization is canceled");
+        })
+    })
+}
+
+#[tokio::test]
+async fn an_authorization_its_payer_canceled_meanwhile_is_not_taken_for_a_settlement() {
+    let world = World::new().await;
+    let authorization = world.authorization(world.payer.address(), PRICE);
+    let route = Route { before: Some(payer_cancels(&world, authorization.nonce)), ..Route::default() };
+    let mut paid = Paid::start_with(&world, world.offer(0), route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    let payment = world.sign_transfer(&world.payer, authorization);
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &payment))]).await;
+    assert_eq!(paid.called(), 1);
+    let outcome = paid.next_settlement().await.expect("it tried to settle");
+    assert!(outcome.is_err(), "a canceled authorization pays nothing: {outcome:?}");
+    assert_eq!(balances(&world).await, before, "the payee got nothing");
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED, "and the answer was not delivered");
+
+    // The same through the official facilitator.
+    let process = x402_support::FacilitatorProcess::start(&world, &chain::dev_signer(&world.anvil, 4)).await;
+    let store = MemoryStore::new();
+    let facilitator = Facilitator::new(process.url.clone(), world.chain(), store.clone()).unwrap();
+    let authorization = world.authorization(world.payer.address(), PRICE);
+    let route = Route { before: Some(payer_cancels(&world, authorization.nonce)), ..Route::default() };
+    let mut paid = Paid::start_on(&world, world.offer(0), store, facilitator, route).await;
+    let payment = world.sign_transfer(&world.payer, authorization);
+    let response = paid.post(&[(&PAYMENT_SIGNATURE, &v2_header(&requirement, &payment))]).await;
+    let outcome = paid.next_settlement().await.expect("it tried to settle");
+    assert!(outcome.is_err(), "facilitator: a canceled authorization pays nothing: {outcome:?}");
+    assert_eq!(balances(&world).await, before);
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+}

@@ -19,7 +19,9 @@ use crate::store::ChannelStore;
 ///
 /// - EIP-3009: one `transferWithAuthorization(from, to, value, validAfter, validBefore,
 ///   nonce, v, r, s)`. Anyone may send it; the token pays `to` and burns the nonce, so a
-///   resend after an ambiguous outcome can never move the value twice.
+///   resend after an ambiguous outcome can never move the value twice. A used nonce counts
+///   as paid only when a transaction of this settler may have used it: the payer can burn
+///   it with `cancelAuthorization`, so a reverted first attempt is a failure.
 /// - Permit: `permit(owner, payTo, max, deadline, v, r, s)` (skipped when the owner's nonce
 ///   shows it used), then `transferFrom(owner, payTo, actual)`; nothing when `actual` is 0.
 ///   The chain's key must be `payTo`'s (the spender). A used permit nonce does not prove
@@ -65,8 +67,11 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
             s,
         };
         let token = Token { chain: &self.chain, address: verified.offer().asset() };
+        // Only a transaction of this settler (this attempt's, or an earlier one's that may
+        // have landed) proves the payment: a used nonce alone may be the payer's own
+        // `cancelAuthorization`.
+        let mut ambiguous = books.was_pending().await?;
         books.pending(amount).await?;
-        let mut ambiguous = false;
         for _attempt in 0..2 {
             let sent = self.chain.send(token.address, call.abi_encode().into()).await;
             if let Ok(mined) = &sent {
@@ -75,7 +80,15 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
                 }
             }
             ambiguous |= sent.as_ref().is_err_and(|e| !surely_unsent(e));
-            // Reverted, refused or unknown: the token's nonce state says whether it moved.
+            if !ambiguous {
+                match sent {
+                    // Ours reverted and nothing of ours is out: it moved nothing.
+                    Ok(mined) => return Err(failed(format!("transferWithAuthorization {} reverted", mined.hash))),
+                    // Surely not sent: once more.
+                    Err(_) => continue,
+                }
+            }
+            // Ours may have landed: the token's nonce state says whether it moved.
             match token.authorization_used(a.from, a.nonce).await {
                 Ok(true) => return books.done(amount, None).await,
                 Ok(false) => {}

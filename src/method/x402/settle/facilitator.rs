@@ -193,11 +193,9 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
                         };
                     }
                     Ok(answer) => {
+                        // A refusal is taken at its word: a used nonce then may be the payer's
+                        // own `cancelAuthorization`, no proof that anything moved.
                         let reason = answer.error_reason.unwrap_or_default();
-                        // A refusal may follow a broadcast it gave up on: the token decides.
-                        if token.authorization_used(a.from, a.nonce).await.unwrap_or(false) {
-                            return books.done(amount, None).await;
-                        }
                         return Err(X402Error::new(
                             X402ErrorKind::SettlementFailed,
                             format!("the facilitator refused: {reason}"),
