@@ -54,6 +54,7 @@ pin_project! {
         St: ChannelStore,
     {
         Rejection { bytes: Option<Bytes> },
+        Held { bytes: Option<Bytes>, failure: Option<BoxError> },
         Untouched { #[pin] inner: B },
         Metered { #[pin] inner: B, metering: Box<Metering<M, St>> },
         Prepaying { prepay: Box<Prepay<B, M, St>> },
@@ -63,6 +64,12 @@ pin_project! {
 impl<B, M, St: ChannelStore> MeteredBody<B, M, St> {
     pub(crate) fn rejection(bytes: Bytes) -> Self {
         MeteredBody { kind: Kind::Rejection { bytes: (!bytes.is_empty()).then_some(bytes) } }
+    }
+
+    /// A body read whole and metered before its head went out; `failure` ends it as the
+    /// metering did (after what was charged).
+    pub(crate) fn held(bytes: Bytes, failure: Option<BoxError>) -> Self {
+        MeteredBody { kind: Kind::Held { bytes: (!bytes.is_empty()).then_some(bytes), failure } }
     }
 
     pub(crate) fn untouched(inner: B) -> Self {
@@ -91,6 +98,10 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Rejection { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Held { bytes, failure } => match bytes.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Poll::Ready(failure.take().map(Err)),
+            },
             KindProj::Untouched { inner } => inner.poll_frame(cx).map_err(Into::into),
             KindProj::Metered { inner, metering } => metering.poll_frame(inner, cx),
             KindProj::Prepaying { prepay } => prepay.poll_frame(cx),
@@ -100,6 +111,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Rejection { bytes } => bytes.is_none(),
+            Kind::Held { bytes, failure } => bytes.is_none() && failure.is_none(),
             Kind::Untouched { inner } => inner.is_end_stream(),
             Kind::Metered { metering, .. } => metering.is_done(),
             Kind::Prepaying { prepay } => prepay.is_done(),
@@ -109,6 +121,8 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Rejection { bytes } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Held { bytes, failure: None } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Held { .. } => SizeHint::default(),
             Kind::Untouched { inner } => inner.size_hint(),
             // The layer may add events or stop early: the length is unknown.
             Kind::Metered { .. } | Kind::Prepaying { .. } => SizeHint::default(),
@@ -120,6 +134,7 @@ impl<B, M, St: ChannelStore> fmt::Debug for MeteredBody<B, M, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Rejection { .. } => "rejection",
+            Kind::Held { .. } => "held",
             Kind::Untouched { .. } => "untouched",
             Kind::Metered { .. } => "metered",
             Kind::Prepaying { .. } => "prepaying",

@@ -79,7 +79,7 @@ where
 {
     type Response = Response<MeteredBody<ResB, MM::Meter, St>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqB, MM::Meter, St>;
+    type Future = ResponseFuture<S, ReqB, MM::Meter, St, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

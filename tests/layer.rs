@@ -392,7 +392,9 @@ fn futures_and_bodies_are_send() {
     type Inner = tower::util::ServiceFn<
         fn(Request<tollgate::RequestBody<Full<Bytes>>>) -> std::future::Ready<Result<TestResponse, Infallible>>,
     >;
-    assert_send::<tollgate::ResponseFuture<Inner, Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore>>();
+    assert_send::<
+        tollgate::ResponseFuture<Inner, Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore, Full<Bytes>>,
+    >();
     assert_send::<tollgate::MeteredBody<Full<Bytes>, tollgate::meter::OpenAiTokenMeter, MemoryStore>>();
     assert_send::<tollgate::PaymentService<Inner, TestMethod, MemoryStore, Price, tollgate::meter::OpenAiTokenMeter>>();
 }

@@ -3,7 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title AuthorizedToken
 /// @notice TEST-ONLY ERC-20 with the two signed-transfer extensions x402 clients use:
-/// EIP-3009 (`transferWithAuthorization`, `receiveWithAuthorization`, `authorizationState`) and
+/// EIP-3009 (`transferWithAuthorization`, `receiveWithAuthorization`, `cancelAuthorization`,
+/// `authorizationState`) and
 /// EIP-2612 (`permit`, `nonces`, `DOMAIN_SEPARATOR`). Anyone may `mint`. Written for tollgate's
 /// x402 tests from the two EIPs; no third-party code was copied. It is not audited.
 ///
@@ -31,6 +32,8 @@ contract AuthorizedToken {
     bytes32 public constant RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak256(
         "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
     );
+    bytes32 public constant CANCEL_AUTHORIZATION_TYPEHASH =
+        keccak256("CancelAuthorization(address authorizer,bytes32 nonce)");
     bytes32 public constant PERMIT_TYPEHASH =
         keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
     uint256 private constant HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
@@ -38,6 +41,7 @@ contract AuthorizedToken {
     event Transfer(address indexed from, address indexed to, uint256 value);
     event Approval(address indexed owner, address indexed spender, uint256 value);
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
+    event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
 
     error InsufficientBalance();
     error InsufficientAllowance();
@@ -135,6 +139,15 @@ contract AuthorizedToken {
         if (to != msg.sender) revert CallerMustBePayee();
         _useAuthorization(RECEIVE_WITH_AUTHORIZATION_TYPEHASH, from, to, value, validAfter, validBefore, nonce, v, r, s);
         _move(from, to, value);
+    }
+
+    /// The authorizer gives up an unused authorization: its nonce reads as used from now on.
+    function cancelAuthorization(address authorizer, bytes32 nonce, uint8 v, bytes32 r, bytes32 s) external {
+        if (_authorizationUsed[authorizer][nonce]) revert AuthorizationAlreadyUsed();
+        bytes32 structHash = keccak256(abi.encode(CANCEL_AUTHORIZATION_TYPEHASH, authorizer, nonce));
+        if (_recover(_digest(structHash), v, r, s) != authorizer) revert InvalidSignature();
+        _authorizationUsed[authorizer][nonce] = true;
+        emit AuthorizationCanceled(authorizer, nonce);
     }
 
     // ---- EIP-2612 ----

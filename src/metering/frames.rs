@@ -35,6 +35,11 @@ pub(crate) fn receipt(receipt: &Receipt) -> Bytes {
     event("payment-receipt", receipt)
 }
 
+/// `event: payment-receipt` carrying a settlement's proof.
+pub(crate) fn proof(proof: &crate::method::Proof) -> Bytes {
+    event("payment-receipt", proof.event())
+}
+
 fn event(name: &str, data: &impl Serialize) -> Bytes {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_slice(b"event: ");

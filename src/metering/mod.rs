@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -25,8 +25,8 @@ use http_body::{Body, Frame};
 
 use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
-use crate::meter::Meter;
-use crate::method::Grant;
+use crate::meter::{Meter, is_event_stream};
+use crate::method::{Grant, Proof};
 use crate::store::{ChannelState, ChannelStore, StoreError};
 use crate::wire::mpp::Receipt;
 
@@ -35,10 +35,14 @@ use cutter::{Cut, EventCutter, Framing};
 use growth::{Grown, Growth};
 use pause::Pause;
 
-pub(crate) use paid::{Paid, Reserved};
+pub(crate) use paid::{Paid, ProofWait, Reserved};
 pub(crate) use policy::StreamPolicy;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// How long a response waits for its settlement's proof before it reports it `pending`
+/// (the settlement itself runs on).
+pub(crate) const PROOF_WAIT: Duration = Duration::from_secs(30);
 
 enum Step {
     Streaming,
@@ -50,6 +54,12 @@ enum Step {
     /// The release already runs on its own (see [`Account::release`]); this only waits
     /// for its outcome, for the receipt.
     Releasing(Release),
+    /// The release runs on its own and settles; this waits for the settlement's proof, at
+    /// most until the deadline.
+    Proving {
+        wait: ProofWait,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+    },
     Done,
 }
 
@@ -101,13 +111,30 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     source: Source,
     trailers: Option<HeaderMap>,
     failure: Option<BoxError>,
+    /// The settlement's proof to wait for at the end, if the grant proves its payment.
+    proving: Option<ProofWait>,
+    /// ... and the proof once it came (or `pending`).
+    proof: Option<Proof>,
+    /// The settlement the first content event waits for (SSE only, see [`Grant::before_content`]).
+    gate: Option<Gating>,
+    /// Content was put in `out` since the gate was last looked at.
+    content_ready: bool,
+}
+
+/// A stream's [`Grant::before_content`] settlement: not started, or under way.
+enum Gating {
+    Ready(crate::method::grant::Gate),
+    Running(BoxFuture<Result<(), Proof>>),
 }
 
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the body of the response `head` against what `reserved` paid for.
     pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
-        let Reserved { paid: Paid { grant, quote, mut meter, policy }, account } = reserved;
+        let Reserved { paid: Paid { mut grant, quote, mut meter, policy }, account, proof } = reserved;
         let cutter = Framing::of(&head.headers).map(|framing| EventCutter::new(framing, policy.max_event_bytes));
+        // A plain answer is held whole and settled at its end, and a gRPC stream has no
+        // event to end with a refused proof: only SSE is gated.
+        let gate = grant.take_gate().filter(|_| is_event_stream(&head.headers)).map(Gating::Ready);
         let first = meter.on_response(head);
         let waiting = Some(Cost::of(&quote.price, first));
         Metering {
@@ -126,7 +153,57 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             source: Source::Open,
             trailers: None,
             failure: None,
+            proving: proof,
+            proof: None,
+            gate,
+            content_ready: false,
         }
+    }
+
+    /// Runs the gate once content is about to go out: `Pending` while it runs, `true` if the
+    /// stream may go on, `false` if it was refused (the stream now ends with its proof).
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(gate) = self.gate.take() else { return Poll::Ready(true) };
+        let mut running = match gate {
+            Gating::Ready(start) => start(),
+            Gating::Running(running) => running,
+        };
+        match running.as_mut().poll(cx) {
+            Poll::Pending => {
+                self.gate = Some(Gating::Running(running));
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(true),
+            Poll::Ready(Err(proof)) => {
+                self.refused(proof);
+                Poll::Ready(false)
+            }
+        }
+    }
+
+    /// The payment did not settle before the content: deliver nothing of it, charge
+    /// nothing, and end with the proof.
+    fn refused(&mut self, proof: Proof) {
+        self.out.clear();
+        self.drop_pending();
+        self.source = Source::Ended;
+        self.trailers = None;
+        if let Some(account) = &mut self.account {
+            account.deliver(Amount::ZERO, 0);
+        }
+        self.out.push_back(frames::proof(&proof));
+        self.proof = Some(proof);
+        // The release runs on its own; its proof is this one, already out.
+        self.proving = None;
+        self.start_release();
+        if let Step::Releasing(_) = self.step {
+            self.step = Step::Done;
+        }
+    }
+
+    /// The settlement's proof, once the body is done (for a grant that proves its payment).
+    pub(crate) fn take_proof(&mut self) -> Option<Proof> {
+        self.proof.take()
     }
 
     /// Whether the response is SSE: the layer adds its own events (need-voucher, receipt).
@@ -153,6 +230,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         B::Error: Into<BoxError>,
     {
         loop {
+            if self.content_ready {
+                if self.gate.is_some() && !ready!(self.poll_gate(cx)) {
+                    self.content_ready = false;
+                    continue;
+                }
+                self.content_ready = false;
+            }
             if let Some(bytes) = self.out.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
@@ -182,6 +266,22 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         let receipt = self.final_receipt(state);
                         self.out.push_back(frames::receipt(&receipt));
                     }
+                    self.step = Step::Done;
+                }
+                Step::Proving { wait, deadline } => {
+                    let proof = match Pin::new(&mut wait.proof).poll(cx) {
+                        Poll::Ready(Ok(proof)) => proof,
+                        // The settlement did not report (its task is gone): say it is pending.
+                        Poll::Ready(Err(_)) => wait.pending.clone(),
+                        Poll::Pending => {
+                            ready!(deadline.as_mut().poll(cx));
+                            wait.pending.clone()
+                        }
+                    };
+                    if self.cutter.is_some() {
+                        self.out.push_back(frames::proof(&proof));
+                    }
+                    self.proof = Some(proof);
                     self.step = Step::Done;
                 }
                 Step::Growing { need, growth } => {
@@ -306,6 +406,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             }
             Ok(())
         });
+        let before = self.out.len();
         match cut {
             Cut::Paid { forward } => self.out.extend(forward),
             Cut::Joined { event, rest } => {
@@ -324,6 +425,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 self.fail(error.into());
             }
         }
+        self.content_ready |= self.out.len() > before;
     }
 
     /// Forwards the held bytes if the lease covers `cost`, else asks the store for more.
@@ -332,6 +434,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         if cost.total <= account.lease().amount {
             account.deliver(cost.total, cost.units);
             // One frame: what is charged is what the next poll hands out (see `EventCutter::cut`).
+            self.content_ready |= !self.held.is_empty();
             match self.held.len() {
                 0 => {}
                 1 => self.out.extend(self.held.drain(..)),
@@ -382,11 +485,18 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.pause = None;
     }
 
-    /// Starts the release (it runs to its end even if this body is dropped meanwhile).
+    /// Starts the release (it runs to its end even if this body is dropped meanwhile). A
+    /// grant that proves its payment waits for the proof instead of the release: the
+    /// release settles, and whoever released the account sends the proof.
     fn start_release(&mut self) {
-        self.step = match self.account.take() {
-            Some(account) => Step::Releasing(account.release()),
-            None => Step::Done,
+        let release = self.account.take().map(Account::release);
+        self.step = match (self.proving.take(), release) {
+            (Some(wait), _) => {
+                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(PROOF_WAIT)));
+                Step::Proving { wait, deadline }
+            }
+            (None, Some(release)) => Step::Releasing(release),
+            (None, None) => Step::Done,
         };
     }
 

@@ -1,7 +1,10 @@
 //! [`Grant`]: what a verified payment lets a response draw on.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
+use super::Proof;
 use crate::amount::Amount;
 use crate::store::{ChannelId, ChannelState};
 use crate::wire::mpp::Receipt;
@@ -18,10 +21,20 @@ pub struct Grant {
     on_settled: Option<SettledHook>,
     usage_record: Option<UsageHook>,
     reserve_whole: Option<Amount>,
+    /// What the response says while its proof is late (see [`Grant::proven_by`]).
+    // Boxed: most grants prove nothing, and `Verified` carries a grant by value.
+    pending_proof: Option<Box<Proof>>,
+    gate: Option<Gate>,
 }
 
-/// The hook a grant runs once its response is settled.
-pub(crate) type SettledHook = Box<dyn FnOnce(Settled) + Send>;
+/// A settlement under way, whose outcome the response reports.
+pub(crate) type Proving = Pin<Box<dyn Future<Output = Proof> + Send>>;
+
+/// A settlement an SSE stream waits for before its first content goes out.
+pub(crate) type Gate = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), Proof>> + Send>> + Send>;
+
+/// The hook a grant runs once its response is settled; `Some` when it proves the payment.
+pub(crate) type SettledHook = Box<dyn FnOnce(Settled) -> Option<Proving> + Send>;
 
 /// What makes a response's usage record from what it used and its units.
 pub(crate) type UsageHook = Box<dyn FnOnce(Amount, u64) -> bytes::Bytes + Send>;
@@ -56,7 +69,17 @@ impl Grant {
     /// response sends (the layer fills in `spent`, `acceptedCumulative`, `units` and the
     /// timestamp from the store).
     pub fn new(channel: ChannelId, renewal: Renewal, receipt: Receipt) -> Self {
-        Grant { channel, payer: None, renewal, receipt, on_settled: None, usage_record: None, reserve_whole: None }
+        Grant {
+            channel,
+            payer: None,
+            renewal,
+            receipt,
+            on_settled: None,
+            usage_record: None,
+            reserve_whole: None,
+            pending_proof: None,
+            gate: None,
+        }
     }
 
     /// Names the payer (an address or DID), for extensions and logs.
@@ -69,7 +92,47 @@ impl Grant {
     /// after the store commit: x402 `upto` settles the actual amount here. It runs on the
     /// runtime and must not block or panic.
     pub fn on_settled(mut self, hook: impl FnOnce(Settled) + Send + 'static) -> Self {
-        self.on_settled = Some(Box::new(hook));
+        self.on_settled = Some(Box::new(move |settled| {
+            hook(settled);
+            None
+        }));
+        self.pending_proof = None;
+        self
+    }
+
+    /// A settlement the response waits for and reports: once the response's usage is final
+    /// (after the store commit, as [`on_settled`](Self::on_settled)), `hook` starts a
+    /// settlement whose [`Proof`] the client gets.
+    ///
+    /// - A plain (non-SSE) 2xx response is held back: its body is read whole (up to the
+    ///   layer's body cap), metered and settled before the head goes out, which then
+    ///   carries the proof's header; a [`Failed`](super::ProofStatus::Failed) proof answers
+    ///   its error (`402`) and delivers nothing.
+    /// - An SSE stream ends with a `payment-receipt` event carrying the proof's data; if the
+    ///   settlement takes longer than the layer's wait (30 s), it carries `pending` instead.
+    ///
+    /// The settlement runs to its end whether or not anyone waits for it (a client gone
+    /// mid-stream still pays what it received), exactly once.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tollgate::method::{Grant, Proof, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let grant = Grant::new(ChannelId::new("claim-1"), Renewal::Never, Receipt::new("demo", "claim-1"))
+    ///     .proven_by(Proof::pending(json!({"status": "pending"})), |settled| async move {
+    ///         // Move `settled.used` to the payee here.
+    ///         Proof::settled(json!({"success": true, "amount": settled.used}))
+    ///     });
+    /// # let _ = grant;
+    /// ```
+    pub fn proven_by<F>(mut self, pending: Proof, hook: impl FnOnce(Settled) -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = Proof> + Send + 'static,
+    {
+        self.on_settled = Some(Box::new(move |settled| Some(Box::pin(hook(settled)) as Proving)));
+        self.pending_proof = Some(Box::new(pending));
         self
     }
 
@@ -118,6 +181,43 @@ impl Grant {
         &self.receipt
     }
 
+    /// A settlement an SSE stream makes before its first content event goes out, for a
+    /// payment whose amount does not depend on what is delivered (x402 `exact` with
+    /// EIP-3009): the stream holds that event until `gate` is over. `Ok` lets the stream
+    /// go on; `Err(proof)` ends it there, delivering nothing, with `proof` as its
+    /// `payment-receipt` event. A stream that fails or ends before any content never runs
+    /// it. Plain answers, held whole until they settle (see [`proven_by`](Self::proven_by)),
+    /// never run it either: the [settled hook](Self::proven_by) settles them.
+    ///
+    /// Settling before the content means a payer cannot take the content and then empty its
+    /// account, and a stream that outlives the authorization's validity is still paid.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tollgate::method::{Grant, Proof, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let grant = Grant::new(ChannelId::new("claim-1"), Renewal::Never, Receipt::new("demo", "claim-1"))
+    ///     .before_content(|| async {
+    ///         // Move the fixed amount to the payee here.
+    ///         Ok::<(), Proof>(())
+    ///     });
+    /// # let _ = grant;
+    /// ```
+    pub fn before_content<F>(mut self, gate: impl FnOnce() -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = Result<(), Proof>> + Send + 'static,
+    {
+        self.gate = Some(Box::new(move || Box::pin(gate())));
+        self
+    }
+
+    /// The settlement to make before the first content of a stream, if any.
+    pub(crate) fn take_gate(&mut self) -> Option<Gate> {
+        self.gate.take()
+    }
+
     /// Hands the settled hook to the account that runs it once released.
     pub(crate) fn take_settled_hook(&mut self) -> Option<SettledHook> {
         self.on_settled.take()
@@ -126,6 +226,11 @@ impl Grant {
     /// Hands the usage record hook to the account that releases with it.
     pub(crate) fn take_usage_hook(&mut self) -> Option<UsageHook> {
         self.usage_record.take()
+    }
+
+    /// The proof a late settlement is reported as; `Some` iff the grant proves its payment.
+    pub(crate) fn take_pending_proof(&mut self) -> Option<Proof> {
+        self.pending_proof.take().map(|proof| *proof)
     }
 }
 
@@ -139,6 +244,8 @@ impl fmt::Debug for Grant {
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
             .field("usage_record", &self.usage_record.as_ref().map(|_| "<fn>"))
             .field("reserve_whole", &self.reserve_whole)
+            .field("pending_proof", &self.pending_proof)
+            .field("gate", &self.gate.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }

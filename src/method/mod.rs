@@ -20,6 +20,7 @@ mod offer;
 #[cfg(feature = "prepaid")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prepaid")))]
 pub mod prepaid;
+mod proof;
 #[cfg(feature = "tempo")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tempo")))]
 pub mod tempo;
@@ -30,6 +31,7 @@ pub mod x402;
 pub use grant::{Grant, Renewal, Settled};
 pub use methods::{Checked, Methods, Offered, Offers};
 pub use offer::{Offer, Wire};
+pub use proof::{Proof, ProofStatus};
 
 use std::future::Future;
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Pays one request to a tollgate server with a REAL x402 client, used as its README shows it,
-// and prints {status, body, paymentResponse} as one JSON line on stdout.
+// and prints {status, body, paymentResponse} as one JSON line on stdout (paymentResponse: the
+// PAYMENT-RESPONSE header for x402-fetch, X-PAYMENT-RESPONSE for libertai-openai).
 //
 // Env (required): CLIENT, URL (the paid endpoint), PRIVATE_KEY; ASSET (the token, opted in to the
 // client's spend controls) for x402-fetch; RPC_URL for libertai-openai. MODEL: the chat's model
@@ -60,8 +61,9 @@ async function libertaiOpenai(url, key, rpc) {
     maxRetries: 0,
   });
   try {
-    const response = await client.chat.completions.create(chat);
-    return { status: 200, body: JSON.stringify(response), paymentResponse: null };
+    // The SDK's documented access to the raw response: its headers carry the receipt.
+    const { data, response } = await client.chat.completions.create(chat).withResponse();
+    return { status: 200, body: JSON.stringify(data), paymentResponse: response.headers.get('x-payment-response') };
   } catch (e) {
     if (typeof e?.status === 'number') return { status: e.status, body: String(e.message), paymentResponse: null };
     throw e;

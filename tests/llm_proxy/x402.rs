@@ -1,12 +1,18 @@
 //! The proxy with `[x402]`: x402 `exact` offered beside the Tempo methods on
 //! `/v1/chat/completions`, paid by `@x402/fetch` (v2) and by `@libertai/x402` under the
-//! openai SDK, settled by the proxy itself on anvil (chain id 8453, our EIP-3009 token).
+//! openai SDK, settled by the proxy itself on anvil (chain id 8453, our EIP-3009 token), and
+//! by mppx's charge client on the Tempo devnet, all on one route of one proxy.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::demo::stack::Stack;
+use crate::guide::{options, run_node};
 use crate::proxy::payment::{PaymentSettings, X402Settings};
 use crate::proxy::{Proxy, spawn};
 use crate::support::{config, cost, prompt_tokens, settings};
@@ -43,15 +49,17 @@ async fn payee_after(world: &World, before: u128) -> u128 {
     panic!("the payee was never paid");
 }
 
-#[tokio::test]
-async fn x402_clients_pay_the_proxy_beside_the_tempo_methods() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x402_clients_and_mppx_pay_the_same_route_of_the_proxy() {
     let world = World::new().await;
     let config = config("");
+    // The Tempo devnet (mppx's chain) and the x402 chain side by side; both anvils derive
+    // dev account 1 from the same mnemonic, so one payee key settles on both.
+    let stack = Stack::start(&config, options()).await.unwrap();
+    assert_eq!(stack.payee.address(), world.payee.address());
     let settings = PaymentSettings {
-        realm: config.server.realm.clone(),
-        payee: world.payee.clone(),
         x402: Some(X402Settings { offer: world.offer(0), rpc_url: world.rpc_url(), facilitator: None }),
-        ..settings()
+        ..stack.settings.clone()
     };
     let proxy = Proxy::build(&config, &settings, true, None).expect("proxy builds");
     let server = spawn(proxy.router.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
@@ -70,7 +78,23 @@ async fn x402_clients_pay_the_proxy_beside_the_tempo_methods() {
         let paid = payee_after(&world, before.0).await - before.0;
         assert_eq!(paid, maximum, "{client}: EIP-3009 moves the whole maximum");
         assert_eq!(world.balance(world.payer.address()).await, before.1 - maximum, "{client}");
+        // The answer carried its receipt (PAYMENT-RESPONSE, X-PAYMENT-RESPONSE).
+        let header = out["paymentResponse"].as_str().unwrap_or_else(|| panic!("{client}: a receipt header: {out}"));
+        let receipt: Value = serde_json::from_slice(&STANDARD.decode(header).unwrap()).unwrap();
+        assert_eq!((&receipt["success"], &receipt["amount"]), (&json!(true), &json!(maximum.to_string())), "{client}");
     }
+
+    // mppx pays the very same route with a Tempo charge.
+    let before = stack.devnet.balance(stack.payee.address()).await.unwrap();
+    let body = chat.to_string();
+    let env = [("URL", url.as_str()), ("REQUEST_METHOD", "POST"), ("REQUEST_BODY", body.as_str())];
+    let lines = run_node(&stack, "mppx_charge_client.mjs", 5, &env).await;
+    let response = lines.iter().find(|l| l["kind"] == "response").expect("a response line");
+    assert_eq!(response["status"], 200, "{lines:?}");
+    let completion: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(completion["object"], "chat.completion");
+    let gained = stack.devnet.balance(stack.payee.address()).await.unwrap() - before;
+    assert_eq!(gained, maximum, "mppx: the whole request at its maximum");
 }
 
 /// `[x402] transfer_method = "upto"`: the @x402/evm `upto` client (Permit2, on the project's

@@ -120,10 +120,11 @@ async fn parse_chat(State(state): State<AppState>, request: Request, next: Next)
         // here, outside the payment layer, of the metered stream.
         if !chat.stream {
             let model = state.catalog.get(&chat.model).cloned();
+            let receipt = unstream::x402_receipt_header(&head.headers);
             head.extensions.insert(Arc::new(chat));
             let response = next.run(Request::from_parts(head, Body::from(bytes))).await;
             return match model {
-                Some(model) => unstream::answer(response, &model, &state.catalog).await,
+                Some(model) => unstream::answer(response, &model, &state.catalog, receipt).await,
                 None => response,
             };
         }

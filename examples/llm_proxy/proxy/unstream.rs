@@ -10,10 +10,15 @@
 //! what was delivered before, the prompt the proxy bought, is charged) and the client gets
 //! a `402` `budget_exceeded` error saying how to pay. A request that names its output cap
 //! is checked for the whole cap before the upstream is called and never gets that far.
+//!
+//! An x402 payment's receipt (the stream's last event, the x402 `SettleResponse`) goes back
+//! in the header x402 clients read: `PAYMENT-RESPONSE` for a `PAYMENT-SIGNATURE` payment,
+//! `X-PAYMENT-RESPONSE` for an `X-PAYMENT` one. A settlement that failed is a `402`: the
+//! client gets no completion it did not pay for.
 
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
@@ -21,6 +26,18 @@ use super::catalog::{Catalog, Model};
 use super::completion::{MAX_COMPLETION_BYTES, drain_events};
 use super::errors::{ApiError, json_response};
 use tollgate::Usage;
+use tollgate::wire::x402::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT, X_PAYMENT_RESPONSE, encode_header};
+
+/// The header an x402 receipt goes back in, if the request pays with x402.
+pub fn x402_receipt_header(request: &HeaderMap) -> Option<HeaderName> {
+    if request.contains_key(PAYMENT_SIGNATURE) {
+        Some(PAYMENT_RESPONSE)
+    } else if request.contains_key(X_PAYMENT) {
+        Some(X_PAYMENT_RESPONSE)
+    } else {
+        None
+    }
+}
 
 /// What the metered stream said.
 #[derive(Default)]
@@ -28,12 +45,13 @@ struct Seen {
     chunk: Option<Value>,
     need_voucher: Option<Value>,
     payment_error: Option<Value>,
+    receipt: Option<Value>,
     cut_off: bool,
 }
 
 /// Answers a non-streamed request: a 2xx event stream becomes one `chat.completion`;
 /// anything else (errors, 402 challenges, management answers) passes as it is.
-pub async fn answer(response: Response, model: &Model, catalog: &Catalog) -> Response {
+pub async fn answer(response: Response, model: &Model, catalog: &Catalog, x402: Option<HeaderName>) -> Response {
     let streams = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -66,6 +84,17 @@ pub async fn answer(response: Response, model: &Model, catalog: &Catalog) -> Res
         let detail = problem["detail"].as_str().unwrap_or("the payment failed").to_owned();
         return ApiError::payment(StatusCode::PAYMENT_REQUIRED, "payment_error", detail).into_response();
     }
+    // An x402 receipt: a payment that did not settle delivers nothing.
+    let x402 = x402.zip(seen.receipt.filter(|r| r.get("network").is_some()));
+    if let Some((name, receipt)) = &x402 {
+        if receipt["extensions"]["status"] == "failed" {
+            let mut refused =
+                ApiError::payment(StatusCode::PAYMENT_REQUIRED, "payment_error", "The payment did not settle.")
+                    .into_response();
+            refused.headers_mut().insert(name.clone(), encode_header(receipt));
+            return refused;
+        }
+    }
     let Some(chunk) = seen.chunk else {
         return ApiError::bad_gateway("The completion ended before its content was delivered.").into_response();
     };
@@ -79,6 +108,9 @@ pub async fn answer(response: Response, model: &Model, catalog: &Catalog) -> Res
     if let Ok(value) = HeaderValue::from_str(&cost) {
         head.headers.insert("x-cost", value);
     }
+    if let Some((name, receipt)) = x402 {
+        head.headers.insert(name, encode_header(&receipt));
+    }
     *response.headers_mut() = head.headers;
     response
 }
@@ -89,6 +121,7 @@ impl Seen {
         match name {
             Some("payment-need-voucher") => self.need_voucher = Some(value()),
             Some("payment-error") => self.payment_error = Some(value()),
+            Some("payment-receipt") => self.receipt = Some(value()),
             Some(_) => {}
             None if data == "[DONE]" => {}
             None => {

@@ -6,10 +6,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::amount::Amount;
-use crate::method::Settled;
+use crate::method::grant::SettledHook;
+use crate::method::{Proof, Settled};
 use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
 
 mod lease;
@@ -21,7 +23,6 @@ pub(crate) use release::detach;
 
 use lease::Keeper;
 
-type SettledHook = Box<dyn FnOnce(Settled) + Send>;
 use crate::method::grant::UsageHook;
 
 /// A response's reservation plus what it has delivered so far.
@@ -41,6 +42,8 @@ pub(crate) struct Account<St: ChannelStore> {
     on_settled: Option<SettledHook>,
     /// Makes the usage record the release writes with the debit (a prepaid balance's).
     usage_record: Option<UsageHook>,
+    /// Where the settled hook's proof goes (the response waiting for it), if it makes one.
+    proof: Option<oneshot::Sender<Proof>>,
     /// The runtime the account was created on, where a release that must wait runs.
     runtime: Option<Handle>,
     armed: bool,
@@ -48,7 +51,12 @@ pub(crate) struct Account<St: ChannelStore> {
 }
 
 impl<St: ChannelStore> Account<St> {
-    pub(crate) fn new(store: Arc<St>, lease: Reservation, on_settled: Option<SettledHook>) -> Self {
+    pub(crate) fn new(
+        store: Arc<St>,
+        lease: Reservation,
+        on_settled: Option<SettledHook>,
+        proof: Option<oneshot::Sender<Proof>>,
+    ) -> Self {
         let keeper = Keeper::new(store.lease());
         Account {
             store,
@@ -57,6 +65,7 @@ impl<St: ChannelStore> Account<St> {
             units: 0,
             on_settled,
             usage_record: None,
+            proof,
             runtime: Handle::try_current().ok(),
             armed: true,
             keeper,
@@ -139,8 +148,10 @@ impl<St: ChannelStore> Account<St> {
         self.units = charged.units;
     }
 
-    /// Commits what was delivered and frees the rest, then runs the settled hook. The
-    /// release starts now and completes even if the returned handle is dropped.
+    /// Commits what was delivered and frees the rest, then runs the settled hook and, if it
+    /// proves the payment, its settlement, whose proof goes to whoever waits for it. All of
+    /// it starts now and completes even if the returned handle is dropped; the handle
+    /// resolves once the settlement is over.
     pub(crate) fn release(mut self) -> Release {
         self.start()
     }
@@ -150,11 +161,19 @@ impl<St: ChannelStore> Account<St> {
         let (store, lease, used, units, hook) =
             (self.store.clone(), self.lease.clone(), self.used, self.units, self.on_settled.take());
         let record = self.usage_record.take().map(|make| make(used, units));
+        let proof = self.proof.take();
         let release = async move {
             let result = release_retrying(&*store, &lease, used, units, record).await;
             if let Some(hook) = hook {
                 let state = result.as_ref().ok().cloned();
-                hook(Settled { channel: lease.channel.clone(), used, units, state });
+                // Settled here, inside the detached release: it runs once, to its end,
+                // whether or not the response still waits for the proof.
+                if let Some(proving) = hook(Settled { channel: lease.channel.clone(), used, units, state }) {
+                    let made = proving.await;
+                    if let Some(proof) = proof {
+                        let _ = proof.send(made);
+                    }
+                }
             }
             result
         };
@@ -246,14 +265,17 @@ mod tests {
         let hooks = Arc::new(Mutex::new(Vec::new()));
         let hook = |hooks: &Arc<Mutex<Vec<Amount>>>| -> Option<SettledHook> {
             let hooks = hooks.clone();
-            Some(Box::new(move |s: Settled| hooks.lock().unwrap().push(s.used)))
+            Some(Box::new(move |s: Settled| {
+                hooks.lock().unwrap().push(s.used);
+                None
+            }))
         };
-        let mut released = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks)) });
+        let mut released = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks), None) });
         released.deliver(Amount::new(7), 7);
         let state = runtime.block_on(released.release()).unwrap();
         assert_eq!((state.spent, state.reserved), (Amount::new(7), Amount::ZERO));
 
-        let mut dropped = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks)) });
+        let mut dropped = runtime.block_on(async { Account::new(store.clone(), leased(&store), hook(&hooks), None) });
         dropped.deliver(Amount::new(5), 5);
         // Dropped off the runtime, which nobody drives: the release completes at once.
         drop(dropped);

@@ -7,42 +7,65 @@ use super::error::X402Error;
 use super::offer::{EvmOffer, TransferMethod, ValueRule};
 use super::payload::ExactPayload;
 use super::settle::{Settle, Settlement};
+use super::settling::Settling;
 use super::token::X402Chain;
-use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS, Verified as X402Verified};
+use super::verify::{self, DEFAULT_SETTLE_MARGIN_SECS};
 use crate::amount::{Amount, Quote};
 use crate::error::PaymentError;
-use crate::method::{Grant, Offer, PaymentMethod, Renewal, Settled, Verified, Verify};
+use crate::method::{Grant, Offer, PaymentMethod, Renewal, Verified, Verify};
 use crate::store::ChannelStore;
+use crate::wire::Presented;
 use crate::wire::mpp::Receipt;
-use crate::wire::x402::PaymentRequirements;
+use crate::wire::x402::{PAYMENT_RESPONSE, PaymentRequirements};
 
 /// What a finished settlement reports to an observer: the claim it settled and the outcome
 /// (`None`: nothing was settled because nothing was delivered).
 pub type SettlementOutcome = Option<Result<Settlement, X402Error>>;
 
-type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
+pub(super) type Observer = Arc<dyn Fn(SettlementOutcome) + Send + Sync>;
 
 /// The x402 `exact` scheme on one EVM token, as a [`PaymentMethod`]: offers the request's
 /// maximum price, verifies with the token's EIP-712 domain and the chain, claims the payment
 /// in the layer's store (so a replay is refused on every instance) and settles through `Se`
 /// once the response is over.
 ///
-/// What is settled, decided after the last store commit ([`Grant::on_settled`]):
+/// What is settled, decided after the last store commit ([`Grant::proven_by`]):
 ///
 /// - EIP-3009 ([`TransferMethod::Eip3009`]): the signed value, all of it, iff the response
-///   delivered something (the inner service answered 2xx and content went out: `used > 0`
-///   or `units > 0`). A non-2xx answer, an upstream error before the first content or a
-///   client gone before it settles nothing; the authorization expires unused.
+///   delivered something (`used > 0` or `units > 0`). A non-2xx answer, an upstream error
+///   before the first content or a client gone before it settles nothing; the
+///   authorization expires unused.
 /// - Permit ([`TransferMethod::Permit`]): exactly what was metered (`used`, at most the
 ///   signed maximum); `0` sends no transaction.
+///
+/// When, and the receipt:
+///
+/// - A plain (non-SSE) 2xx answer is held back, read whole and metered; it settles before
+///   its head goes out, so "content went out" means "a 2xx answer with its body is about to
+///   go out". The head carries the x402 `SettleResponse` (base64 JSON, with the settled
+///   `amount`) in `PAYMENT-RESPONSE` when the payment came as `PAYMENT-SIGNATURE`, in
+///   `X-PAYMENT-RESPONSE` when it came as `X-PAYMENT`. A settlement that fails answers
+///   `402` with its error and delivers nothing; one whose outcome is unknown (sent, not
+///   confirmed) delivers the answer with a `success: false`, `settlement_pending` receipt.
+/// - An SSE stream paid with EIP-3009 settles just before its first content event goes
+///   out ([`Grant::before_content`]): a payment that fails to settle ends the stream there,
+///   delivering nothing; otherwise the content flows, already paid (a payer cannot empty
+///   its account meanwhile, and a stream longer than the authorization's validity is
+///   paid). A stream paid with a Permit settles after its last content event (the amount
+///   is what was delivered). Either way the stream ends with an `event: payment-receipt`
+///   whose data is that `SettleResponse` JSON (its `extensions` name the `status` and the
+///   claim `reference`); after 30 s without an outcome, the event says `pending` and the
+///   settlement runs on.
+/// - A client gone mid-stream pays what it received; nobody gets the receipt. A client
+///   gone while its stream's EIP-3009 payment settles is charged: the settlement runs to
+///   its end (once), as x402 settles before it answers.
 ///
 /// A request whose price has no maximum (open-ended metering) is not offered x402: a
 /// one-shot signature must cover the whole response.
 ///
-/// The settlement runs after the body is sent, so no `PAYMENT-RESPONSE` header can carry it;
-/// observe it with [`on_settlement`](Self::on_settlement). A failed settlement stays listed
-/// on the [`PENDING_SHELF`](super::settle::PENDING_SHELF) of its claim when its outcome is
-/// unknown.
+/// Observe every outcome with [`on_settlement`](Self::on_settlement). A settlement whose
+/// outcome is unknown stays listed on the [`PENDING_SHELF`](super::settle::PENDING_SHELF)
+/// of its claim.
 pub struct X402Exact<C, Se> {
     offer: EvmOffer,
     chain: C,
@@ -115,14 +138,6 @@ impl<C: X402Chain + Clone, Se: Settle> X402Exact<C, Se> {
     }
 }
 
-/// What settles for a response that used `settled`: `None` for nothing.
-fn settle_amount(method: TransferMethod, verified: &X402Verified, settled: &Settled) -> Option<Amount> {
-    match method {
-        TransferMethod::Eip3009 => (settled.used > Amount::ZERO || settled.units > 0).then(|| verified.value()),
-        TransferMethod::Permit => (settled.used > Amount::ZERO).then(|| settled.used.min(verified.value())),
-    }
-}
-
 impl<C, Se> PaymentMethod for X402Exact<C, Se>
 where
     C: X402Chain + Clone + Send + Sync + 'static,
@@ -160,24 +175,16 @@ where
         let payer = verified.payer().to_checksum(None);
         let receipt = Receipt::new("x402", verified.claim().to_string());
         let grant = Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(payer);
-        let (settler, observer, method) = (self.settler.clone(), self.observer.clone(), offer.method());
-        Ok(Verified::Serve(grant.on_settled(move |settled| {
-            let Some(actual) = settle_amount(method, &verified, &settled) else {
-                if let Some(observer) = observer {
-                    observer(None);
-                }
-                return;
-            };
-            // The hook must not block: the settlement (a transaction or a facilitator call)
-            // runs on its own. Without a runtime nothing can be sent; the claim stays
-            // unsettled and the authorization expires.
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-            runtime.spawn(async move {
-                let outcome = settler.settle(&verified, actual).await;
-                if let Some(observer) = observer {
-                    observer(Some(outcome));
-                }
-            });
-        })))
+        let header = match verify.presented {
+            Presented::X402 { header, .. } => header.receipt_header(),
+            Presented::Mpp(_) => PAYMENT_RESPONSE,
+        };
+        let settling = Settling { settler: self.settler.clone(), observer: self.observer.clone(), verified, header };
+        let (gate, settled) = settling.hooks();
+        let grant = grant.proven_by(settled.pending(), move |used| settled.run(used));
+        Ok(Verified::Serve(match offer.method() {
+            TransferMethod::Eip3009 => grant.before_content(gate),
+            TransferMethod::Permit => grant,
+        }))
     }
 }

@@ -222,10 +222,7 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
 ) -> Result<Verified, X402Error> {
     let checked = check(offer, payload, rule, now, settle_margin)?;
     let a = &payload.authorization;
-    let claim = claim_id(offer, a);
-    if claim::is_claimed(store, &claim).await? {
-        return Err(refuse(X402ErrorKind::NonceUsed, "this authorization was already used for a payment"));
-    }
+    let claim = claim::vacant(store, &claim_id(offer, a), offer.method() == TransferMethod::Permit).await?;
     let token = Token { chain, address: offer.asset() };
     match offer.method() {
         TransferMethod::Eip3009 => {
@@ -253,7 +250,9 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
 
 /// The store channel a payment of `authorization` for `offer` is claimed under (and its
 /// settlement recorded on): `x402:<chainId>:<asset>:<from>:<nonce>` for EIP-3009,
-/// `x402-permit:<chainId>:<asset>:<owner>:<nonce>` for a Permit, lowercase hex.
+/// `x402-permit:<chainId>:<asset>:<owner>:<nonce>` for a Permit, lowercase hex. A Permit
+/// whose nonce already paid nothing once is claimed under the next round,
+/// `<that id>/<round>` ([`Verified::claim`] names the one taken).
 pub fn claim_id(offer: &EvmOffer, authorization: &Authorization) -> ChannelId {
     claim::claim_id(offer.method(), offer.chain_id(), offer.asset(), authorization.from, authorization.nonce)
 }

@@ -5,7 +5,7 @@ use alloy::sol_types::SolCall;
 
 use super::{Books, Settle, Settlement, exact_amount};
 use crate::amount::Amount;
-use crate::method::tempo::chain::{ChainError, Mined};
+use crate::method::tempo::chain::ChainError;
 use crate::method::x402::error::{X402Error, X402ErrorKind};
 use crate::method::x402::offer::TransferMethod;
 use crate::method::x402::payload::Permit;
@@ -19,12 +19,16 @@ use crate::store::ChannelStore;
 ///
 /// - EIP-3009: one `transferWithAuthorization(from, to, value, validAfter, validBefore,
 ///   nonce, v, r, s)`. Anyone may send it; the token pays `to` and burns the nonce, so a
-///   resend after an ambiguous outcome can never move the value twice.
+///   resend after an ambiguous outcome can never move the value twice. A used nonce counts
+///   as paid only when a transaction of this settler may have used it: the payer can burn
+///   it with `cancelAuthorization`, so a reverted first attempt is a failure.
 /// - Permit: `permit(owner, payTo, max, deadline, v, r, s)` (skipped when the owner's nonce
 ///   shows it used), then `transferFrom(owner, payTo, actual)`; nothing when `actual` is 0.
-///   The chain's key must be `payTo`'s (the spender). A `transferFrom` whose outcome is
-///   unknown is confirmed by the allowance (`max − actual` once it moved) and never resent
-///   while it might still land: it stays pending.
+///   The chain's key must be `payTo`'s (the spender). A used permit nonce does not prove
+///   that this permit set the allowance (the owner may have spent the nonce on another
+///   permit): the allowance must cover `actual` before the pull, and a reverted pull is a
+///   failure. A `transferFrom` whose outcome is unknown is confirmed by the allowance (down
+///   by `actual`) and never resent while it might still land: it stays pending.
 #[derive(Clone, Debug)]
 pub struct OnChainSettler<C, S> {
     chain: C,
@@ -63,8 +67,11 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
             s,
         };
         let token = Token { chain: &self.chain, address: verified.offer().asset() };
+        // Only a transaction of this settler (this attempt's, or an earlier one's that may
+        // have landed) proves the payment: a used nonce alone may be the payer's own
+        // `cancelAuthorization`.
+        let mut ambiguous = books.was_pending().await?;
         books.pending(amount).await?;
-        let mut ambiguous = false;
         for _attempt in 0..2 {
             let sent = self.chain.send(token.address, call.abi_encode().into()).await;
             if let Ok(mined) = &sent {
@@ -73,7 +80,15 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
                 }
             }
             ambiguous |= sent.as_ref().is_err_and(|e| !surely_unsent(e));
-            // Reverted, refused or unknown: the token's nonce state says whether it moved.
+            if !ambiguous {
+                match sent {
+                    // Ours reverted and nothing of ours is out: it moved nothing.
+                    Ok(mined) => return Err(failed(format!("transferWithAuthorization {} reverted", mined.hash))),
+                    // Surely not sent: once more.
+                    Err(_) => continue,
+                }
+            }
+            // Ours may have landed: the token's nonce state says whether it moved.
             match token.authorization_used(a.from, a.nonce).await {
                 Ok(true) => return books.done(amount, None).await,
                 Ok(false) => {}
@@ -103,21 +118,30 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
             return Err(failed("the settling key is not payTo's, the permit's spender"));
         }
         let token = Token { chain: &self.chain, address: verified.offer().asset() };
+        // Only an earlier attempt of this settler can have pulled already; on a fresh
+        // attempt the allowance proves nothing about this payment (the owner may have used
+        // the permit's nonce for another permit, or set the allowance itself).
+        let resumed = books.was_pending().await?;
         books.pending(actual).await?;
         self.use_permit(&token, verified, &permit).await?;
         let (max_u, actual_u) = (U256::from(max.get()), U256::from(actual.get()));
-        // The permit set the allowance to `max`; only the spender draws on it, so at most
-        // `max − actual` left means the pull happened (a crash or a timeout before).
-        let moved = |allowance: U256| allowance <= max_u - actual_u;
         let before = token.allowance(permit.owner, permit.spender).await.map_err(|_| pending("allowance unread"))?;
-        if moved(before) {
+        // The permit set the allowance to `max`; only the spender draws on it, so at most
+        // `max − actual` left means an earlier attempt's pull happened (a crash or a timeout).
+        if resumed && before <= max_u - actual_u {
             return books.done(actual, None).await;
         }
+        if before < actual_u {
+            return Err(failed("the allowance does not cover the amount: the permit's nonce went to another permit"));
+        }
+        // From here, the pull happened iff the allowance dropped by `actual` since `before`.
+        let moved = |allowance: U256| allowance.saturating_add(actual_u) <= before;
         let call = IAuthorizedToken::transferFromCall { from: permit.owner, to: permit.spender, value: actual_u };
         for _attempt in 0..2 {
             match self.chain.send(token.address, call.abi_encode().into()).await {
                 Ok(mined) if mined.success => return books.done(actual, Some(mined.hash)).await,
-                Ok(mined) => return self.after_revert(books, &token, &permit, actual, moved, mined).await,
+                // Reverted: this transaction moved nothing, and no other pull of ours is open.
+                Ok(mined) => return Err(failed(format!("transferFrom {} reverted", mined.hash))),
                 Err(e) if surely_unsent(&e) => continue,
                 Err(_) => {
                     let now = token.allowance(permit.owner, permit.spender).await;
@@ -130,22 +154,6 @@ impl<C: X402Chain, S: ChannelStore> OnChainSettler<C, S> {
             }
         }
         Err(failed("transferFrom was refused twice"))
-    }
-
-    async fn after_revert(
-        &self,
-        books: &Books<'_, S>,
-        token: &Token<'_, C>,
-        permit: &Permit,
-        actual: Amount,
-        moved: impl Fn(U256) -> bool,
-        mined: Mined,
-    ) -> Result<Settlement, X402Error> {
-        match token.allowance(permit.owner, permit.spender).await {
-            Ok(allowance) if moved(allowance) => books.done(actual, None).await,
-            Ok(_) => Err(failed(format!("transferFrom {} reverted", mined.hash))),
-            Err(_) => Err(pending("the allowance could not be read")),
-        }
     }
 
     /// Sends the permit unless the owner's nonce shows it used; resends once only when the

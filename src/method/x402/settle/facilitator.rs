@@ -27,7 +27,9 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// [`X402Upto`](crate::method::x402::X402Upto), `upto` payments; a Permit offer must be
 /// settled with [`OnChainSettler`](super::OnChainSettler). A settle that times out, fails in
 /// transport or answers 5xx is ambiguous: the token's `authorizationState(from, nonce)`
-/// (read through `chain`) decides, and only an unused authorization is sent again, once.
+/// (read through `chain`) decides, and only an unused authorization is sent again, once. A
+/// facilitator's word that it settled is checked the same way: a success the token does not
+/// show is a failure.
 #[derive(Clone, Debug)]
 pub struct Facilitator<C, S> {
     base: String,
@@ -176,15 +178,26 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
             match self.exchange(reqwest::Method::POST, "/settle", Some(body.clone())).await {
                 Answer::Known(value) => match serde_json::from_value::<SettleAnswer>(value) {
                     Ok(answer) if answer.success => {
-                        let tx = answer.transaction.as_deref().and_then(|t| t.parse::<B256>().ok());
-                        return books.done(amount, tx).await;
+                        // Its word is not enough: the token must show the authorization used.
+                        return match token.authorization_used(a.from, a.nonce).await {
+                            Ok(true) => {
+                                let tx = answer.transaction.as_deref().and_then(|t| t.parse::<B256>().ok());
+                                books.done(amount, tx).await
+                            }
+                            Ok(false) => Err(X402Error::new(
+                                X402ErrorKind::SettlementFailed,
+                                "the facilitator claimed a settlement the token does not show",
+                            )),
+                            Err(_) => Err(X402Error::new(
+                                X402ErrorKind::SettlementPending,
+                                "the facilitator claimed a settlement the token could not be asked about",
+                            )),
+                        };
                     }
                     Ok(answer) => {
+                        // A refusal is taken at its word: a used nonce then may be the payer's
+                        // own `cancelAuthorization`, no proof that anything moved.
                         let reason = answer.error_reason.unwrap_or_default();
-                        // A refusal may follow a broadcast it gave up on: the token decides.
-                        if token.authorization_used(a.from, a.nonce).await.unwrap_or(false) {
-                            return books.done(amount, None).await;
-                        }
                         return Err(X402Error::new(
                             X402ErrorKind::SettlementFailed,
                             format!("the facilitator refused: {reason}"),

@@ -18,7 +18,8 @@
 //!
 //! Settle only what was delivered: an upstream error or a non-2xx response is never settled
 //! (EIP-3009: do not call `settle`; the authorization expires unused. Permit: settle `0`,
-//! or nothing). That rule belongs to the layer, which knows the response.
+//! which sends nothing and records the claim void, so its nonce can pay again). That rule
+//! belongs to the layer, which knows the response ([`X402Exact`](super::X402Exact) applies it).
 
 mod chain;
 mod facilitator;
@@ -112,6 +113,12 @@ impl<'a, S: ChannelStore> Books<'a, S> {
         Ok(kept.last().and_then(|(_, bytes)| serde_json::from_slice::<Record>(bytes).ok()).map(|r| self.settlement(r)))
     }
 
+    /// Whether an earlier attempt left this payment pending (it may have sent something).
+    pub(crate) async fn was_pending(&self) -> Result<bool, X402Error> {
+        let kept = self.store.kept(self.claim, PENDING_SHELF).await.map_err(store_down)?;
+        Ok(!kept.is_empty())
+    }
+
     /// Records that `amount` is about to be sent.
     pub(crate) async fn pending(&self, amount: Amount) -> Result<(), X402Error> {
         let record = Record { amount, transaction: None };
@@ -137,6 +144,17 @@ impl<'a, S: ChannelStore> Books<'a, S> {
     fn settlement(&self, r: Record) -> Settlement {
         Settlement { payer: self.payer, amount: r.amount, transaction: r.transaction, network: self.network.clone() }
     }
+}
+
+/// Whether the payment claimed as `claim` is settled, for nothing and with no transaction
+/// (a Permit whose response delivered nothing): its nonce is still the owner's next.
+pub(crate) async fn settled_nothing<S: ChannelStore>(
+    store: &S,
+    claim: &crate::store::ChannelId,
+) -> Result<bool, X402Error> {
+    let kept = store.kept(claim, SETTLED_SHELF).await.map_err(store_down)?;
+    let last = kept.last().and_then(|(_, bytes)| serde_json::from_slice::<Record>(bytes).ok());
+    Ok(last.is_some_and(|r| r.amount.is_zero() && r.transaction.is_none()))
 }
 
 fn lock_name(claim: &ChannelId) -> String {
