@@ -3,8 +3,9 @@
 //! The issue and expiry times (Unix seconds, big-endian u64) and 16 random bytes are bound
 //! by an HMAC tag, so the server recognises its own nonces (and their validity window)
 //! without remembering them. A nonce is spent once, at sign-in, by an atomic claim in the
-//! store; only a nonce that passed the tag and signature checks ever reaches the store, so
-//! an outsider cannot make the server remember anything.
+//! store; only a nonce that passed the tag and signature checks ever reaches the store,
+//! and its claim lapses after the nonce expires, so what a signer (anyone with a fresh
+//! wallet) makes the server remember is bounded by the sign-ins of one nonce lifetime.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -10,11 +10,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde::Serialize;
 
 use super::keys::Keys;
-use super::nonce::{self, rfc3339, unix};
+use super::nonce::{self, Nonce, rfc3339, unix};
 use super::{SignInError, SiwxPayload};
 use crate::method::tempo::VoucherSignature;
 use crate::secret::Secret;
-use crate::store::{ChannelId, ChannelStore, StoreErrorKind};
+use crate::store::{ChannelStore, LockHolder};
 
 /// The header a SIWX proof travels in.
 pub const SIGN_IN_WITH_X: &str = "sign-in-with-x";
@@ -25,12 +25,17 @@ pub const SIWX_EXTENSION: &str = "sign-in-with-x";
 /// How long a challenge may be signed and presented by default.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 
+/// How far past its expiry a spent nonce stays claimed: more than the clocks of the
+/// instances sharing a store are apart, so none of them still takes it once it lapses.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Sign-in with x (x402's `sign-in-with-x` extension, EIP-4361 messages): issues
 /// challenges and checks the proofs signed over them, for one domain and URI.
 ///
 /// A challenge's nonce is an HMAC of its issue time, expiry and random bytes, so issuing
-/// one stores nothing; a proof spends its nonce once, by an atomic claim in the store, so a
-/// replayed proof (on any instance sharing the store) is refused. Accepted signatures:
+/// one stores nothing; a proof spends its nonce once, by an atomic claim in the store
+/// ([`ChannelStore::lock`], lapsing a while after the nonce expires), so a replayed proof
+/// (on any instance sharing the store) is refused and spent nonces do not pile up. Accepted signatures:
 /// EIP-191 (`personal_sign`) by an externally owned account. Smart-contract wallets
 /// (EIP-1271, EIP-6492) are not verified yet: their proofs are refused.
 ///
@@ -187,20 +192,22 @@ impl Siwx {
     /// nonce: the address that signed in. Every check runs before the store is touched.
     pub async fn sign_in<St: ChannelStore>(&self, header: &str, store: &St) -> Result<Address, SignInError> {
         let payload = decode(header)?;
-        let (address, nonce) = self.check(&payload, SystemTime::now())?;
-        // Spent once, store-wide: of two racing sign-ins with one proof, one wins.
-        match store
-            .create(&ChannelId::new(format!("siwx-nonce:{nonce}")), crate::Amount::ZERO, crate::Amount::ZERO)
-            .await
-        {
-            Ok(_) => Ok(address),
-            Err(e) if *e.kind() == StoreErrorKind::Exists => Err(SignInError::Replayed),
+        let now = SystemTime::now();
+        let (address, nonce) = self.check(&payload, now)?;
+        // Spent once, store-wide: of two racing sign-ins with one proof, one wins (each
+        // claims with a holder of its own). The claim lapses once the nonce has expired on
+        // every instance's clock, so sign-ins (anyone can make wallets) leave nothing
+        // behind for good.
+        let ttl = Duration::from_secs(nonce.expires.saturating_sub(unix(now))) + CLOCK_SKEW;
+        match store.lock(&format!("siwx-nonce:{}", nonce.text), LockHolder::new(), ttl).await {
+            Ok(true) => Ok(address),
+            Ok(false) => Err(SignInError::Replayed),
             Err(e) => Err(SignInError::Unavailable(e)),
         }
     }
 
     /// Everything but the nonce's spending: the signer and the nonce.
-    fn check(&self, p: &SiwxPayload, now: SystemTime) -> Result<(Address, String), SignInError> {
+    fn check(&self, p: &SiwxPayload, now: SystemTime) -> Result<(Address, Nonce), SignInError> {
         let i = &self.inner;
         if p.domain != i.domain {
             return Err(SignInError::Domain);
@@ -236,7 +243,7 @@ impl Siwx {
         if signer != claimed {
             return Err(SignInError::Signature);
         }
-        Ok((signer, nonce.text))
+        Ok((signer, nonce))
     }
 }
 

@@ -79,8 +79,14 @@ pub(super) const DISCARD_KEYS: &str =
 pub(super) const SHELVED: &str = "SELECT DISTINCT channel FROM tollgate_shelves WHERE shelf = $1";
 
 /// Takes the job if it is free, lapsed or already `$2`'s, in one statement; a row comes
-/// back only when `$2` holds it. `$3`: the time to live in microseconds.
-pub(super) const LOCK: &str = "INSERT INTO tollgate_locks (name, holder, expires) \
+/// back only when `$2` holds it. `$3`: the time to live in microseconds. It also clears a
+/// few lapsed locks of other names (a lapsed lock is free, and locks that are never
+/// unlocked, like spent SIWX nonces, would otherwise pile up), skipping rows another
+/// statement holds so that no two takers wait on each other.
+pub(super) const LOCK: &str = "WITH lapsed AS (DELETE FROM tollgate_locks WHERE name IN \
+     (SELECT name FROM tollgate_locks WHERE expires <= clock_timestamp() AND name <> $1 \
+     LIMIT 16 FOR UPDATE SKIP LOCKED)) \
+     INSERT INTO tollgate_locks (name, holder, expires) \
      VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond') \
      ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires = EXCLUDED.expires \
      WHERE tollgate_locks.holder = EXCLUDED.holder OR tollgate_locks.expires <= clock_timestamp() \
