@@ -117,3 +117,20 @@ async fn finding_01_postgres_lapsed_locks_do_not_pile_up() {
     assert_eq!(client.query_one(&counting, &[]).await.unwrap().get::<_, i64>(0), 1, "only the live lock is left");
     client.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.unwrap();
 }
+
+/// Finding 02: session tokens were keyed by the layer's secret alone, so a token signed
+/// in on one domain spent the same payer's balance on any other service run with the same
+/// secret (staging and production, two APIs of one operator): whoever the payer handed a
+/// token for one of them could spend on all. A token is now bound to the sign-in's domain.
+#[tokio::test]
+async fn finding_02_a_session_token_works_only_on_the_domain_it_was_signed_in_on() {
+    let here = Prepaid::new(siwx());
+    let elsewhere =
+        Prepaid::new(Siwx::new(&Secret::new(SECRET), "other.review13.test", "https://other.review13.test/v1/sign-in", [CHAIN]));
+    let payer = PrivateKeySigner::random().address();
+    let token = here.tokens().issue(payer);
+    assert_eq!(here.tokens().check(&token.token), Some(payer));
+    assert_eq!(elsewhere.tokens().check(&token.token), None, "a token of another domain is refused");
+    let theirs = elsewhere.tokens().issue(payer);
+    assert_eq!(here.tokens().check(&theirs.token), None);
+}
