@@ -112,7 +112,10 @@ async fn finding_01_postgres_lapsed_locks_do_not_pile_up() {
     }
     assert_eq!(client.query_one(&counting, &[]).await.unwrap().get::<_, i64>(0), 3, "three live nonce claims");
     // Lapse them (as time would), then take any other lock.
-    client.execute(&format!("UPDATE {schema}.tollgate_locks SET expires = now() - interval '1 hour'"), &[]).await.unwrap();
+    client
+        .execute(&format!("UPDATE {schema}.tollgate_locks SET expires = now() - interval '1 hour'"), &[])
+        .await
+        .unwrap();
     assert!(store.lock("a-job", LockHolder::new(), std::time::Duration::from_secs(30)).await.unwrap());
     assert_eq!(client.query_one(&counting, &[]).await.unwrap().get::<_, i64>(0), 1, "only the live lock is left");
     client.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.unwrap();
@@ -125,8 +128,12 @@ async fn finding_01_postgres_lapsed_locks_do_not_pile_up() {
 #[tokio::test]
 async fn finding_02_a_session_token_works_only_on_the_domain_it_was_signed_in_on() {
     let here = Prepaid::new(siwx());
-    let elsewhere =
-        Prepaid::new(Siwx::new(&Secret::new(SECRET), "other.review13.test", "https://other.review13.test/v1/sign-in", [CHAIN]));
+    let elsewhere = Prepaid::new(Siwx::new(
+        &Secret::new(SECRET),
+        "other.review13.test",
+        "https://other.review13.test/v1/sign-in",
+        [CHAIN],
+    ));
     let payer = PrivateKeySigner::random().address();
     let token = here.tokens().issue(payer);
     assert_eq!(here.tokens().check(&token.token), Some(payer));

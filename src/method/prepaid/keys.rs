@@ -8,7 +8,9 @@ use crate::secret::Secret;
 pub(super) type HmacSha256 = Hmac<Sha256>;
 
 /// Keyed HMAC states, built once. Each purpose has its own key (derived from the secret
-/// with a label), so a nonce's tag can never pass as a session token's, or the reverse.
+/// with a label), so a nonce's tag can never pass as a session token's, or the reverse;
+/// and each domain has its own keys, so a token signed in on one service is refused by
+/// another run with the same secret.
 #[derive(Clone)]
 pub(super) struct Keys {
     pub(super) nonce: HmacSha256,
@@ -16,18 +18,22 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    pub(super) fn new(secret: &Secret) -> Self {
+    /// The keys of sign-ins and tokens for `domain`.
+    pub(super) fn new(secret: &Secret, domain: &str) -> Self {
         Keys {
-            nonce: derive(secret, b"tollgate prepaid siwx nonce v1"),
-            token: derive(secret, b"tollgate session token v1"),
+            nonce: derive(secret, b"tollgate prepaid siwx nonce v1", domain),
+            token: derive(secret, b"tollgate session token v1", domain),
         }
     }
 }
 
-fn derive(secret: &Secret, label: &[u8]) -> HmacSha256 {
+fn derive(secret: &Secret, label: &[u8], domain: &str) -> HmacSha256 {
     // Any key length is accepted by HMAC: these cannot fail.
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(label);
+    // A NUL cannot be part of a label, so no label and domain read as another pair.
+    mac.update(&[0]);
+    mac.update(domain.as_bytes());
     let key = mac.finalize().into_bytes();
     HmacSha256::new_from_slice(&key).unwrap_or_else(|_| unreachable!())
 }

@@ -89,12 +89,12 @@ mod tests {
 
     #[test]
     fn a_nonce_opens_only_with_its_own_key_and_untouched() {
-        let keys = Keys::new(&Secret::new("a test secret of at least 32 bytes!"));
+        let keys = Keys::new(&Secret::new("a test secret of at least 32 bytes!"), "api.example.com");
         let nonce = issue(&keys, UNIX_EPOCH + Duration::from_secs(1_000), Duration::from_secs(300));
         assert_eq!((nonce.issued, nonce.expires), (1_000, 1_300));
         assert!(nonce.text.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(open(&keys, &nonce.text), Some(nonce.clone()));
-        let other = Keys::new(&Secret::new("another secret of at least 32 bytes"));
+        let other = Keys::new(&Secret::new("another secret of at least 32 bytes"), "api.example.com");
         assert_eq!(open(&other, &nonce.text), None);
         // A later expiry spliced in breaks the tag.
         let mut forged = nonce.text.clone();

@@ -119,9 +119,10 @@ impl Siwx {
         uri: impl Into<String>,
         chains: impl IntoIterator<Item = u64>,
     ) -> Self {
+        let domain = domain.into();
         let inner = Inner {
-            keys: Keys::new(secret),
-            domain: domain.into(),
+            keys: Keys::new(secret, &domain),
+            domain,
             uri: uri.into(),
             statement: None,
             chains: chains.into_iter().collect(),

@@ -3,7 +3,8 @@
 //! A token is `tgs1.<payload>.<tag>`: `payload` is base64url (no padding) of
 //! `{"a":"<address, lowercase 0x hex>","e":<expiry, Unix seconds>}` and `tag` is base64url of
 //! the first 16 bytes of HMAC-SHA256 over `tgs1.<payload>`, with a key derived from the
-//! layer's secret. Stateless: any instance with the secret checks it; it cannot be revoked
+//! layer's secret and the sign-in domain (a token of one domain is refused on another).
+//! Stateless: any instance with the secret checks it; it cannot be revoked
 //! before it expires, which is why it is short-lived (15 minutes by default). It goes in
 //! `Authorization: Bearer <token>`, which is also what an OpenAI SDK sends for its `apiKey`.
 
@@ -27,7 +28,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 ///
 /// A token is `tgs1.<payload>.<tag>`: `payload` is base64url (no padding) of
 /// `{"a":"<address>","e":<expiry, Unix seconds>}` and `tag` is base64url of the first 16
-/// bytes of HMAC-SHA256 over `tgs1.<payload>`, keyed from the layer's secret. Stateless: any
+/// bytes of HMAC-SHA256 over `tgs1.<payload>`, keyed from the layer's secret and the sign-in
+/// domain (a token works on the domain it was signed in on only). Stateless: any
 /// instance with the secret checks it, and it cannot be revoked before it expires (hence 15
 /// minutes by default). It travels as `Authorization: Bearer <token>`.
 #[derive(Clone)]
@@ -112,7 +114,8 @@ mod tests {
 
     #[test]
     fn a_token_checks_only_untouched_and_unexpired() {
-        let tokens = SessionTokens::new(Keys::new(&Secret::new("a test secret of at least 32 bytes!")));
+        let tokens =
+            SessionTokens::new(Keys::new(&Secret::new("a test secret of at least 32 bytes!"), "api.example.com"));
         let address = Address::repeat_byte(0x11);
         let issued = tokens.issue(address);
         assert!(issued.token.starts_with("tgs1."));
@@ -122,7 +125,8 @@ mod tests {
         let claims = serde_json::to_vec(&Claims { a: Address::repeat_byte(0x22), e: issued.expires }).unwrap();
         let forged = format!("tgs1.{}.{tag}", URL_SAFE_NO_PAD.encode(claims));
         assert_eq!(tokens.check(&forged), None);
-        let other = SessionTokens::new(Keys::new(&Secret::new("another secret of at least 32 bytes")));
+        let other =
+            SessionTokens::new(Keys::new(&Secret::new("another secret of at least 32 bytes"), "api.example.com"));
         assert_eq!(other.check(&issued.token), None);
         let expired = tokens.clone().ttl(Duration::ZERO);
         let mut headers = http::HeaderMap::new();
