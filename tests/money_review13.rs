@@ -9,9 +9,9 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use tollgate::Secret;
-use tollgate::method::prepaid::{Prepaid, SignInError, Siwx, SiwxChallenge};
-use tollgate::store::{ChannelStore, LockHolder, PostgresStore, RedisStore};
+use tollgate::method::prepaid::{Prepaid, SignInError, Siwx, SiwxChallenge, UsageRecord};
+use tollgate::store::{ChannelStore, LockHolder, MemoryStore, PostgresStore, RedisStore};
+use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 
 const SECRET: &str = "review13-secret-of-at-least-32-bytes!";
 const DOMAIN: &str = "api.review13.test";
@@ -140,4 +140,48 @@ async fn finding_02_a_session_token_works_only_on_the_domain_it_was_signed_in_on
     assert_eq!(elsewhere.tokens().check(&token.token), None, "a token of another domain is refused");
     let theirs = elsewhere.tokens().issue(payer);
     assert_eq!(here.tokens().check(&theirs.token), None);
+}
+
+/// Finding 03: a usage record carried the request path (and the model a request named)
+/// whole. A path is the client's to choose (up to 64 KiB), the store keeps 1000 records
+/// per balance, and a request the upstream fails costs nothing but is still recorded: a
+/// payer with a dust balance made the store keep ~64 MiB per balance (Redis, PostgreSQL
+/// or this process's memory) for free. A record now keeps at most 256 bytes of each.
+#[tokio::test]
+async fn finding_03_a_usage_record_stays_small_whatever_the_request_path() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    let prepaid = Prepaid::new(siwx()).model_with(|head| Some(head.uri.path().to_owned()));
+    let store = MemoryStore::new();
+    let layer = PaymentLayer::new(prepaid.clone(), store.clone(), DOMAIN, Secret::new(SECRET))
+        .pricing(Quote::new(Price::per_request(Amount::new(5))));
+    // The upstream fails: nothing is charged, a record is written all the same.
+    let app = axum::Router::new()
+        .route("/{*rest}", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }).route_layer(layer));
+    let payer = PrivateKeySigner::random().address();
+    store.credit(&Prepaid::account(payer), Amount::new(5), "deposit:review13-f03").await.unwrap();
+    let bearer = format!("Bearer {}", prepaid.tokens().issue(payer).token);
+    let path = format!("/{}", "é".repeat(8 * 1024));
+    let request = Request::post(&path).header("authorization", &bearer).body(Body::empty()).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    // The release runs detached: wait for its record.
+    let mut records = Vec::new();
+    for _ in 0..200 {
+        records = store.usage(&Prepaid::account(payer), 10).await.unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(records.len(), 1, "one record for the one request");
+    assert!(records[0].len() <= 1024, "a record of {} bytes", records[0].len());
+    let record = UsageRecord::from_bytes(&records[0]).unwrap();
+    assert_eq!(record.cost, Amount::ZERO, "an upstream error costs nothing");
+    assert!(path.starts_with(&record.path) && record.path.len() <= 256);
+    assert_eq!(store.load(&Prepaid::account(payer)).await.unwrap().unwrap().spent, Amount::ZERO);
 }
