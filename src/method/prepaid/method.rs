@@ -97,6 +97,18 @@ impl Prepaid {
     }
 }
 
+/// The most bytes of a request's path or model a usage record keeps.
+const RECORDED_TEXT: usize = 256;
+
+/// `text`'s first [`RECORDED_TEXT`] bytes at most, cut at a character boundary.
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(RECORDED_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
 fn refused(kind: PaymentErrorKind, detail: &'static str) -> PaymentError {
     PaymentError::new(kind, detail)
 }
@@ -139,8 +151,9 @@ impl PaymentMethod for Prepaid {
             }
             Err(_) => return Some(Err(refused(PaymentErrorKind::Unavailable, "the payment store is unavailable"))),
         }
-        let (path, prompt_tokens) = (head.uri.path().to_owned(), quote.upfront.input);
-        let model = self.model.as_ref().and_then(|model| model(head));
+        // Both are the client's to choose and a balance keeps many records: kept short.
+        let (path, prompt_tokens) = (clip(head.uri.path()), quote.upfront.input);
+        let model = self.model.as_ref().and_then(|model| model(head)).map(|model| clip(&model));
         let receipt = Receipt::new("prepaid", channel.to_string());
         let grant = Grant::new(channel, Renewal::Never, receipt).payer(format!("{payer:#x}")).record_usage(
             move |cost, units| {

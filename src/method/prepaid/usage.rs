@@ -11,9 +11,9 @@ use crate::amount::Amount;
 pub struct UsageRecord {
     /// When the response was settled, Unix seconds.
     pub at: u64,
-    /// The request path.
+    /// The request path (its first 256 bytes).
     pub path: String,
-    /// The model asked for, when the method was told how to read it
+    /// The model asked for (its first 256 bytes), when the method was told how to read it
     /// ([`Prepaid::model_with`](super::Prepaid::model_with)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
