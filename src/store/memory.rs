@@ -42,7 +42,7 @@ use crate::amount::Amount;
 pub struct MemoryStore {
     channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
     shelves: Arc<Mutex<Shelves>>,
-    locks: Arc<Mutex<HashMap<String, (LockHolder, Instant)>>>,
+    locks: Arc<Mutex<Locks>>,
     /// Claimed deposit references and the channel each credited.
     credits: Arc<Mutex<HashMap<String, ChannelId>>>,
     lease: Duration,
@@ -82,6 +82,16 @@ struct Ledger {
     asks: HashMap<AskId, (Amount, Instant)>,
     /// Usage records, newest last; written under the same lock as the release they record.
     usage: VecDeque<Bytes>,
+}
+
+/// The job locks and when each lapses.
+#[derive(Default)]
+struct Locks {
+    held: HashMap<String, (LockHolder, Instant)>,
+    /// How many locks there may be before lapsed ones are swept again: twice what the last
+    /// sweep left, so sweeping costs O(1) per lock taken however many are live (locks never
+    /// unlocked, like spent SIWX nonces, can be many).
+    sweep_at: usize,
 }
 
 /// The most asks one channel keeps (one per paused stream); past it the oldest goes.
@@ -514,11 +524,15 @@ impl ChannelStore for MemoryStore {
     async fn lock(&self, name: &str, holder: LockHolder, ttl: Duration) -> Result<bool, StoreError> {
         let mut locks = self.locks.lock().map_err(|_| poisoned())?;
         let now = Instant::now();
-        locks.retain(|_, (_, until)| now < *until);
-        match locks.get(name) {
-            Some((other, _)) if *other != holder => Ok(false),
+        if locks.held.len() >= locks.sweep_at {
+            locks.held.retain(|_, (_, until)| now < *until);
+            locks.sweep_at = locks.held.len().saturating_mul(2).max(64);
+        }
+        match locks.held.get(name) {
+            // A lapsed lock is free, swept or not.
+            Some((other, until)) if *other != holder && now < *until => Ok(false),
             _ => {
-                locks.insert(name.to_owned(), (holder, crate::clock::after(ttl)));
+                locks.held.insert(name.to_owned(), (holder, crate::clock::after(ttl)));
                 Ok(true)
             }
         }
@@ -526,8 +540,8 @@ impl ChannelStore for MemoryStore {
 
     async fn unlock(&self, name: &str, holder: LockHolder) -> Result<(), StoreError> {
         let mut locks = self.locks.lock().map_err(|_| poisoned())?;
-        if locks.get(name).is_some_and(|(other, _)| *other == holder) {
-            locks.remove(name);
+        if locks.held.get(name).is_some_and(|(other, _)| *other == holder) {
+            locks.held.remove(name);
         }
         Ok(())
     }
