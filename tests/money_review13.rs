@@ -185,3 +185,37 @@ async fn finding_03_a_usage_record_stays_small_whatever_the_request_path() {
     assert!(path.starts_with(&record.path) && record.path.len() <= 256);
     assert_eq!(store.load(&Prepaid::account(payer)).await.unwrap().unwrap().spent, Amount::ZERO);
 }
+
+/// Finding 04 (not fixed, see the report): a prepaid response whose lease lapsed (its
+/// instance crashed mid-stream, or the store was out of reach longer than the lease) is
+/// charged by the reclaim (what was last renewed as delivered), but its usage record is
+/// written only by `release_with_usage`, which finds the reservation gone and appends
+/// nothing: the balance was debited with no usage record, and `GET /v1/usage` no longer
+/// adds up to what was spent. A fix keeps a record with the reservation (given at
+/// reserve time, costed at reclaim) so whichever step ends it appends it.
+#[tokio::test(start_paused = true)]
+#[ignore = "finding 04: a lapsed prepaid reservation is charged with no usage record"]
+async fn finding_04_a_reclaimed_prepaid_reservation_still_leaves_its_usage_record() {
+    let store = MemoryStore::new().with_lease(std::time::Duration::from_secs(30));
+    let account = Prepaid::account(PrivateKeySigner::random().address());
+    store.credit(&account, Amount::new(100), "deposit:review13-f04").await.unwrap();
+    let lease = store.reserve(&account, Amount::new(10), Amount::new(10)).await.unwrap();
+    store.renew(&lease, Amount::new(7), 7).await.unwrap();
+    // The holder is gone past its lease; the next step on the channel reclaims.
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    let state = store.load(&account).await.unwrap().unwrap();
+    let record = UsageRecord::from_bytes(br#"{"at":0,"path":"/v1/chat","promptTokens":0,"units":7,"cost":"7"}"#).unwrap();
+    // A late release by a holder that came back changes nothing (the lease is gone).
+    let _ = store.release_with_usage(&lease, Amount::new(7), 7, record.to_bytes()).await;
+    let state = store.load(&account).await.unwrap().map_or(state, |s| s);
+    assert_eq!(state.spent, Amount::new(7), "the reclaim charged what was delivered");
+    let recorded: u128 = store
+        .usage(&account, 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| UsageRecord::from_bytes(r))
+        .map(|r| r.cost.get())
+        .sum();
+    assert_eq!(recorded, 7, "the usage records add up to what was spent");
+}
