@@ -1,7 +1,10 @@
 //! Review 13: attack review of the prepaid balances (SIWX sign-in, session tokens), x402
 //! upto and gRPC metering merged this session. Each test names the finding it covers.
 
-#![cfg(all(feature = "prepaid", feature = "redis", feature = "postgres"))]
+#![cfg(all(feature = "prepaid", feature = "x402", feature = "redis", feature = "postgres"))]
+
+mod chain;
+mod x402_support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -218,4 +221,138 @@ async fn finding_04_a_reclaimed_prepaid_reservation_still_leaves_its_usage_recor
         .map(|r| r.cost.get())
         .sum();
     assert_eq!(recorded, 7, "the usage records add up to what was spent");
+}
+
+alloy::sol! {
+    function invalidateUnorderedNonces(uint256 wordPos, uint256 mask) external;
+}
+
+// Permit2's own EIP-712 names, kept apart from the crate's `TokenPermissions`.
+mod typed {
+    alloy::sol! {
+        struct TokenPermissions { address token; uint256 amount; }
+        struct Witness { address to; address facilitator; uint256 validAfter; }
+        struct PermitWitnessTransferFrom { TokenPermissions permitted; address spender; uint256 nonce; uint256 deadline; Witness witness; }
+    }
+}
+
+/// A body that sends `first`, then waits for ever (an upstream with more to say).
+struct Hanging(Option<bytes::Bytes>);
+
+impl http_body::Body for Hanging {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>> {
+        match self.0.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(first)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// Finding 05: an x402 `upto` settlement took "Permit2 has used the permit's nonce" as
+/// "the transfer happened", even on a fresh attempt that had sent nothing yet. Permit2
+/// nonces are the owner's: a payer who burns the nonce during the stream
+/// (`invalidateUnorderedNonces`, one cheap transaction) was recorded as paid with nothing
+/// moved, and kept the content. (The EIP-3009 `exact` settler was fixed for the same
+/// thing with `cancelAuthorization`.) Now only a transaction of this settler, or an
+/// earlier attempt's that may have landed, lets the nonce decide.
+#[tokio::test]
+async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_recorded_as_paid() {
+    use alloy::primitives::U256;
+    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::sol_types::{SolCall, SolStruct, eip712_domain};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::post;
+    use http_body_util::BodyExt;
+    use tollgate::meter::EventMeter;
+    use tollgate::method::x402::{
+        PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoWitness,
+        X402Upto,
+    };
+    use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
+    use tower::ServiceExt;
+    use x402_support::{CHAIN_ID, World, install_upto, unix_now};
+
+    const PER_EVENT: u128 = 10;
+    const MAX_EVENTS: u64 = 100;
+    let world = World::new().await;
+    install_upto(&world).await;
+    let store = MemoryStore::new();
+    let (tx, mut settled) = tokio::sync::mpsc::unbounded_channel();
+    let method = X402Upto::new(world.offer(0), world.chain(), store.clone()).on_settlement(move |outcome| {
+        let _ = tx.send(outcome);
+    });
+    let first = "data: {\"n\":1}\n\n";
+    let inner = post(move || async move {
+        let body = Body::new(Hanging(Some(bytes::Bytes::from_static(first.as_bytes()))));
+        axum::http::Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+    });
+    let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(PER_EVENT)))).max_output(MAX_EVENTS);
+    let layer = PaymentLayer::new(method, store, "api.test", Secret::new(SECRET)).pricing(quote).meter(EventMeter::default());
+    let app = axum::Router::new().route("/v1/chat", inner).route_layer(layer);
+    let request = |payment: Option<String>| {
+        let mut request = Request::post("/v1/chat").header("host", "api.test");
+        if let Some(payment) = payment {
+            request = request.header(&PAYMENT_SIGNATURE, payment);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let refused = app.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::PAYMENT_REQUIRED);
+    let required = STANDARD.decode(refused.headers()[PAYMENT_REQUIRED].as_bytes()).unwrap();
+    let requirement = serde_json::from_slice::<serde_json::Value>(&required).unwrap()["accepts"][0].clone();
+
+    let payer = world.payer.address();
+    let nonce = (U256::from(unix_now()) << 64) + U256::from(7);
+    let a = Permit2Authorization {
+        from: payer,
+        permitted: TokenPermissions { token: world.token, amount: U256::from(PER_EVENT * u128::from(MAX_EVENTS)) },
+        spender: UPTO_PROXY_ADDRESS,
+        nonce,
+        deadline: unix_now() + 300,
+        witness: UptoWitness { to: world.payee.address(), facilitator: world.payee.address(), valid_after: 0 },
+    };
+    let domain = eip712_domain! { name: "Permit2", chain_id: CHAIN_ID, verifying_contract: PERMIT2_ADDRESS, };
+    let message = typed::PermitWitnessTransferFrom {
+        permitted: typed::TokenPermissions { token: a.permitted.token, amount: a.permitted.amount },
+        spender: a.spender,
+        nonce: a.nonce,
+        deadline: U256::from(a.deadline),
+        witness: typed::Witness {
+            to: a.witness.to,
+            facilitator: a.witness.facilitator,
+            validAfter: U256::from(a.witness.valid_after),
+        },
+    };
+    let signature = world.payer.sign_hash_sync(&message.eip712_signing_hash(&domain)).unwrap();
+    let payload = serde_json::to_value(UptoPayload { signature: signature.as_bytes().to_vec().into(), permit2_authorization: a }).unwrap();
+    let payment = serde_json::json!({
+        "x402Version": 2, "resource": {"url": "http://api.test/v1/chat"}, "accepted": requirement, "payload": payload,
+    });
+    let (payee_before, payer_before) = (world.balance(world.payee.address()).await, world.balance(payer).await);
+
+    let response = app.clone().oneshot(request(Some(STANDARD.encode(payment.to_string())))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&frame).contains("\"n\":1"), "the first event was delivered");
+    // The payer burns the permit's nonce on Permit2, then hangs up.
+    let wallet = ProviderBuilder::new().wallet(world.payer.clone()).connect_http(world.anvil.endpoint_url());
+    let burn = invalidateUnorderedNoncesCall { wordPos: nonce >> 8, mask: U256::from(1) << (nonce & U256::from(0xff)).to::<usize>() };
+    let burn = alloy::rpc::types::TransactionRequest::default().to(PERMIT2_ADDRESS).input(burn.abi_encode().into());
+    assert!(wallet.send_transaction(burn).await.unwrap().get_receipt().await.unwrap().status());
+    drop(body);
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), settled.recv()).await.unwrap().unwrap();
+    assert_eq!(world.balance(world.payee.address()).await, payee_before, "nothing moved to the payee");
+    assert_eq!(world.balance(payer).await, payer_before);
+    assert!(
+        matches!(outcome, Some(Err(_))),
+        "a payment that moved nothing is not recorded as settled: {outcome:?}"
+    );
 }
