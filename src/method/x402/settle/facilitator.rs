@@ -284,6 +284,10 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
             "paymentPayload": { "x402Version": 2, "accepted": offered, "payload": verified.payload() },
             "paymentRequirements": settling,
         });
+        // Permit2 nonces are the payer's to burn (another permit, `invalidateUnorderedNonces`):
+        // a used nonce proves this payment only when a settle of ours may have landed (an
+        // earlier attempt's, or this one's with an unknown answer).
+        let mut ambiguous = books.was_pending().await?;
         books.pending(actual).await?;
         let mut last = String::new();
         for _attempt in 0..2 {
@@ -294,7 +298,7 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
                         return books.done(actual, tx).await;
                     }
                     Ok(answer) => {
-                        if upto_nonce_used(&self.chain, a).await.unwrap_or(false) {
+                        if ambiguous && upto_nonce_used(&self.chain, a).await.unwrap_or(false) {
                             return books.done(actual, None).await;
                         }
                         let reason = answer.error_reason.unwrap_or_default();
@@ -307,6 +311,7 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
                 },
                 Answer::Unknown(why) => last = why,
             }
+            ambiguous = true;
             match upto_nonce_used(&self.chain, a).await {
                 Ok(true) => return books.done(actual, None).await,
                 Ok(false) => {}

@@ -18,7 +18,8 @@ use crate::store::ChannelStore;
 ///
 /// Never twice: the settlement is recorded as pending first; Permit2 burns the nonce with
 /// the transfer, so an outcome that is not known (a timeout, an RPC error after the
-/// broadcast, a revert) is decided by the owner's nonce bitmap. An unused nonce is sent
+/// broadcast, an earlier attempt's) is decided by the owner's nonce bitmap. A used nonce
+/// with no settle of ours out is the payer's doing and pays nothing; so does a revert. An unused nonce is sent
 /// again, once: of two sends with one nonce Permit2 lets at most one through. When the
 /// second is not known either, the settlement stays pending.
 #[derive(Clone, Debug)]
@@ -64,10 +65,16 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
         if self.chain.sender() != a.witness.facilitator {
             return Err(failed("the settling key is not the witness's facilitator"));
         }
+        // Permit2 nonces are the payer's to burn (another permit, `invalidateUnorderedNonces`):
+        // a used nonce proves this payment only when a settle of ours may have landed (an
+        // earlier attempt's that crashed or lost its answer, or this one's).
+        let mut ambiguous = books.was_pending().await?;
         books.pending(actual).await?;
-        // A crash or a lost answer before: the nonce says the transfer happened.
         if nonce_used(&self.chain, a).await.map_err(|_| pending("nonce unread"))? {
-            return books.done(actual, None).await;
+            return match ambiguous {
+                true => books.done(actual, None).await,
+                false => Err(failed("Permit2's nonce was used before any settle of ours: nothing moved")),
+            };
         }
         let call = Proxy::settleCall {
             permit: Proxy::PermitTransferFrom {
@@ -84,7 +91,6 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
             },
             signature: verified.payload().signature.clone(),
         };
-        let mut ambiguous = false;
         for _attempt in 0..2 {
             let sent = self.chain.send(UPTO_PROXY_ADDRESS, call.abi_encode().into()).await;
             if let Ok(mined) = &sent {
@@ -93,8 +99,16 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
                 }
             }
             ambiguous |= sent.as_ref().is_err_and(|e| !surely_unsent(e));
-            // Reverted, refused or unknown: Permit2's nonce says whether it moved. A resend is
-            // safe: Permit2 lets one of two sends with the same nonce through, never both.
+            if !ambiguous {
+                match sent {
+                    // Ours reverted and nothing of ours is out: it moved nothing.
+                    Ok(mined) => return Err(failed(format!("settle {} reverted", mined.hash))),
+                    // Surely not sent: once more.
+                    Err(_) => continue,
+                }
+            }
+            // Ours may have landed: Permit2's nonce says whether it moved. A resend is safe:
+            // Permit2 lets one of two sends with the same nonce through, never both.
             match nonce_used(&self.chain, a).await {
                 Ok(true) => return books.done(actual, None).await,
                 Ok(false) => {}
