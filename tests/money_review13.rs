@@ -162,8 +162,8 @@ async fn finding_03_a_usage_record_stays_small_whatever_the_request_path() {
     let layer = PaymentLayer::new(prepaid.clone(), store.clone(), DOMAIN, Secret::new(SECRET))
         .pricing(Quote::new(Price::per_request(Amount::new(5))));
     // The upstream fails: nothing is charged, a record is written all the same.
-    let app = axum::Router::new()
-        .route("/{*rest}", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }).route_layer(layer));
+    let app =
+        axum::Router::new().route("/{*rest}", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }).route_layer(layer));
     let payer = PrivateKeySigner::random().address();
     store.credit(&Prepaid::account(payer), Amount::new(5), "deposit:review13-f03").await.unwrap();
     let bearer = format!("Bearer {}", prepaid.tokens().issue(payer).token);
@@ -207,7 +207,8 @@ async fn finding_04_a_reclaimed_prepaid_reservation_still_leaves_its_usage_recor
     // The holder is gone past its lease; the next step on the channel reclaims.
     tokio::time::advance(std::time::Duration::from_secs(31)).await;
     let state = store.load(&account).await.unwrap().unwrap();
-    let record = UsageRecord::from_bytes(br#"{"at":0,"path":"/v1/chat","promptTokens":0,"units":7,"cost":"7"}"#).unwrap();
+    let record =
+        UsageRecord::from_bytes(br#"{"at":0,"path":"/v1/chat","promptTokens":0,"units":7,"cost":"7"}"#).unwrap();
     // A late release by a holder that came back changes nothing (the lease is gone).
     let _ = store.release_with_usage(&lease, Amount::new(7), 7, record.to_bytes()).await;
     let state = store.load(&account).await.unwrap().map_or(state, |s| s);
@@ -271,8 +272,7 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
     use http_body_util::BodyExt;
     use tollgate::meter::EventMeter;
     use tollgate::method::x402::{
-        PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoWitness,
-        X402Upto,
+        PERMIT2_ADDRESS, Permit2Authorization, TokenPermissions, UPTO_PROXY_ADDRESS, UptoPayload, UptoWitness, X402Upto,
     };
     use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
     use tower::ServiceExt;
@@ -293,7 +293,8 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
         axum::http::Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
     });
     let quote = Quote::new(Price::per_unit("event", Rate::per_unit(Amount::new(PER_EVENT)))).max_output(MAX_EVENTS);
-    let layer = PaymentLayer::new(method, store, "api.test", Secret::new(SECRET)).pricing(quote).meter(EventMeter::default());
+    let layer =
+        PaymentLayer::new(method, store, "api.test", Secret::new(SECRET)).pricing(quote).meter(EventMeter::default());
     let app = axum::Router::new().route("/v1/chat", inner).route_layer(layer);
     let request = |payment: Option<String>| {
         let mut request = Request::post("/v1/chat").header("host", "api.test");
@@ -330,7 +331,9 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
         },
     };
     let signature = world.payer.sign_hash_sync(&message.eip712_signing_hash(&domain)).unwrap();
-    let payload = serde_json::to_value(UptoPayload { signature: signature.as_bytes().to_vec().into(), permit2_authorization: a }).unwrap();
+    let payload =
+        serde_json::to_value(UptoPayload { signature: signature.as_bytes().to_vec().into(), permit2_authorization: a })
+            .unwrap();
     let payment = serde_json::json!({
         "x402Version": 2, "resource": {"url": "http://api.test/v1/chat"}, "accepted": requirement, "payload": payload,
     });
@@ -343,7 +346,10 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
     assert!(String::from_utf8_lossy(&frame).contains("\"n\":1"), "the first event was delivered");
     // The payer burns the permit's nonce on Permit2, then hangs up.
     let wallet = ProviderBuilder::new().wallet(world.payer.clone()).connect_http(world.anvil.endpoint_url());
-    let burn = invalidateUnorderedNoncesCall { wordPos: nonce >> 8, mask: U256::from(1) << (nonce & U256::from(0xff)).to::<usize>() };
+    let burn = invalidateUnorderedNoncesCall {
+        wordPos: nonce >> 8,
+        mask: U256::from(1) << (nonce & U256::from(0xff)).to::<usize>(),
+    };
     let burn = alloy::rpc::types::TransactionRequest::default().to(PERMIT2_ADDRESS).input(burn.abi_encode().into());
     assert!(wallet.send_transaction(burn).await.unwrap().get_receipt().await.unwrap().status());
     drop(body);
@@ -351,8 +357,5 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), settled.recv()).await.unwrap().unwrap();
     assert_eq!(world.balance(world.payee.address()).await, payee_before, "nothing moved to the payee");
     assert_eq!(world.balance(payer).await, payer_before);
-    assert!(
-        matches!(outcome, Some(Err(_))),
-        "a payment that moved nothing is not recorded as settled: {outcome:?}"
-    );
+    assert!(matches!(outcome, Some(Err(_))), "a payment that moved nothing is not recorded as settled: {outcome:?}");
 }
