@@ -7,7 +7,11 @@ use crate::store::StoreError;
 
 /// Every migration, in order; a migration's version is its place in this list, counted from
 /// one. Append only: an applied migration is never edited, a change is a new one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_ledger.sql"), include_str!("migrations/0002_prepaid.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_ledger.sql"),
+    include_str!("migrations/0002_prepaid.sql"),
+    include_str!("migrations/0003_lock_expiry.sql"),
+];
 
 /// Creates `schema` if it is missing and applies the migrations it has not seen yet, in one
 /// transaction under an advisory lock per schema: instances that start together queue up,
