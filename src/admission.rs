@@ -293,7 +293,11 @@ where
         Some(whole) => (whole.max(quote.minimum()), whole.max(quote.minimum())),
         None => (quote.minimum(), quote.minimum().saturating_add(window)),
     };
-    let lease = match shared.store.reserve(grant.channel(), least, most).await {
+    let reserved = match grant.reclaimed_record_head() {
+        Some(head) => shared.store.reserve_recording(grant.channel(), least, most, head.clone()).await,
+        None => shared.store.reserve(grant.channel(), least, most).await,
+    };
+    let lease = match reserved {
         Ok(lease) => lease,
         Err(error)
             if settings.upfront_in_stream

@@ -189,20 +189,22 @@ async fn finding_03_a_usage_record_stays_small_whatever_the_request_path() {
     assert_eq!(store.load(&Prepaid::account(payer)).await.unwrap().unwrap().spent, Amount::ZERO);
 }
 
-/// Finding 04 (not fixed, see the report): a prepaid response whose lease lapsed (its
-/// instance crashed mid-stream, or the store was out of reach longer than the lease) is
-/// charged by the reclaim (what was last renewed as delivered), but its usage record is
-/// written only by `release_with_usage`, which finds the reservation gone and appends
-/// nothing: the balance was debited with no usage record, and `GET /v1/usage` no longer
-/// adds up to what was spent. A fix keeps a record with the reservation (given at
-/// reserve time, costed at reclaim) so whichever step ends it appends it.
+/// Finding 04: a prepaid response whose lease lapsed (its instance crashed mid-stream, or
+/// the store was out of reach longer than the lease) is charged by the reclaim (what was
+/// last renewed as delivered), but its usage record was written only by
+/// `release_with_usage`, which finds the reservation gone and appends nothing: the balance
+/// was debited with no usage record, and `GET /v1/usage` no longer added up to what was
+/// spent. Fixed: a prepaid response reserves with `reserve_recording`, keeping a record head
+/// with the reservation, and the reclaim completes and appends it in the step that debits
+/// (every backend runs the same case in the store conformance suite).
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 04: a lapsed prepaid reservation is charged with no usage record"]
 async fn finding_04_a_reclaimed_prepaid_reservation_still_leaves_its_usage_record() {
     let store = MemoryStore::new().with_lease(std::time::Duration::from_secs(30));
     let account = Prepaid::account(PrivateKeySigner::random().address());
     store.credit(&account, Amount::new(100), "deposit:review13-f04").await.unwrap();
-    let lease = store.reserve(&account, Amount::new(10), Amount::new(10)).await.unwrap();
+    // Reserved as a prepaid response is: with the head of the record a reclaim completes.
+    let head = bytes::Bytes::from_static(br#"{"at":0,"path":"/v1/chat","promptTokens":0"#);
+    let lease = store.reserve_recording(&account, Amount::new(10), Amount::new(10), head).await.unwrap();
     store.renew(&lease, Amount::new(7), 7).await.unwrap();
     // The holder is gone past its lease; the next step on the channel reclaims.
     tokio::time::advance(std::time::Duration::from_secs(31)).await;
@@ -222,6 +224,9 @@ async fn finding_04_a_reclaimed_prepaid_reservation_still_leaves_its_usage_recor
         .map(|r| r.cost.get())
         .sum();
     assert_eq!(recorded, 7, "the usage records add up to what was spent");
+    let records = store.usage(&account, 10).await.unwrap();
+    let record = UsageRecord::from_bytes(&records[0]).unwrap();
+    assert_eq!((records.len(), record.units, record.reclaimed), (1, 7, true), "one record, marked reclaimed");
 }
 
 alloy::sol! {

@@ -20,6 +20,8 @@ pub struct Grant {
     receipt: Receipt,
     on_settled: Option<SettledHook>,
     usage_record: Option<UsageHook>,
+    /// The record head a reclaim of the reservation completes (see `record_reclaimed`).
+    usage_head: Option<bytes::Bytes>,
     reserve_whole: Option<Amount>,
     /// What the response says while its proof is late (see [`Grant::proven_by`]).
     // Boxed: most grants prove nothing, and `Verified` carries a grant by value.
@@ -76,6 +78,7 @@ impl Grant {
             receipt,
             on_settled: None,
             usage_record: None,
+            usage_head: None,
             reserve_whole: None,
             pending_proof: None,
             gate: None,
@@ -144,6 +147,34 @@ impl Grant {
     pub fn record_usage(mut self, record: impl FnOnce(Amount, u64) -> bytes::Bytes + Send + 'static) -> Self {
         self.usage_record = Some(Box::new(record));
         self
+    }
+
+    /// Records the response's usage even if its holder dies mid-response: the response's
+    /// reservation is taken with
+    /// [`ChannelStore::reserve_recording`](crate::store::ChannelStore::reserve_recording)
+    /// and `head`, so the store step that reclaims the lapsed reservation appends a record
+    /// with the debit it makes. Pair it with [`record_usage`](Self::record_usage), which
+    /// records a release; exactly one of the two records each response.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate::method::{Grant, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let grant = Grant::new(ChannelId::new("payer"), Renewal::Never, Receipt::new("demo", "payer"))
+    ///     .record_usage(|cost, units| Bytes::from(format!(r#"{{"path":"/x","units":{units},"cost":"{cost}"}}"#)))
+    ///     .record_reclaimed(Bytes::from_static(br#"{"path":"/x""#));
+    /// # let _ = grant;
+    /// ```
+    pub fn record_reclaimed(mut self, head: bytes::Bytes) -> Self {
+        self.usage_head = Some(head);
+        self
+    }
+
+    /// What [`record_reclaimed`](Self::record_reclaimed) set.
+    pub fn reclaimed_record_head(&self) -> Option<&bytes::Bytes> {
+        self.usage_head.as_ref()
     }
 
     /// Reserves `amount` whole when the response is admitted (a balance's request
@@ -243,6 +274,7 @@ impl fmt::Debug for Grant {
             .field("receipt", &self.receipt)
             .field("on_settled", &self.on_settled.as_ref().map(|_| "<fn>"))
             .field("usage_record", &self.usage_record.as_ref().map(|_| "<fn>"))
+            .field("usage_head", &self.usage_head)
             .field("reserve_whole", &self.reserve_whole)
             .field("pending_proof", &self.pending_proof)
             .field("gate", &self.gate.as_ref().map(|_| "<fn>"))

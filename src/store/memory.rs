@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::arithmetic::{self, add, grant, invalid, sub};
 use super::{
     AskId, ChannelId, ChannelState, ChannelStore, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation,
-    ReservationId, StoreError, StoreErrorKind,
+    ReservationId, StoreError, StoreErrorKind, reclaimed_record,
 };
 use crate::amount::Amount;
 
@@ -82,6 +82,9 @@ struct Ledger {
     asks: HashMap<AskId, (Amount, Instant)>,
     /// Usage records, newest last; written under the same lock as the release they record.
     usage: VecDeque<Bytes>,
+    /// The record heads of reservations taken with `reserve_recording`, which a reclaim
+    /// completes and appends; dropped with the reservation however it ends.
+    heads: HashMap<ReservationId, Bytes>,
 }
 
 /// The job locks and when each lapses.
@@ -132,6 +135,14 @@ impl Held {
 }
 
 impl Ledger {
+    /// Appends `record`, dropping the oldest past [`MAX_USAGE_RECORDS`].
+    fn record(&mut self, record: Bytes) {
+        if self.usage.len() >= MAX_USAGE_RECORDS {
+            self.usage.pop_front();
+        }
+        self.usage.push_back(record);
+    }
+
     /// Releases every lapsed lease with the larger of its committed and renewed usage. Each
     /// one is reclaimed whole or not at all (an overflow leaves it held, never half-done).
     fn reclaim(&mut self) {
@@ -152,6 +163,9 @@ impl Ledger {
             if reclaimed.is_ok() {
                 self.state = state;
                 self.reservations.remove(&id);
+                if let Some(head) = self.heads.remove(&id) {
+                    self.record(Bytes::from(reclaimed_record(&head, used, units)));
+                }
             }
         }
     }
@@ -195,6 +209,31 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Reserves, keeping `head` for a reclaim to complete (see
+    /// [`ChannelStore::reserve_recording`]).
+    fn reserve_with(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Option<Bytes>,
+    ) -> Result<Reservation, StoreError> {
+        let channel = self.channel(id)?;
+        let rid = ReservationId(NEXT_RESERVATION.fetch_add(1, Ordering::Relaxed));
+        let (amount, _) = channel.update(|ledger| {
+            let amount = grant(&ledger.state, min, max)?;
+            ledger.state.reserved = add(ledger.state.reserved, amount)?;
+            ledger.reservations.insert(rid, Held::new(amount, channel.lease));
+            if let Some(head) = head {
+                ledger.heads.insert(rid, head);
+            }
+            Ok(amount)
+        })?;
+        Ok(Reservation { channel: id.clone(), id: rid, amount })
+    }
+}
+
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let channels = self.channels.read().map(|c| c.len()).ok();
@@ -214,6 +253,7 @@ impl Channel {
                 reservations: HashMap::new(),
                 asks: HashMap::new(),
                 usage: VecDeque::new(),
+                heads: HashMap::new(),
             }),
         }
     }
@@ -321,15 +361,17 @@ impl ChannelStore for MemoryStore {
     }
 
     async fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
-        let channel = self.channel(id)?;
-        let rid = ReservationId(NEXT_RESERVATION.fetch_add(1, Ordering::Relaxed));
-        let (amount, _) = channel.update(|ledger| {
-            let amount = grant(&ledger.state, min, max)?;
-            ledger.state.reserved = add(ledger.state.reserved, amount)?;
-            ledger.reservations.insert(rid, Held::new(amount, channel.lease));
-            Ok(amount)
-        })?;
-        Ok(Reservation { channel: id.clone(), id: rid, amount })
+        self.reserve_with(id, min, max, None)
+    }
+
+    async fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Bytes,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_with(id, min, max, Some(head))
     }
 
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
@@ -371,6 +413,7 @@ impl ChannelStore for MemoryStore {
             state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
             ledger.state = state;
             ledger.reservations.remove(&reservation.id);
+            ledger.heads.remove(&reservation.id);
             Ok(())
         })?;
         Ok(state)
@@ -414,10 +457,8 @@ impl ChannelStore for MemoryStore {
             state.reserved = sub(state.reserved, sub(held.amount, held.committed)?)?;
             ledger.state = state;
             ledger.reservations.remove(&reservation.id);
-            if ledger.usage.len() >= MAX_USAGE_RECORDS {
-                ledger.usage.pop_front();
-            }
-            ledger.usage.push_back(record);
+            ledger.heads.remove(&reservation.id);
+            ledger.record(record);
             Ok(())
         })?;
         Ok(state)

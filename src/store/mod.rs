@@ -27,6 +27,9 @@
 //! - [`release_with_usage`](ChannelStore::release_with_usage) releases a reservation and
 //!   appends a usage record to the channel in the same step, so a balance and its usage
 //!   history never drift apart; [`usage`](ChannelStore::usage) reads the records back;
+//! - [`reserve_recording`](ChannelStore::reserve_recording) reserves like `reserve`, with
+//!   the head of a usage record that a [reclaim](self#leases) of the reservation completes
+//!   and appends, so a lapsed prepaid response is recorded as well as debited;
 //! - [`changed`](ChannelStore::changed) waits until the channel's state moves on, which is
 //!   how a paused stream learns that a voucher landed.
 //!
@@ -69,7 +72,7 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use types::{
     AskId, ChannelId, ChannelState, Credited, DEFAULT_LEASE, LockHolder, MAX_USAGE_RECORDS, Reservation, ReservationId,
-    StoreError, StoreErrorKind,
+    StoreError, StoreErrorKind, reclaimed_record,
 };
 
 use bytes::Bytes;
@@ -194,6 +197,47 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         record: Bytes,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         let _ = (reservation, used, units, record);
+        std::future::ready(Err(StoreError::backend("this store does not keep usage records")))
+    }
+
+    /// [`reserve`](ChannelStore::reserve), keeping `head` with the reservation: should the
+    /// reservation be reclaimed (its holder's lease lapsed), the reclaim appends the usage
+    /// record [`reclaimed_record`]`(head, used, units)` in the same atomic step that debits
+    /// it, so a balance and its usage history agree even when a holder dies. `head` is a
+    /// JSON object with at least one member and its closing brace left off
+    /// (`{"path":"/v1/chat"`); the reclaim adds the units, the cost and
+    /// `"reclaimed":true`. A reservation released with
+    /// [`release_with_usage`](ChannelStore::release_with_usage) (or `release`) drops its
+    /// head: exactly one step ends a reservation, so exactly one record is written.
+    ///
+    /// The default refuses, like [`credit`](ChannelStore::credit)'s.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tollgate::store::StoreError> {
+    /// use bytes::Bytes;
+    /// use tollgate::Amount;
+    /// use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let id = ChannelId::new("payer");
+    /// store.credit(&id, Amount::new(100), "deposit-1").await?;
+    /// let head = Bytes::from_static(br#"{"path":"/v1/chat""#);
+    /// let lease = store.reserve_recording(&id, Amount::new(1), Amount::new(10), head).await?;
+    /// // Released by its holder: the holder's record is the only one.
+    /// store.release_with_usage(&lease, Amount::new(4), 2, Bytes::from_static(br#"{"cost":"4"}"#)).await?;
+    /// assert_eq!(store.usage(&id, 10).await?, vec![Bytes::from_static(br#"{"cost":"4"}"#)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Bytes,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+        let _ = (id, min, max, head);
         std::future::ready(Err(StoreError::backend("this store does not keep usage records")))
     }
 
@@ -384,6 +428,15 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
         record: Bytes,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).release_with_usage(r, used, units, record)
+    }
+    fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Bytes,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+        (**self).reserve_recording(id, min, max, head)
     }
     fn usage(&self, id: &ChannelId, limit: usize) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send {
         (**self).usage(id, limit)

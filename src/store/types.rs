@@ -80,6 +80,23 @@ pub struct Credited {
 /// The most usage records a store keeps per channel (the oldest go first).
 pub const MAX_USAGE_RECORDS: usize = 1000;
 
+/// The usage record a reclaim appends for a reservation taken with
+/// [`reserve_recording`](super::ChannelStore::reserve_recording): `head`, then the units
+/// and the cost (decimal text) the reclaim charged, marked `"reclaimed":true`. Every
+/// backend writes these same bytes.
+///
+/// ```
+/// use tollgate::Amount;
+/// use tollgate::store::reclaimed_record;
+///
+/// let record = reclaimed_record(br#"{"path":"/v1/chat""#, Amount::new(7), 3);
+/// assert_eq!(record, br#"{"path":"/v1/chat","units":3,"cost":"7","reclaimed":true}"#);
+/// ```
+pub fn reclaimed_record(head: &[u8], used: Amount, units: u64) -> Vec<u8> {
+    let tail = format!(r#","units":{units},"cost":"{used}","reclaimed":true}}"#);
+    [head, tail.as_bytes()].concat()
+}
+
 /// Who asked (one paused stream): each stream's ask is kept apart, so the stream can
 /// withdraw its own when it no longer waits, without touching another stream's ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

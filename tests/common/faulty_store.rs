@@ -231,8 +231,17 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
     fn finalize(&self, id: &ChannelId) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Finalize, move || self.inner.finalize(id))
     }
-    // A credit raises what was paid (as an accept does); a release with usage is a release;
-    // reading usage is a read.
+    // A credit raises what was paid (as an accept does); a reservation that records a
+    // reclaim is a reservation; a release with usage is a release; reading usage is a read.
+    fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: bytes::Bytes,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send {
+        self.run(Op::Reserve, move || self.inner.reserve_recording(id, min, max, head))
+    }
     fn credit(
         &self,
         id: &ChannelId,

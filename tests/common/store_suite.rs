@@ -49,6 +49,7 @@ macro_rules! store_suite {
             a_dead_holders_lease_is_reclaimed_with_its_renewed_usage,
             a_lapsed_lease_keeps_the_larger_of_committed_and_renewed,
             renewing_keeps_a_lease_alive,
+            a_reclaimed_reservation_leaves_the_usage_record_it_was_reserved_with,
         );
         $crate::common::store_suite!(@twins $make, $short, $twin;
             two_instances_racing_never_overspend,

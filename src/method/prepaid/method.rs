@@ -155,11 +155,18 @@ impl PaymentMethod for Prepaid {
         let (path, prompt_tokens) = (clip(head.uri.path()), quote.upfront.input);
         let model = self.model.as_ref().and_then(|model| model(head)).map(|model| clip(&model));
         let receipt = Receipt::new("prepaid", channel.to_string());
+        // Recorded by the release, or, if the holder dies first, by the reclaim: both debit.
+        let head = UsageRecord::head(unix(SystemTime::now()), &path, model.as_deref(), prompt_tokens);
         let grant = Grant::new(channel, Renewal::Never, receipt).payer(format!("{payer:#x}")).record_usage(
             move |cost, units| {
-                UsageRecord { at: unix(SystemTime::now()), path, model, prompt_tokens, units, cost }.to_bytes()
+                let at = unix(SystemTime::now());
+                UsageRecord { at, path, model, prompt_tokens, units, cost, reclaimed: false }.to_bytes()
             },
         );
+        let Some(head) = head else {
+            return Some(Err(refused(PaymentErrorKind::Unavailable, "the usage record cannot be written")));
+        };
+        let grant = grant.record_reclaimed(head);
         // A capped request's maximum, whole (the meter needs it covered before content goes
         // out); an uncapped one takes a window at a time and ends cleanly at the balance.
         Some(Ok(match quote.maximum() {

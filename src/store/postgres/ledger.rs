@@ -19,6 +19,13 @@ pub(super) struct Held {
     pub(super) delivered_units: u64,
 }
 
+impl Held {
+    /// What a reclaim charges: the larger of the committed and the renewed figures.
+    pub(super) fn reclaimed(&self) -> (Amount, u64) {
+        (self.committed.max(self.delivered), self.units.max(self.delivered_units))
+    }
+}
+
 /// What a step does to the reservation it names, written after the channel row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum HeldChange {
@@ -47,6 +54,8 @@ pub(super) struct Ledger {
     pub(super) ask_change: AskChange,
     /// A usage record to append with the step (only a step that released sets it).
     pub(super) usage: Option<Vec<u8>>,
+    /// The usage record head of the reservation the step opens, if a reclaim must record it.
+    pub(super) opened_head: Option<Vec<u8>>,
     /// Whether the step's deposit claim was made by it (see `step_claiming`).
     pub(super) fresh: bool,
 }
@@ -73,6 +82,13 @@ impl Ledger {
         let amount = grant(&self.state, min, max)?;
         self.state.reserved = add(self.state.reserved, amount)?;
         self.held_change = HeldChange::Opened(amount);
+        Ok(amount)
+    }
+
+    /// [`reserve`](Self::reserve), keeping `head` for a reclaim to complete.
+    pub(super) fn reserve_recording(&mut self, min: Amount, max: Amount, head: Vec<u8>) -> Result<Amount, StoreError> {
+        let amount = self.reserve(min, max)?;
+        self.opened_head = Some(head);
         Ok(amount)
     }
 
@@ -157,7 +173,7 @@ impl Ledger {
 pub(super) fn reclaim(state: &mut ChannelState, lapsed: &[(i64, Held)]) -> Vec<i64> {
     let mut reclaimed = Vec::new();
     for &(id, held) in lapsed {
-        let (used, units) = (held.committed.max(held.delivered), held.units.max(held.delivered_units));
+        let (used, units) = held.reclaimed();
         if let Ok(after) = released(state, held, used, units) {
             *state = after;
             reclaimed.push(id);

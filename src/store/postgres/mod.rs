@@ -227,6 +227,19 @@ impl ChannelStore for PostgresStore {
         Ok(Reservation { channel: id.clone(), id: opened, amount: stepped.out })
     }
 
+    async fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Bytes,
+    ) -> Result<Reservation, StoreError> {
+        let head = head.to_vec();
+        let stepped = self.step(id, Target::Channel, move |ledger| ledger.reserve_recording(min, max, head)).await?;
+        let opened = stepped.opened.ok_or_else(|| corrupt("reservation"))?;
+        Ok(Reservation { channel: id.clone(), id: opened, amount: stepped.out })
+    }
+
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
         let target = Target::Reservation(reservation.id);
         let stepped = self.step(&reservation.channel, target, move |ledger| ledger.extend(min, max)).await?;

@@ -16,9 +16,10 @@ pub(super) const PEEK_CHANNEL: &str = "SELECT c.accepted::text, c.deposit::text,
      (SELECT max(a.cumulative)::text FROM tollgate_asks a WHERE a.channel = c.id AND a.expires > clock_timestamp()) \
      FROM tollgate_channels c WHERE c.id = $1";
 
-/// The channel's leases that have lapsed.
+/// The channel's leases that have lapsed, with the usage record head a reclaim completes.
 pub(super) const LAPSED: &str = "SELECT id, amount::text, committed::text, units::text, delivered::text, \
-     delivered_units::text FROM tollgate_reservations WHERE channel = $1 AND expires <= clock_timestamp()";
+     delivered_units::text, usage_head FROM tollgate_reservations \
+     WHERE channel = $1 AND expires <= clock_timestamp() ORDER BY id";
 
 /// One reservation of the channel.
 pub(super) const HELD: &str = "SELECT id, amount::text, committed::text, units::text, delivered::text, \
@@ -38,9 +39,9 @@ pub(super) const NOTIFY: &str =
 
 pub(super) const DROP_RESERVATIONS: &str = "DELETE FROM tollgate_reservations WHERE id = ANY($1)";
 
-/// `$3`: the lease in microseconds.
-pub(super) const OPEN_RESERVATION: &str = "INSERT INTO tollgate_reservations (channel, amount, expires) \
-     VALUES ($1, $2::text::numeric, clock_timestamp() + $3::bigint * interval '1 microsecond') RETURNING id";
+/// `$3`: the lease in microseconds; `$4`: the usage record head, or NULL.
+pub(super) const OPEN_RESERVATION: &str = "INSERT INTO tollgate_reservations (channel, amount, expires, usage_head) \
+     VALUES ($1, $2::text::numeric, clock_timestamp() + $3::bigint * interval '1 microsecond', $4) RETURNING id";
 
 pub(super) const WRITE_RESERVATION: &str = "UPDATE tollgate_reservations SET amount = $2::text::numeric, \
      committed = $3::text::numeric, units = $4::text::numeric, delivered = $5::text::numeric, \

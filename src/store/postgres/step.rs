@@ -11,7 +11,7 @@ use super::error::{backend, corrupt, invalid, not_found};
 use super::ledger::{AskChange, Held, HeldChange, Ledger, reclaim};
 use super::statements::*;
 use crate::amount::Amount;
-use crate::store::{ChannelId, ChannelState, ReservationId, StoreError};
+use crate::store::{ChannelId, ChannelState, ReservationId, StoreError, reclaimed_record};
 
 /// The most asks one channel keeps (one per paused stream); past it the oldest goes.
 const MAX_ASKS: i64 = 64;
@@ -101,9 +101,21 @@ impl PostgresStore {
             }
             None => false,
         };
+        let heads = lapsed.iter().map(|row| row.try_get::<_, Option<Vec<u8>>>(6)).collect::<Result<Vec<_>, _>>();
+        let heads = heads.map_err(backend)?;
         let lapsed = lapsed.iter().map(held_row).collect::<Result<Vec<_>, _>>()?;
         let mut reclaimed_state = before.clone();
         let reclaimed = reclaim(&mut reclaimed_state, &lapsed);
+        // A reclaimed lease with a head is recorded in this transaction, like its debit.
+        let mut records: Vec<Vec<u8>> = lapsed
+            .iter()
+            .zip(&heads)
+            .filter(|((rid, _), _)| reclaimed.contains(rid))
+            .filter_map(|((_, held), head)| {
+                let (used, units) = held.reclaimed();
+                head.as_deref().map(|head| reclaimed_record(head, used, units))
+            })
+            .collect();
         let held = match held.as_ref().map(held_row).transpose()? {
             Some((rid, held)) if !reclaimed.contains(&rid) => Some(held),
             _ => None,
@@ -114,6 +126,7 @@ impl PostgresStore {
             held_change: HeldChange::Untouched,
             ask_change: AskChange::Untouched,
             usage: None,
+            opened_head: None,
             fresh,
         };
         let outcome = match step(&mut ledger) {
@@ -135,7 +148,7 @@ impl PostgresStore {
         }
         // The writes touch different rows, so they go out together too.
         let (opened, (), (), asked) = try_join4(
-            self.write_held(&tx, id, target, ledger.held_change, ledger.held),
+            self.write_held(&tx, id, target, ledger.held_change, ledger.held, ledger.opened_head.as_deref()),
             async {
                 match reclaimed.is_empty() {
                     true => Ok(()),
@@ -160,8 +173,11 @@ impl PostgresStore {
         )
         .await?;
         state.asked = optional_amount(&asked, 0)?.unwrap_or(Amount::ZERO);
-        if let Some(record) = &ledger.usage {
+        records.extend(ledger.usage);
+        for record in &records {
             execute(&tx, APPEND_USAGE, &[&id.as_str(), record]).await?;
+        }
+        if !records.is_empty() {
             let keep = i64::try_from(crate::store::MAX_USAGE_RECORDS).unwrap_or(i64::MAX);
             execute(&tx, TRIM_USAGE, &[&id.as_str(), &keep]).await?;
         }
@@ -177,11 +193,13 @@ impl PostgresStore {
         target: Target,
         change: HeldChange,
         held: Option<Held>,
+        head: Option<&[u8]>,
     ) -> Result<Option<ReservationId>, StoreError> {
         match (target, change, held) {
             (_, HeldChange::Opened(amount), _) => {
                 let lease = micros(self.lease);
-                let row = query_one(tx, OPEN_RESERVATION, &[&id.as_str(), &amount.to_string(), &lease]).await?;
+                let params: Params<'_> = &[&id.as_str(), &amount.to_string(), &lease, &head];
+                let row = query_one(tx, OPEN_RESERVATION, params).await?;
                 let rid: i64 = row.try_get(0).map_err(backend)?;
                 Ok(Some(ReservationId(u64::try_from(rid).map_err(|_| corrupt("reservation id"))?)))
             }

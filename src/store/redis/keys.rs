@@ -10,6 +10,7 @@
 //! | `P:{id}:state` | hash | accepted, deposit, spent, reserved, units, finalized, version, next reservation id |
 //! | `P:{id}:held` | hash | reservation id → amount, committed, units, delivered, delivered units, lease expiry (server ms) |
 //! | `P:{id}:asks` | hash | asker → cumulative, expiry (server ms) |
+//! | `P:{id}:heads` | hash | reservation id → the usage record head a reclaim completes |
 //! | `P:{id}:credits` | hash | claimed deposit reference → amount credited |
 //! | `P:{id}:usage` | list | usage records, newest first (at most `MAX_USAGE_RECORDS`) |
 //! | `P:{id}:shelf:<shelf>` | hash | decimal key → value |
@@ -39,6 +40,8 @@ pub(super) struct ChannelKeys {
     pub(super) state: String,
     pub(super) held: String,
     pub(super) asks: String,
+    pub(super) heads: String,
+    pub(super) usage: String,
 }
 
 impl Keys {
@@ -57,7 +60,13 @@ impl Keys {
 
     pub(super) fn channel(&self, id: &ChannelId) -> ChannelKeys {
         let tagged = self.tagged(id);
-        ChannelKeys { state: format!("{tagged}state"), held: format!("{tagged}held"), asks: format!("{tagged}asks") }
+        ChannelKeys {
+            state: format!("{tagged}state"),
+            held: format!("{tagged}held"),
+            asks: format!("{tagged}asks"),
+            heads: format!("{tagged}heads"),
+            usage: self.usage(id),
+        }
     }
 
     /// The channel's claimed deposit references.
@@ -100,7 +109,7 @@ mod tests {
         let keys = Keys::new("app{1}");
         let id = ChannelId::new("a}b{c");
         let channel = keys.channel(&id);
-        for key in [channel.state, channel.held, channel.asks, keys.shelf(&id, "x}{y")] {
+        for key in [channel.state, channel.held, channel.asks, channel.heads, channel.usage, keys.shelf(&id, "x}{y")] {
             assert!(key.starts_with("app%7B1%7D:{a%7Db%7Bc}:"), "{key}");
         }
     }

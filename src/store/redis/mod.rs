@@ -172,6 +172,26 @@ impl RedisStore {
         self.keys.prefix()
     }
 
+    /// Reserves, with the usage record `head` a reclaim completes, if any (see
+    /// [`ChannelStore::reserve_recording`]).
+    async fn reserve_with(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Option<&str>,
+    ) -> Result<Reservation, StoreError> {
+        let bounds = [bound(min), bound(max)];
+        let mut args = vec![bounds[0].as_str(), &bounds[1], inverted(min, max)];
+        args.extend(head);
+        let reply = self.step_existing(&SCRIPTS.reserve, id, &args).await?;
+        let (rid, amount) = match &reply.extra[..] {
+            [rid, amount] => (reply::number(Some(rid))?, reply::amount(Some(amount))?),
+            _ => return Err(unexpected(&reply.extra)),
+        };
+        Ok(Reservation { channel: id.clone(), id: ReservationId(rid), amount })
+    }
+
     /// Runs `invocation`, failing closed after [`STEP_TIMEOUT`].
     async fn run<T: redis::FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
@@ -186,7 +206,7 @@ impl RedisStore {
         self.step_with(script, id, None, args).await
     }
 
-    /// [`step`](Self::step) with a fourth key of the channel's (its credits, its usage).
+    /// [`step`](Self::step) with a sixth key of the channel's (its credits).
     async fn step_with(
         &self,
         script: &Script,
@@ -194,9 +214,10 @@ impl RedisStore {
         extra: Option<String>,
         args: &[&str],
     ) -> Result<Option<Reply>, StoreError> {
-        let ChannelKeys { state, held, asks } = self.keys.channel(id);
+        let ChannelKeys { state, held, asks, heads, usage } = self.keys.channel(id);
         let mut invocation = script.prepare_invoke();
-        invocation.key(&state).key(held).key(asks);
+        // Every step may reclaim, and a reclaim may complete a usage record.
+        invocation.key(&state).key(held).key(asks).key(heads).key(usage);
         if let Some(extra) = extra {
             invocation.key(extra);
         }
@@ -294,13 +315,19 @@ impl ChannelStore for RedisStore {
     }
 
     async fn reserve(&self, id: &ChannelId, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
-        let args = [bound(min), bound(max)];
-        let reply = self.step_existing(&SCRIPTS.reserve, id, &[&args[0], &args[1], inverted(min, max)]).await?;
-        let (rid, amount) = match &reply.extra[..] {
-            [rid, amount] => (reply::number(Some(rid))?, reply::amount(Some(amount))?),
-            _ => return Err(unexpected(&reply.extra)),
-        };
-        Ok(Reservation { channel: id.clone(), id: ReservationId(rid), amount })
+        self.reserve_with(id, min, max, None).await
+    }
+
+    async fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: Bytes,
+    ) -> Result<Reservation, StoreError> {
+        // The head is bytes; a script argument is a binary-safe string.
+        let head = String::from_utf8(head.to_vec()).map_err(|_| StoreError::new(StoreErrorKind::Invalid))?;
+        self.reserve_with(id, min, max, Some(&head)).await
     }
 
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
@@ -348,10 +375,8 @@ impl ChannelStore for RedisStore {
         let (rid, used, units) = (reservation.id.0.to_string(), bound(used), bound_count(units));
         // The record is bytes; a script argument is a binary-safe string.
         let record = String::from_utf8(record.to_vec()).map_err(|_| StoreError::new(StoreErrorKind::Invalid))?;
-        let keep = MAX_USAGE_RECORDS.to_string();
-        let usage = Some(self.keys.usage(&reservation.channel));
-        let args = [rid.as_str(), &used, &units, &record, &keep];
-        let reply = self.step_with(&SCRIPTS.release_with_usage, &reservation.channel, usage, &args).await?;
+        let args = [rid.as_str(), &used, &units, &record];
+        let reply = self.step(&SCRIPTS.release_with_usage, &reservation.channel, &args).await?;
         Ok(reply.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))?.state)
     }
 

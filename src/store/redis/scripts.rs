@@ -54,3 +54,14 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     lock: Script::new(include_str!("lua/lock.lua")),
     unlock: Script::new(include_str!("lua/unlock.lua")),
 });
+
+#[cfg(test)]
+mod tests {
+    use super::LEDGER;
+    use crate::store::MAX_USAGE_RECORDS;
+
+    #[test]
+    fn the_ledger_keeps_as_many_usage_records_as_the_store_promises() {
+        assert!(LEDGER.contains(&format!("local KEEP = {MAX_USAGE_RECORDS}\n")));
+    }
+}

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
-use tollgate::store::{ChannelStore, StoreErrorKind};
+use tollgate::store::{ChannelStore, StoreErrorKind, reclaimed_record};
 
-use super::{Twin, a, assert_consistent, channel_id, reserve, state};
+use super::{Twin, a, assert_consistent, channel_id, outlive_lease, reserve, state};
 
 /// A deposit reference no other test (or run) uses.
 fn reference() -> String {
@@ -66,6 +66,38 @@ pub async fn release_with_usage_debits_and_records_once<S: ChannelStore>(store: 
     assert_eq!(refused.kind(), &StoreErrorKind::Invalid);
     assert_eq!(store.usage(&id, 10).await.unwrap().len(), 2);
     assert_eq!(state(&store, &id).await.spent, a(30));
+}
+
+pub async fn a_reclaimed_reservation_leaves_the_usage_record_it_was_reserved_with<S: ChannelStore>(store: S) {
+    let id = channel_id();
+    store.credit(&id, a(100), &reference()).await.unwrap();
+    let head = Bytes::from_static(b"{\"n\":1");
+    // A response that dies after its last renewal (grown and renewed first: the head stays).
+    let dies = store.reserve_recording(&id, a(40), a(40), head.clone()).await.unwrap();
+    let dies = store.extend(&dies, a(0), a(20)).await.unwrap();
+    assert_eq!(dies.amount, a(60));
+    store.renew(&dies, a(20), 2).await.unwrap();
+    // One released by its holder: its own record only, never the head's as well.
+    let lives = store.reserve_recording(&id, a(10), a(10), Bytes::from_static(b"{\"n\":2")).await.unwrap();
+    let released = Bytes::from_static(b"{\"n\":2,\"cost\":\"5\"}");
+    store.release_with_usage(&lives, a(5), 1, released.clone()).await.unwrap();
+    // One reserved without a head dies too: reclaimed, recorded by no one.
+    let plain = reserve(&store, &id, 10, 10).await;
+    store.renew(&plain, a(3), 1).await.unwrap();
+    outlive_lease(&store).await;
+    let s = state(&store, &id).await;
+    assert_eq!((s.spent, s.reserved, s.units), (a(28), a(0), 4), "{s:?}");
+    assert_consistent(&s);
+    let reclaimed = Bytes::from(reclaimed_record(&head, a(20), 2));
+    assert_eq!(reclaimed, Bytes::from_static(b"{\"n\":1,\"units\":2,\"cost\":\"20\",\"reclaimed\":true}"));
+    assert_eq!(store.usage(&id, 10).await.unwrap(), vec![reclaimed.clone(), released.clone()]);
+    // The dead holder's late release, and later steps, neither charge nor record again.
+    let late = store.release_with_usage(&dies, a(60), 9, Bytes::from_static(b"{\"n\":9}")).await.unwrap();
+    assert_eq!(late.spent, a(28));
+    let again = store.reserve_recording(&id, a(1), a(1), Bytes::from_static(b"{\"n\":3")).await.unwrap();
+    store.release(&again, a(1), 1).await.unwrap();
+    assert_eq!(state(&store, &id).await.spent, a(29));
+    assert_eq!(store.usage(&id, 10).await.unwrap(), vec![reclaimed, released]);
 }
 
 pub async fn racing_credits_of_one_reference_credit_once<S: ChannelStore>(store: S) {

@@ -14,7 +14,7 @@ use tollgate::store::{ChannelStore, LockHolder, StoreErrorKind};
 use super::{WAIT, a, assert_consistent, channel_id, opened, reserve, state};
 
 /// Sleeps until `store`'s lease has surely lapsed.
-async fn outlive_lease<S: ChannelStore>(store: &S) {
+pub async fn outlive_lease<S: ChannelStore>(store: &S) {
     sleep(store.lease() + store.lease() / 2 + Duration::from_millis(50)).await;
 }
 

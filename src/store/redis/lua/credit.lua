@@ -1,7 +1,7 @@
--- credit: KEYS 4 the channel's claimed deposit references; ARGV 4 reference, 5 amount.
+-- credit: KEYS 6 the channel's claimed deposit references; ARGV 4 reference, 5 amount.
 -- Claims the reference and credits the amount in one step; a claimed reference changes
 -- nothing (answered with extra '0', a fresh credit with '1').
-if redis.call('HEXISTS', KEYS[4], ARGV[4]) == 1 then
+if redis.call('HEXISTS', KEYS[6], ARGV[4]) == 1 then
   local s = load()
   if not s then
     return { 'not_found' }
@@ -24,6 +24,6 @@ if s.accepted + amount > LIMIT or s.deposit + amount > LIMIT then
 end
 s.accepted = s.accepted + amount
 s.deposit = s.deposit + amount
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
 save(s)
 return reply(s, '1')

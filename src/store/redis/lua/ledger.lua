@@ -2,7 +2,8 @@
 -- followed by the step). Everything a step reads or writes is under the channel's hash tag.
 --
 -- KEYS: 1 state hash, 2 held reservations (id -> "amount committed units delivered
--- delivered_units expires"), 3 asks (asker -> "cumulative expires").
+-- delivered_units expires"), 3 asks (asker -> "cumulative expires"), 4 usage record heads
+-- (id -> head, for reservations a reclaim must record), 5 the usage list, 6 a step's own.
 -- ARGV: 1 the channel's state key (the wake-up payload), 2 the wake-up topic, 3 the lease
 -- in milliseconds, then the step's own arguments.
 --
@@ -11,9 +12,11 @@
 -- A step checks everything before it writes, so a refusal leaves the ledger as it was
 -- (apart from the reclaim of lapsed leases, which stands whatever the step).
 
-local STATE, HELD, ASKS = KEYS[1], KEYS[2], KEYS[3]
+local STATE, HELD, ASKS, HEADS, USAGE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WAKE_KEY, TOPIC, LEASE = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local LIMIT = 9007199254740991
+-- The usage records a channel keeps (MAX_USAGE_RECORDS; a unit test holds them equal).
+local KEEP = 1000
 -- The server's clock, so instances with skewed clocks agree on when a lease lapses.
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -98,16 +101,28 @@ local function apply(s, t)
   end
 end
 
+-- Appends a usage record, keeping the newest KEEP.
+local function record(value)
+  redis.call('LPUSH', USAGE, value)
+  redis.call('LTRIM', USAGE, 0, KEEP - 1)
+end
+
 -- Releases every lapsed lease with the larger of its committed and renewed usage, each
--- whole or not at all.
+-- whole or not at all. A lease with a record head gets its record in the same step (the
+-- caller always saves after a reclaim, so the lease is dropped with it).
 local function reclaim(s)
   for id, h in pairs(s.live) do
     if h.expires <= NOW then
       local t, g = copy(s), copy(h)
-      if settle(t, g, math.max(h.committed, h.delivered), math.max(h.units, h.delivered_units)) then
+      local used, units = math.max(h.committed, h.delivered), math.max(h.units, h.delivered_units)
+      if settle(t, g, used, units) then
         apply(s, t)
         s.live[id] = nil
         s.gone[#s.gone + 1] = id
+        local head = redis.call('HGET', HEADS, id)
+        if head then
+          record(head .. ',"units":' .. text(units) .. ',"cost":"' .. text(used) .. '","reclaimed":true}')
+        end
       end
     end
   end
@@ -117,6 +132,7 @@ end
 local function save(s)
   for _, id in ipairs(s.gone) do
     redis.call('HDEL', HELD, id)
+    redis.call('HDEL', HEADS, id)
   end
   for id in pairs(s.touched) do
     local h = s.live[id]

@@ -1,6 +1,6 @@
--- release_with_usage: KEYS 4 the channel's usage list; ARGV 4 reservation, 5 used,
--- 6 units, 7 the usage record, 8 how many records to keep. As release, and the record is
--- pushed only by the step that releases (a repeated release pushes nothing).
+-- release_with_usage: ARGV 4 reservation, 5 used, 6 units, 7 the usage record. As
+-- release, and the record is pushed only by the step that releases (a repeated release
+-- pushes nothing).
 local s = load()
 if not s then
   return { 'not_found' }
@@ -15,8 +15,7 @@ if h then
   apply(s, t)
   s.live[ARGV[4]] = nil
   s.gone[#s.gone + 1] = ARGV[4]
-  redis.call('LPUSH', KEYS[4], ARGV[7])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
+  record(ARGV[7])
 end
 save(s)
 return reply(s)
