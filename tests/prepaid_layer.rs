@@ -3,7 +3,8 @@
 //! same store step; a stream that reaches the end of the balance ends cleanly
 //! (`finish_reason: "length"`, `[DONE]`) and the balance drops by exactly what was
 //! delivered; an upstream error costs nothing; sixteen parallel requests on a small
-//! balance never spend more than it holds (the sum of `GET /v1/usage` ≤ the deposit).
+//! balance never spend more than it holds (the sum of `GET /v1/usage` ≤ the deposit); a
+//! stream whose instance dies is debited and recorded by the reclaim of its lease.
 
 #![cfg(feature = "prepaid")]
 
@@ -259,4 +260,51 @@ async fn a_capped_request_reserves_its_maximum_whole_or_is_refused() {
         let balance = app.balance(payer).await;
         assert_eq!((balance.spent, balance.reserved), (Amount::new(10), Amount::ZERO), "{deposit}: {text:?}");
     }
+}
+
+/// Finding 04 through the layer: an instance that dies mid-stream (its response body is
+/// neither dropped nor polled again, so it never releases nor renews) leaves a reservation
+/// the store reclaims once the lease lapses. The reclaim debits what the last renewal
+/// reported delivered and, in the same step, appends the response's usage record, marked
+/// reclaimed: `GET /v1/usage` still adds up to what was spent.
+#[tokio::test(start_paused = true)]
+async fn a_stream_whose_instance_dies_is_recorded_by_the_reclaim() {
+    let siwx = Siwx::new(&Secret::new(SECRET), "api.test", "http://api.test/v1/sign-in", [8453]);
+    let prepaid = Prepaid::new(siwx);
+    let store = MemoryStore::new();
+    // One chunk, then an upstream with more to say that never says it.
+    let inner = post(|| async {
+        let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(chunk("one"))]);
+        let stream = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+        Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap()
+    });
+    let quote = Quote::new(Price::tokens(Rate::FREE, Rate::per_unit(Amount::new(2))));
+    let chat = inner.route_layer(
+        PaymentLayer::new(prepaid.clone(), store.clone(), "api.test", Secret::new(SECRET))
+            .pricing(quote)
+            .meter(OpenAiTokenMeter::default()),
+    );
+    let api = PrepaidApi::new(prepaid.clone(), store.clone());
+    let app =
+        App { app: Router::new().route("/v1/chat/completions", chat).route_service("/v1/usage", api), store, prepaid };
+    let (payer, bearer) = app.payer(1_000).await;
+    let response = app.admit(&bearer).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"one\""));
+    // Streams on (waiting for more) past a renewal, which reports what was delivered.
+    let lease = app.store.lease();
+    assert!(tokio::time::timeout(lease / 2, body.frame()).await.is_err(), "the upstream has nothing more");
+    // The instance dies: nothing releases the reservation, nothing renews it.
+    std::mem::forget(body);
+    tokio::time::sleep(lease * 2).await;
+    let balance = app.balance(payer).await;
+    assert_eq!(balance.reserved, Amount::ZERO, "the lapsed reservation was reclaimed");
+    assert!(balance.spent > Amount::ZERO, "the reclaim charged what was delivered: {balance:?}");
+    let usage = app.usage(&bearer).await;
+    assert_eq!(usage, vec![balance.spent.get()], "one record, costing what was spent");
+    let records = app.store.usage(&Prepaid::account(payer), 10).await.unwrap();
+    let record: Value = serde_json::from_slice(&records[0]).unwrap();
+    assert_eq!((record["reclaimed"].as_bool(), record["path"].as_str()), (Some(true), Some("/v1/chat/completions")));
 }

@@ -212,6 +212,16 @@ impl ChannelStore for ProxyStore {
         each!(self, s => s.reserve(id, min, max))
     }
 
+    async fn reserve_recording(
+        &self,
+        id: &ChannelId,
+        min: Amount,
+        max: Amount,
+        head: bytes::Bytes,
+    ) -> Result<Reservation, StoreError> {
+        each!(self, s => s.reserve_recording(id, min, max, head))
+    }
+
     async fn extend(&self, reservation: &Reservation, min: Amount, max: Amount) -> Result<Reservation, StoreError> {
         each!(self, s => s.extend(reservation, min, max))
     }
