@@ -195,6 +195,7 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
+mod observe;
 mod pricing;
 mod realm;
 mod request_body;

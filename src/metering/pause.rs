@@ -39,6 +39,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             return self.cut_off();
         }
         let Some(account) = self.account.take() else { return self.cut_off() };
+        let first = self.pause.is_none();
         let store = account.store().clone();
         let window_units = ask_window(account.units(), self.policy.first_window_units, self.policy.window_units);
         // While paused, a watchdog holds the account and releases it at the deadline even
@@ -81,6 +82,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             // other stream's voucher made concurrent streams ask many times over.
             if pause.asked.is_none_or(|asked| state.accepted >= asked) {
                 pause.asked = Some(required);
+                self.observed.paused(first, required);
                 let event = frames::need_voucher(self.grant.channel(), required, state.accepted, state.deposit);
                 let ask: BoxFuture<_> = Box::pin(pause.asker.ask(required, self.policy.pause_deadline));
                 pause.announce = Some((ask, event));
@@ -94,6 +96,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     pub(super) fn resume(&mut self) {
         match self.pause.as_mut().and_then(|pause| pause.watchdog.take()) {
             Some(Taken::Account(account)) => {
+                self.observed.resumed();
                 self.account = Some(account);
                 self.step = Step::Streaming;
             }
@@ -130,6 +133,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// stream and wait for that release.
     fn cut_off_released(&mut self, release: Release) {
         self.end_cleanly();
+        self.observed.ended("cutoff");
         self.step = Step::Releasing(release);
     }
 
@@ -137,6 +141,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.drop_pending();
         if self.source != Source::Ended {
             self.source = Source::Ended;
+            self.observed.cut_off();
             if self.is_grpc() {
                 // A gRPC client reads a clean status from trailers, not a broken stream.
                 self.trailers = Some(crate::grpc::budget_exhausted());
