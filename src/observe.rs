@@ -28,6 +28,8 @@ pub(crate) struct Observed {
     #[cfg(feature = "metrics")]
     paused_at: Option<Instant>,
     #[cfg(feature = "metrics")]
+    pauses: u64,
+    #[cfg(feature = "metrics")]
     vouchers: u64,
 }
 
@@ -35,6 +37,18 @@ pub(crate) struct Observed {
 pub(crate) struct Since {
     #[cfg(feature = "metrics")]
     at: Instant,
+}
+
+/// A price on a span: `in=<amount>/<per> out=<amount>/<per> unit=<unit>`, base units.
+#[cfg(feature = "tracing")]
+struct Shown<'a>(&'a crate::amount::Price);
+
+#[cfg(feature = "tracing")]
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (input, output) = (self.0.input, self.0.output);
+        write!(f, "in={}/{} out={}/{} unit={}", input.amount(), input.per(), output.amount(), output.per(), self.0.unit)
+    }
 }
 
 /// An amount as a counter's `u64` (a counter cannot take more; it saturates).
@@ -58,7 +72,7 @@ impl Observed {
                 intent = %context.intent,
                 channel = %context.channel,
                 payer = context.payer.as_deref().unwrap_or(""),
-                price = ?context.quote.price,
+                price = %Shown(&context.quote.price),
                 outcome = tracing::field::Empty,
             )),
             #[cfg(feature = "metrics")]
@@ -84,35 +98,40 @@ impl Observed {
         .increment(1);
     }
 
-    /// The stream ran short and pauses for a voucher asking for `required` (cumulative);
-    /// `first`: this stream's first pause (counted once per stream).
+    /// The stream ran short and pauses for a voucher asking for `required` (cumulative).
     #[inline]
     #[allow(unused_variables)]
-    pub(crate) fn paused(&mut self, first: bool, required: Amount) {
+    pub(crate) fn paused(&mut self, required: Amount) {
         #[cfg(feature = "tracing")]
         if let Some(span) = &self.span {
             tracing::info!(parent: span, required = %required, "pause for voucher");
         }
         #[cfg(feature = "metrics")]
         {
-            if first {
+            self.pauses = self.pauses.saturating_add(1);
+            if self.pauses == 1 {
+                // Counted once per stream, however often it pauses.
                 metrics::counter!("tollgate_streams_paused_total", "method" => self.method.clone()).increment(1);
             }
             self.paused_at.get_or_insert_with(Instant::now);
         }
     }
 
-    /// The channel moved while paused (a voucher was accepted): the stream resumes.
+    /// The channel moved while paused (`voucher`: its accepted amount grew): the stream
+    /// resumes.
     #[inline]
-    pub(crate) fn resumed(&mut self) {
+    #[allow(unused_variables)]
+    pub(crate) fn resumed(&mut self, voucher: bool) {
         #[cfg(feature = "tracing")]
         if let Some(span) = &self.span {
-            tracing::info!(parent: span, "voucher accepted");
+            if voucher {
+                tracing::info!(parent: span, "voucher accepted");
+            }
             tracing::info!(parent: span, "resume");
         }
         #[cfg(feature = "metrics")]
         {
-            self.vouchers = self.vouchers.saturating_add(1);
+            self.vouchers = self.vouchers.saturating_add(u64::from(voucher));
             self.pause_over();
         }
     }

@@ -337,8 +337,8 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         }
                     }
                     match wait.as_mut().poll(cx) {
-                        Poll::Ready(Ok(_)) => {
-                            self.resume();
+                        Poll::Ready(Ok(state)) => {
+                            self.resume(&state);
                             continue;
                         }
                         Poll::Ready(Err(_)) => {
