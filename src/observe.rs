@@ -60,7 +60,8 @@ fn base_units(amount: Amount) -> u64 {
 impl Observed {
     /// A payment verified for `context`: opens its span and counts the credential.
     #[inline]
-    #[allow(unused_variables)]
+    // Without either feature there are no fields to update.
+    #[allow(unused_variables, clippy::needless_update)]
     pub(crate) fn admitted(context: &PaymentContext) -> Self {
         #[cfg(feature = "metrics")]
         metrics::counter!("tollgate_credentials_accepted_total", "method" => context.method.clone()).increment(1);
@@ -251,13 +252,13 @@ pub(crate) fn challenged(kind: PaymentErrorKind) {
 #[inline]
 #[allow(unused_variables)]
 pub(crate) fn refused(kind: PaymentErrorKind) {
-    if kind == PaymentErrorKind::PaymentRequired {
-        return;
+    // A plain "payment required" is the challenge itself, counted as one.
+    if kind != PaymentErrorKind::PaymentRequired {
+        #[cfg(feature = "tracing")]
+        tracing::info!(problem = kind.problem_type(), "credential refused");
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tollgate_credentials_refused_total", "problem" => kind.problem_type()).increment(1);
     }
-    #[cfg(feature = "tracing")]
-    tracing::info!(problem = kind.problem_type(), "credential refused");
-    #[cfg(feature = "metrics")]
-    metrics::counter!("tollgate_credentials_refused_total", "problem" => kind.problem_type()).increment(1);
 }
 
 /// The payment store failed at `op` (`reserve`, `grow`, `release`).

@@ -17,7 +17,7 @@ mod proxy;
 #[allow(dead_code)]
 #[path = "llm_proxy/support.rs"]
 mod support;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "support/mod.rs"]
 mod test_support;
 
@@ -49,9 +49,9 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, S
 
 /// The value of the one series `name` whose labels include `labels` (`key="value"`).
 fn value(page: &str, name: &str, labels: &[&str]) -> Option<u128> {
-    let mut found = page.lines().filter(|line| {
-        line.split(['{', ' ']).next() == Some(name) && labels.iter().all(|label| line.contains(label))
-    });
+    let mut found = page
+        .lines()
+        .filter(|line| line.split(['{', ' ']).next() == Some(name) && labels.iter().all(|label| line.contains(label)));
     let line = found.next()?;
     assert!(found.next().is_none(), "one series {name} {labels:?}:\n{page}");
     line.rsplit(' ').next()?.parse().ok()
@@ -61,7 +61,11 @@ fn value(page: &str, name: &str, labels: &[&str]) -> Option<u128> {
 async fn metrics_after_a_402_and_a_paid_stream_counts_them_at_their_values() {
     let catalog = Arc::new(Catalog::from_config(&support::config(""), true).unwrap());
     let settings = support::settings();
-    let layer = configure(PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, Secret::new(SECRET)), &settings, catalog.clone());
+    let layer = configure(
+        PaymentLayer::new(TestMethod, MemoryStore::new(), REALM, Secret::new(SECRET)),
+        &settings,
+        catalog.clone(),
+    );
     let upstreams = Upstreams::new(Simulator::new(0.0), Duration::from_secs(5), Duration::from_secs(5));
     let app = router(AppState { catalog, upstreams, max_body_bytes: 1 << 20 }, Some(layer));
 

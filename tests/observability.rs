@@ -204,10 +204,8 @@ fn a_paid_stream_has_one_span_with_its_payment_and_an_event_per_money_moment() {
         ],
         "{all}"
     );
-    let spanned: Vec<_> = lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("event in tollgate.payment: "))
-        .collect::<Vec<_>>();
+    let spanned: Vec<_> =
+        lines.iter().filter_map(|l| l.strip_prefix("event in tollgate.payment: ")).collect::<Vec<_>>();
     assert_eq!(
         spanned,
         [
@@ -230,7 +228,9 @@ fn a_paid_stream_has_one_span_with_its_payment_and_an_event_per_money_moment() {
     );
 }
 
-fn series(snapshot: Vec<(CompositeKey, Option<metrics::Unit>, Option<metrics::SharedString>, DebugValue)>) -> Vec<String> {
+fn series(
+    snapshot: Vec<(CompositeKey, Option<metrics::Unit>, Option<metrics::SharedString>, DebugValue)>,
+) -> Vec<String> {
     let mut lines: Vec<String> = snapshot
         .into_iter()
         .map(|(key, _, _, value)| {

@@ -27,7 +27,8 @@ fn app() -> (Router, MemoryStore) {
     let catalog = Arc::new(Catalog::from_config(&config(""), true).unwrap());
     let store = MemoryStore::new();
     let settings = PaymentSettings { voucher_window: 16, ..settings() };
-    let layer = configure(PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)), &settings, catalog.clone());
+    let layer =
+        configure(PaymentLayer::new(TestMethod, store.clone(), REALM, Secret::new(SECRET)), &settings, catalog.clone());
     let upstreams = Upstreams::new(Simulator::new(0.0), Duration::from_secs(5), Duration::from_secs(5));
     let state = AppState { catalog, upstreams, max_body_bytes: 1 << 20 };
     (router(state, Some(layer)), store)
@@ -68,7 +69,8 @@ async fn listed_cost(app: &Router, model: &str, usage: &Value) -> u128 {
     let pricing = &listed["pricing"];
     let scale = 10f64.powi(pricing["decimals"].as_i64().unwrap() as i32);
     let per_million = |key: &str| (pricing[key].as_f64().unwrap() * scale).round() as u128;
-    let side = |key: &str, tokens: &str| (per_million(key) * u128::from(usage[tokens].as_u64().unwrap())).div_ceil(1_000_000);
+    let side =
+        |key: &str, tokens: &str| (per_million(key) * u128::from(usage[tokens].as_u64().unwrap())).div_ceil(1_000_000);
     side("input_per_1m", "prompt_tokens") + side("output_per_1m", "completion_tokens")
 }
 

@@ -107,6 +107,7 @@ impl<B: Body<Data = Bytes>> Body for CostBody<B> {
 }
 
 #[cfg(test)]
+#[allow(unused_imports)] // the load run's bench builds this module without its tests
 mod tests {
     use super::has_usage_object;
 
