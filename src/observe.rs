@@ -23,8 +23,9 @@ pub(crate) struct Observed {
     /// Set by a cutoff or a refused settlement: wins over what the release says.
     #[cfg(feature = "tracing")]
     outcome: Option<&'static str>,
+    /// Shared, so each series' label is a reference count, not a copy.
     #[cfg(feature = "metrics")]
-    method: String,
+    method: metrics::SharedString,
     #[cfg(feature = "metrics")]
     paused_at: Option<Instant>,
     #[cfg(feature = "metrics")]
@@ -64,7 +65,9 @@ impl Observed {
     #[allow(unused_variables, clippy::needless_update)]
     pub(crate) fn admitted(context: &PaymentContext) -> Self {
         #[cfg(feature = "metrics")]
-        metrics::counter!("tollgate_credentials_accepted_total", "method" => context.method.clone()).increment(1);
+        let method = metrics::SharedString::from(std::sync::Arc::<str>::from(context.method.as_str()));
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tollgate_credentials_accepted_total", "method" => method.clone()).increment(1);
         Observed {
             #[cfg(feature = "tracing")]
             span: Some(tracing::info_span!(
@@ -77,7 +80,7 @@ impl Observed {
                 outcome = tracing::field::Empty,
             )),
             #[cfg(feature = "metrics")]
-            method: context.method.clone(),
+            method,
             ..Observed::default()
         }
     }
@@ -93,7 +96,7 @@ impl Observed {
         #[cfg(feature = "metrics")]
         metrics::counter!(
             "tollgate_paid_requests_total",
-            "method" => context.method.clone(),
+            "method" => self.method.clone(),
             "intent" => context.intent.clone()
         )
         .increment(1);
