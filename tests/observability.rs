@@ -126,6 +126,15 @@ async fn scenario() {
     assert_eq!((state.spent, state.units, state.reserved), (Amount::new(100), 10, Amount::ZERO));
 }
 
+/// Held by each test: `tracing` caches which callsites are enabled process-wide, and a
+/// thread-local subscriber coming and going on another thread meanwhile can leave a
+/// callsite disabled for this one.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs the scenario on a runtime of this thread, so thread-local observers see all of it.
 fn run_scenario() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -175,6 +184,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Ca
 
 #[test]
 fn a_paid_stream_has_one_span_with_its_payment_and_an_event_per_money_moment() {
+    let _serial = serial();
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry().with(captured.clone());
     tracing::subscriber::with_default(subscriber, run_scenario);
@@ -252,6 +262,7 @@ fn series(
 
 #[test]
 fn counters_count_the_402s_refusals_payments_charges_pauses_and_cutoffs() {
+    let _serial = serial();
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, run_scenario);
@@ -274,4 +285,86 @@ fn counters_count_the_402s_refusals_payments_charges_pauses_and_cutoffs() {
             "tollgate_vouchers_per_stream{method=test} [0.0, 2.0]",
         ]
     );
+}
+
+/// A one-shot payment whose settlement (after the response, as x402's) fails on chain.
+struct Unsettled;
+
+impl tollgate::method::PaymentMethod for Unsettled {
+    type Request = Value;
+    type Payload = Value;
+
+    fn offers(&self, quote: &Quote) -> Vec<tollgate::method::Offer<Value>> {
+        let amount = quote.price.output.unit_price().to_string();
+        vec![tollgate::method::Offer::mpp("chain", "charge", serde_json::json!({ "amount": amount }))]
+    }
+
+    async fn verify<St: ChannelStore>(
+        &self,
+        _: tollgate::method::Verify<'_, Value, Value>,
+        store: &St,
+    ) -> Result<tollgate::method::Verified, tollgate::PaymentError> {
+        use tollgate::method::{Grant, Proof, Renewal, Verified};
+        let channel = ChannelId::new("claim");
+        let unavailable = |_| tollgate::PaymentError::new(tollgate::PaymentErrorKind::Unavailable, "store");
+        store.create(&channel, Amount::new(10), Amount::new(10)).await.map_err(unavailable)?;
+        let receipt = tollgate::wire::mpp::Receipt::new("chain", "claim");
+        let failed = || {
+            let error = tollgate::PaymentError::new(tollgate::PaymentErrorKind::VerificationFailed, "reverted");
+            Proof::failed(error, serde_json::json!({ "success": false }))
+        };
+        let grant = Grant::new(channel, Renewal::Never, receipt)
+            .proven_by(Proof::pending(serde_json::json!({})), move |_| async move { failed() });
+        Ok(Verified::Serve(grant))
+    }
+}
+
+/// A plain answer paid by a payment that does not settle: nothing is delivered, and the
+/// settlement shows as submitted, confirmed `failed`, a chain error and one lag sample.
+async fn unsettled() {
+    let quote = Quote::new(Price::per_request(Amount::new(10)));
+    let layer = PaymentLayer::new(Unsettled, MemoryStore::new(), REALM, Secret::new(SECRET)).pricing(quote);
+    let svc = ServiceBuilder::new().layer(layer).service(service_fn(|_: Request<tollgate::RequestBody<_>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"the paid answer"))))
+    }));
+    let c = challenge_of(&svc.clone().oneshot(get("/")).await.unwrap());
+    let response = svc.oneshot(paid_get(&c, serde_json::json!({}))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.windows(4).any(|w| w == b"paid"), "nothing delivered");
+}
+
+#[test]
+fn a_settlement_that_fails_is_an_event_a_chain_error_and_a_lag_sample() {
+    let _serial = serial();
+    let captured = Captured::default();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let subscriber = tracing_subscriber::registry().with(captured.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(unsettled())
+        })
+    });
+    let lines = captured.0.lock().unwrap().clone();
+    let spanned: Vec<_> = lines.iter().filter_map(|l| l.strip_prefix("event in tollgate.payment: ")).collect();
+    assert_eq!(
+        spanned,
+        [
+            // The store grants the 10 paid of the window asked for.
+            "least=10 message=reserve most=2570",
+            "message=release units=1 used=10",
+            "message=settlement submitted",
+            "message=settlement confirmed status=failed",
+        ],
+        "{}",
+        lines.join("\n")
+    );
+    assert!(lines.contains(&"record outcome=refused".to_owned()), "{}", lines.join("\n"));
+    let series = series(snapshotter.snapshot().into_vec());
+    assert!(series.contains(&"tollgate_chain_errors_total{op=settle} 1".to_owned()), "{series:?}");
+    let lag: Vec<_> =
+        series.iter().filter(|l| l.starts_with("tollgate_settlement_lag_seconds{method=chain} [")).collect();
+    assert_eq!(lag.len(), 1, "{series:?}");
+    assert_eq!(lag[0].matches(',').count(), 0, "one sample: {series:?}");
 }

@@ -286,6 +286,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     if self.cutter.is_some() {
                         self.out.push_back(frames::proof(&proof));
                     }
+                    if proof.status() == crate::method::ProofStatus::Failed {
+                        self.observed.mark("refused");
+                    }
+                    self.observe_end();
                     self.proof = Some(proof);
                     self.step = Step::Done;
                 }
@@ -497,7 +501,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// grant that proves its payment waits for the proof instead of the release: the
     /// release settles, and whoever released the account sends the proof.
     fn start_release(&mut self) {
-        self.observed.ended(if self.failure.is_some() { "failed" } else { "delivered" });
+        if self.proving.is_none() {
+            // Else the outcome waits for the proof (see `Step::Proving`).
+            self.observe_end();
+        }
         let release = self.account.take().map(Account::release);
         self.step = match (self.proving.take(), release) {
             (Some(wait), _) => {
@@ -507,6 +514,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             (None, Some(release)) => Step::Releasing(release),
             (None, None) => Step::Done,
         };
+    }
+
+    fn observe_end(&mut self) {
+        self.observed.ended(if self.failure.is_some() { "failed" } else { "delivered" });
     }
 
     fn final_receipt(&self, state: &ChannelState) -> Receipt {
