@@ -34,6 +34,7 @@ use crate::meter::MakeMeter;
 use crate::metering::prepay::Pending;
 use crate::metering::{Paid, Reserved};
 use crate::method::{Checked, Grant, Methods, Offered, Offers, Renewal, Verified, is_management_request};
+use crate::observe::Observed;
 use crate::pricing::Pricing;
 use crate::request_body::RequestBody;
 use crate::respond;
@@ -287,6 +288,7 @@ where
     MM: MakeMeter,
 {
     let settings = &shared.settings;
+    let observed = Observed::admitted(&context);
     let refuse = |error: PaymentError| Admission::Answer(respond::refusal(settings, &head, offers.as_slice(), error));
     let window = quote.price.output.cost(settings.policy.window_units).unwrap_or(Amount::ZERO);
     let (least, most) = match grant.whole_reservation() {
@@ -312,7 +314,8 @@ where
                 Err(error) => return refuse(reservation_error(error, least)),
             };
             let meter = shared.make_meter.make_meter(&head, &quote);
-            let paid = Paid { grant, quote, meter, policy: settings.policy };
+            observed.reserved(&context, least, most);
+            let paid = Paid { grant, quote, meter, policy: settings.policy, observed };
             let pending = Pending { paid, store: shared.store.clone(), least, window, state };
             head.extensions.insert(context);
             return Admission::Prepay { request: Request::from_parts(head, body), pending: Box::new(pending) };
@@ -320,7 +323,8 @@ where
         Err(error) => return refuse(reservation_error(error, least)),
     };
     let meter = shared.make_meter.make_meter(&head, &quote);
-    let paid = Paid { grant, quote, meter, policy: settings.policy };
+    observed.reserved(&context, least, most);
+    let paid = Paid { grant, quote, meter, policy: settings.policy, observed };
     let paid = Reserved::new(paid, shared.store.clone(), lease);
     head.extensions.insert(context);
     Admission::Serve { request: Request::from_parts(head, body), paid: Some(Box::new(paid)) }
@@ -403,6 +407,9 @@ fn reservation_error(error: StoreError, least: Amount) -> PaymentError {
         ),
         StoreErrorKind::NotFound => PaymentError::new(PaymentErrorKind::ChannelNotFound, "channel not found"),
         StoreErrorKind::Finalized => PaymentError::new(PaymentErrorKind::ChannelFinalized, "channel is closed"),
-        _ => PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable"),
+        _ => {
+            crate::observe::store_error("reserve");
+            PaymentError::new(PaymentErrorKind::Unavailable, "the payment store is unavailable")
+        }
     }
 }

@@ -168,6 +168,16 @@
 //!   seller loses at most what was delivered since (about one voucher window), the payer
 //!   never pays for more than was delivered. A stream whose lease was reclaimed (its
 //!   instance was cut off from the store for a whole lease) stops at once.
+//! - Features `tracing` and `metrics` (off by default, compiled to nothing then): a
+//!   `tollgate.payment` span per paid request with events at the money moments, and
+//!   `tollgate_*` counters and histograms through the `metrics` facade (the README lists
+//!   them). Install a subscriber or recorder as usual:
+//!
+//! ```ignore
+//! // With `metrics`: any recorder, e.g. metrics-exporter-prometheus.
+//! let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+//! // … serve `handle.render()` at `/metrics`.
+//! ```
 //!
 //! # Differences from x402-axum and mpp
 //!
@@ -195,6 +205,7 @@ mod layer;
 pub mod meter;
 mod metering;
 pub mod method;
+mod observe;
 mod pricing;
 mod realm;
 mod request_body;

@@ -33,6 +33,9 @@ pub(crate) fn refusal(
         let error = PaymentError::new(PaymentErrorKind::Unpriced, "no payment method can sell this request");
         return refusal(settings, head, &[], error);
     }
+    if offering {
+        crate::observe::challenged(kind);
+    }
     let first = challenges.first();
     let mut response = if x402.is_empty() {
         let Some(first) = first else { return problem(error) };
@@ -57,6 +60,7 @@ pub(crate) fn problem(error: PaymentError) -> Response<Bytes> {
 }
 
 fn answer(body: Bytes, error: PaymentError) -> Response<Bytes> {
+    crate::observe::refused(error.kind());
     let mut response = Response::new(body);
     *response.status_mut() = error.kind().status();
     let headers = response.headers_mut();

@@ -28,10 +28,10 @@
 //! streams, streams in flight get `shutdown_grace_secs` to finish (their vouchers still come
 //! in), then one final settlement pass captures what was delivered.
 //!
-//! Endpoints: `GET /health`; `GET /v1/models` and `GET /v1/models/{id}` (prices per 1M
-//! input and output tokens, free); `POST /v1/chat/completions` (paid; streamed with `usage`
-//! when asked with `stream: true`, else one `chat.completion` object with `usage` and its
-//! cost). Errors are OpenAI's `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402
+//! Endpoints: `GET /health`; `GET /metrics` (the payment layer's series, Prometheus text
+//! format); `GET /v1/models` and `GET /v1/models/{id}` (prices per 1M input and output
+//! tokens, free); `POST /v1/chat/completions` (paid; streamed with `usage` and its cost when
+//! asked with `stream: true`, else one `chat.completion` object with `usage` and its cost). Errors are OpenAI's `{"error": {"message", "type"}}`: 400 bad JSON or schema, 402
 //! payment, 404 unknown model or path, 405 method, 413 body over 1 MiB, 429 / 502 upstream,
 //! 500 internal.
 

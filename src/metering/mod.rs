@@ -27,6 +27,7 @@ use crate::amount::{Amount, Price, Usage};
 use crate::error::BoxError;
 use crate::meter::{Meter, is_event_stream};
 use crate::method::{Grant, Proof};
+use crate::observe::Observed;
 use crate::store::{ChannelState, ChannelStore, StoreError};
 use crate::wire::mpp::Receipt;
 
@@ -119,6 +120,8 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     gate: Option<Gating>,
     /// Content was put in `out` since the gate was last looked at.
     content_ready: bool,
+    /// Its span and series (empty without `tracing` and `metrics`).
+    observed: Observed,
 }
 
 /// A stream's [`Grant::before_content`] settlement: not started, or under way.
@@ -130,7 +133,7 @@ enum Gating {
 impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// Meters the body of the response `head` against what `reserved` paid for.
     pub(crate) fn new(head: &http::response::Parts, reserved: Reserved<M, St>) -> Self {
-        let Reserved { paid: Paid { mut grant, quote, mut meter, policy }, account, proof } = reserved;
+        let Reserved { paid: Paid { mut grant, quote, mut meter, policy, observed }, account, proof } = reserved;
         let cutter = Framing::of(&head.headers).map(|framing| EventCutter::new(framing, policy.max_event_bytes));
         // A plain answer is held whole and settled at its end, and a gRPC stream has no
         // event to end with a refused proof: only SSE is gated.
@@ -157,6 +160,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             proof: None,
             gate,
             content_ready: false,
+            observed,
         }
     }
 
@@ -184,6 +188,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// The payment did not settle before the content: deliver nothing of it, charge
     /// nothing, and end with the proof.
     fn refused(&mut self, proof: Proof) {
+        self.observed.mark("refused");
         self.out.clear();
         self.drop_pending();
         self.source = Source::Ended;
@@ -281,6 +286,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     if self.cutter.is_some() {
                         self.out.push_back(frames::proof(&proof));
                     }
+                    if proof.status() == crate::method::ProofStatus::Failed {
+                        self.observed.mark("refused");
+                    }
+                    self.observe_end();
                     self.proof = Some(proof);
                     self.step = Step::Done;
                 }
@@ -300,7 +309,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         }
                         Err(Growth::Short(state)) => self.on_short(state, need),
                         Err(Growth::Lost) => self.lease_lost(),
-                        Err(Growth::Failed) => self.cut_off(),
+                        Err(Growth::Failed) => {
+                            crate::observe::store_error("grow");
+                            self.cut_off()
+                        }
                     }
                 }
                 Step::Paused(wait) => {
@@ -329,8 +341,8 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         }
                     }
                     match wait.as_mut().poll(cx) {
-                        Poll::Ready(Ok(_)) => {
-                            self.resume();
+                        Poll::Ready(Ok(state)) => {
+                            self.resume(&state);
                             continue;
                         }
                         Poll::Ready(Err(_)) => {
@@ -489,6 +501,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// grant that proves its payment waits for the proof instead of the release: the
     /// release settles, and whoever released the account sends the proof.
     fn start_release(&mut self) {
+        if self.proving.is_none() {
+            // Else the outcome waits for the proof (see `Step::Proving`).
+            self.observe_end();
+        }
         let release = self.account.take().map(Account::release);
         self.step = match (self.proving.take(), release) {
             (Some(wait), _) => {
@@ -498,6 +514,10 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             (None, Some(release)) => Step::Releasing(release),
             (None, None) => Step::Done,
         };
+    }
+
+    fn observe_end(&mut self) {
+        self.observed.ended(if self.failure.is_some() { "failed" } else { "delivered" });
     }
 
     fn final_receipt(&self, state: &ChannelState) -> Receipt {

@@ -8,6 +8,7 @@ use super::StreamPolicy;
 use super::account::Account;
 use crate::amount::Quote;
 use crate::method::{Grant, Proof};
+use crate::observe::Observed;
 use crate::store::{ChannelStore, Reservation};
 
 /// A paid request: the grant its method issued (channel, renewal, receipt, settled hook),
@@ -17,6 +18,8 @@ pub(crate) struct Paid<Mt> {
     pub(crate) quote: Quote,
     pub(crate) meter: Mt,
     pub(crate) policy: StreamPolicy,
+    /// Its span and series labels (empty without `tracing` and `metrics`).
+    pub(crate) observed: Observed,
 }
 
 /// A paid request whose upfront is reserved: the response is metered against `account`.
@@ -44,8 +47,9 @@ impl<Mt, St: ChannelStore> Reserved<Mt, St> {
             }
             None => (None, None),
         };
-        let account =
-            Account::new(store, lease, paid.grant.take_settled_hook(), sender).recording(paid.grant.take_usage_hook());
+        let account = Account::new(store, lease, paid.grant.take_settled_hook(), sender)
+            .recording(paid.grant.take_usage_hook())
+            .observed(paid.observed.clone());
         Reserved { paid, account, proof }
     }
 }

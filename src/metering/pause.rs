@@ -22,6 +22,8 @@ pub(super) struct Pause<St: ChannelStore> {
     pub(super) deadline: Pin<Box<Sleep>>,
     pub(super) keep_alive: Pin<Box<Sleep>>,
     asked: Option<Amount>,
+    /// What the channel had accepted when the stream last ran short: more means a voucher.
+    accepted: Amount,
     /// The ask being recorded in the store, and the need-voucher that goes out once it is:
     /// a payment method accepts a voucher that runs ahead of delivery only up to a live ask.
     pub(super) announce: Option<(BoxFuture<Result<ChannelState, StoreError>>, Bytes)>,
@@ -65,6 +67,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     deadline: Box::pin(sleep_until(deadline)),
                     keep_alive: Box::pin(sleep_until(crate::clock::after(self.policy.keep_alive))),
                     asked: None,
+                    accepted: state.accepted,
                     announce: None,
                     asker: AskGuard::new(store.clone(), self.grant.channel().clone()),
                     watchdog,
@@ -76,11 +79,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         // Ask for a window ahead, but not past the deposit unless the next frame needs it.
         let required = least.saturating_add(window).min(state.deposit.max(least));
         if let Some(pause) = &mut self.pause {
+            pause.accepted = state.accepted;
             // Ask again only once the last ask was met (and the stream is still short):
             // until then the payer's answer to it is on its way, and re-asking on every
             // other stream's voucher made concurrent streams ask many times over.
             if pause.asked.is_none_or(|asked| state.accepted >= asked) {
                 pause.asked = Some(required);
+                self.observed.paused(required);
                 let event = frames::need_voucher(self.grant.channel(), required, state.accepted, state.deposit);
                 let ask: BoxFuture<_> = Box::pin(pause.asker.ask(required, self.policy.pause_deadline));
                 pause.announce = Some((ask, event));
@@ -90,10 +95,12 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.step = Step::Paused(Box::pin(async move { store.changed(&channel, state.version).await }));
     }
 
-    /// The channel changed while paused: take the account back and try again.
-    pub(super) fn resume(&mut self) {
+    /// The channel changed (to `state`) while paused: take the account back and try again.
+    pub(super) fn resume(&mut self, state: &ChannelState) {
+        let voucher = self.pause.as_ref().is_some_and(|pause| state.accepted > pause.accepted);
         match self.pause.as_mut().and_then(|pause| pause.watchdog.take()) {
             Some(Taken::Account(account)) => {
+                self.observed.resumed(voucher);
                 self.account = Some(account);
                 self.step = Step::Streaming;
             }
@@ -130,6 +137,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// stream and wait for that release.
     fn cut_off_released(&mut self, release: Release) {
         self.end_cleanly();
+        self.observed.ended("cutoff");
         self.step = Step::Releasing(release);
     }
 
@@ -137,6 +145,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.drop_pending();
         if self.source != Source::Ended {
             self.source = Source::Ended;
+            self.observed.cut_off();
             if self.is_grpc() {
                 // A gRPC client reads a clean status from trailers, not a broken stream.
                 self.trailers = Some(crate::grpc::budget_exhausted());

@@ -51,6 +51,9 @@ enum Woke {
 }
 
 /// What the body finds when it comes back for its account.
+// Moved out once per pause and matched at once; with `tracing` and `metrics` the account
+// carries its span and labels, which boxing would allocate for on every resume.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Taken<St: ChannelStore> {
     /// Still there: the stream may go on.
     Account(Account<St>),

@@ -15,6 +15,7 @@ mod proxy;
 mod chain;
 mod charge;
 mod concurrency;
+mod cost;
 mod errors;
 mod fields;
 mod flows;

@@ -1,5 +1,5 @@
-//! The axum app: `GET /health`, `GET /v1/models` (free) and `POST /v1/chat/completions`
-//! (paid).
+//! The axum app: `GET /health`, `GET /metrics`, `GET /v1/models` (free) and
+//! `POST /v1/chat/completions` (paid).
 //!
 //! Layers of the paid route, outermost first:
 //!
@@ -37,6 +37,7 @@ use serde_json::json;
 
 use super::catalog::Catalog;
 use super::chat::ChatRequest;
+use super::cost::CostBody;
 use super::errors::{ApiError, json_response, payment_errors};
 use super::payment::{ChatPricing, PromptMeter};
 use super::upstream::Upstreams;
@@ -68,8 +69,11 @@ pub fn router<M: Methods, St: ChannelStore + Clone>(
         None => chat,
     };
     let chat = chat.layer(from_fn_with_state(state.clone(), parse_chat));
+    // Installed now, so the series count from the first request on.
+    super::prometheus::install();
     Router::new()
         .route("/health", get(|| async { json_response(StatusCode::OK, &json!({ "status": "ok" })) }))
+        .route("/metrics", get(super::prometheus::render))
         .route("/v1/models", get(models))
         .route("/v1/models/{*id}", get(model))
         .route("/v1/chat/completions", chat)
@@ -155,7 +159,12 @@ async fn chat_completions(State(state): State<AppState>, request: Request) -> Re
     };
     let answer = CatchPanic(Box::pin(async move {
         let response = state.upstreams.complete(&model, &chat).await?;
-        if chat.stream { Ok(response) } else { completion::gather(response, &chat).await }
+        if chat.stream {
+            // The final `usage` chunk gets its cost (a plain answer gets it in `unstream`).
+            Ok(response.map(|body| Body::new(CostBody::new(body, model, state.catalog.clone()))))
+        } else {
+            completion::gather(response, &chat).await
+        }
     }));
     match answer.await {
         Ok(Ok(mut response)) => {

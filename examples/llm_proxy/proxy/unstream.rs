@@ -1,7 +1,8 @@
 //! Non-streamed completions, outside the payment layer: the metered event stream (one
 //! merged chunk, see [`completion`](super::completion), then the layer's own events)
 //! becomes OpenAI's `chat.completion` object, with its `usage` and what it cost
-//! (`usage.cost` in dollars, as OpenRouter reports it, and an `x-cost` header).
+//! (`usage.cost` in dollars, as OpenRouter reports it, `usage.cost_base_units`, and an
+//! `x-cost` header; see [`cost`](super::cost)).
 //!
 //! The stream is read to its end first, so the payment is settled (the layer's
 //! `payment-receipt` event) before the client gets the object. A client that did not ask
@@ -25,7 +26,6 @@ use serde_json::{Value, json};
 use super::catalog::{Catalog, Model};
 use super::completion::{MAX_COMPLETION_BYTES, drain_events};
 use super::errors::{ApiError, json_response};
-use tollgate::Usage;
 use tollgate::wire::x402::{PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT, X_PAYMENT_RESPONSE, encode_header};
 
 /// The header an x402 receipt goes back in, if the request pays with x402.
@@ -152,13 +152,10 @@ fn completion(mut chunk: Value, model: &Model, catalog: &Catalog, cut_off: bool)
         }
     }
     chunk["object"] = json!("chat.completion");
-    let tokens = |key: &str| chunk["usage"][key].as_u64().unwrap_or(0);
-    let usage = Usage { input: tokens("prompt_tokens"), output: tokens("completion_tokens") };
-    let units = model.price.cost(usage).map_or(0, |amount| amount.get());
-    let dollars = catalog.dollars(units);
-    if let Some(usage) = chunk["usage"].as_object_mut() {
-        usage.insert("cost".into(), json!(dollars));
-    }
+    let dollars = match chunk["usage"].as_object_mut() {
+        Some(usage) => super::cost::annotate(usage, model, catalog),
+        None => 0.0,
+    };
     (chunk, super::payment::dollars(dollars))
 }
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::amount::Amount;
 use crate::method::grant::SettledHook;
 use crate::method::{Proof, Settled};
+use crate::observe::Observed;
 use crate::store::{ChannelState, ChannelStore, Reservation, StoreError, StoreErrorKind};
 
 mod lease;
@@ -48,6 +49,8 @@ pub(crate) struct Account<St: ChannelStore> {
     runtime: Option<Handle>,
     armed: bool,
     keeper: Keeper,
+    /// The request's span and series: the release reports what it committed.
+    observed: Observed,
 }
 
 impl<St: ChannelStore> Account<St> {
@@ -69,12 +72,19 @@ impl<St: ChannelStore> Account<St> {
             runtime: Handle::try_current().ok(),
             armed: true,
             keeper,
+            observed: Observed::default(),
         }
     }
 
     /// Releases with a usage record made by `hook`, in the same store step.
     pub(crate) fn recording(mut self, hook: Option<UsageHook>) -> Self {
         self.usage_record = hook;
+        self
+    }
+
+    /// Reports the release to `observed`.
+    pub(crate) fn observed(mut self, observed: Observed) -> Self {
+        self.observed = observed;
         self
     }
 
@@ -162,14 +172,21 @@ impl<St: ChannelStore> Account<St> {
             (self.store.clone(), self.lease.clone(), self.used, self.units, self.on_settled.take());
         let record = self.usage_record.take().map(|make| make(used, units));
         let proof = self.proof.take();
+        let observed = std::mem::take(&mut self.observed);
         let release = async move {
             let result = release_retrying(&*store, &lease, used, units, record).await;
+            match &result {
+                Ok(_) => observed.released(used, units),
+                Err(_) => crate::observe::store_error("release"),
+            }
             if let Some(hook) = hook {
                 let state = result.as_ref().ok().cloned();
                 // Settled here, inside the detached release: it runs once, to its end,
                 // whether or not the response still waits for the proof.
                 if let Some(proving) = hook(Settled { channel: lease.channel.clone(), used, units, state }) {
+                    let since = observed.settlement_submitted();
                     let made = proving.await;
+                    observed.settlement_done(since, made.status());
                     if let Some(proof) = proof {
                         let _ = proof.send(made);
                     }
