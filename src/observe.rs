@@ -274,7 +274,51 @@ pub(crate) fn store_error(op: &'static str) {
     metrics::counter!("tollgate_store_errors_total", "op" => op).increment(1);
 }
 
-/// A chain call failed at `op` (`settle`).
+/// A chain was unreachable for `op` (`tempo_session`, `tempo_charge`): nothing is known of
+/// what it did, and the request got a `503`.
+#[cfg(feature = "tempo")]
+#[inline]
+#[allow(unused_variables)]
+pub(crate) fn chain_unavailable(op: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(op, "chain unavailable");
+    #[cfg(feature = "metrics")]
+    chain_error(op);
+}
+
+/// A channel's on-chain settlement (a close's or the payee's capture) was submitted; outside
+/// any paid request's span (a close is a management request).
+#[cfg(feature = "tempo")]
+#[inline]
+#[allow(unused_variables)]
+pub(crate) fn channel_settlement_submitted(method: &'static str) -> Since {
+    #[cfg(feature = "tracing")]
+    tracing::info!(method, "settlement submitted");
+    Since {
+        #[cfg(feature = "metrics")]
+        at: Instant::now(),
+    }
+}
+
+/// The channel settlement submitted `since` ended: `settled` or `failed`.
+#[cfg(feature = "tempo")]
+#[inline]
+#[allow(unused_variables)]
+pub(crate) fn channel_settlement_done(method: &'static str, since: Since, settled: bool) {
+    let status = if settled { "settled" } else { "failed" };
+    #[cfg(feature = "tracing")]
+    tracing::info!(method, status, "settlement confirmed");
+    #[cfg(feature = "metrics")]
+    {
+        metrics::histogram!("tollgate_settlement_lag_seconds", "method" => method)
+            .record(since.at.elapsed().as_secs_f64());
+        if !settled {
+            chain_error("settle");
+        }
+    }
+}
+
+/// A chain call failed at `op` (`settle`, or a method's chain reads and sends).
 #[cfg(feature = "metrics")]
 fn chain_error(op: &'static str) {
     metrics::counter!("tollgate_chain_errors_total", "op" => op).increment(1);

@@ -166,7 +166,10 @@ fn refuse(detail: impl Into<std::borrow::Cow<'static, str>>) -> PaymentError {
 /// An unreachable chain is a `503` (nothing is known); a refusal is the payment's fault.
 fn chain_error(e: ChainError) -> PaymentError {
     match e.kind() {
-        ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
+        ChainErrorKind::Unavailable => {
+            crate::observe::chain_unavailable("tempo_charge");
+            PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable")
+        }
         _ => refuse(format!("chain refused: {e}")),
     }
 }

@@ -46,7 +46,9 @@ impl<C: TempoChain> TempoSession<C> {
         // drains for up to the same timeout); then this one sees what it did.
         let patience = self.drain.saturating_add(LOCK_PATIENCE);
         let lock = SettleLock::wait(store, channel, patience).await.map_err(unavailable)?.ok_or_else(busy)?;
+        let since = crate::observe::channel_settlement_submitted("tempo");
         let closed = lock.during(self.capture_close(store, channel, &lock)).await;
+        crate::observe::channel_settlement_done("tempo", since, closed.is_ok());
         lock.release().await;
         closed
     }

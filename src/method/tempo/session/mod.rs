@@ -444,7 +444,10 @@ pub(crate) fn store_id(channel: B256) -> ChannelId {
 
 pub(crate) fn chain_error(e: ChainError) -> PaymentError {
     match e.kind() {
-        ChainErrorKind::Unavailable => PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable"),
+        ChainErrorKind::Unavailable => {
+            crate::observe::chain_unavailable("tempo_session");
+            PaymentError::new(PaymentErrorKind::Unavailable, "the chain is unavailable")
+        }
         _ => PaymentError::new(PaymentErrorKind::VerificationFailed, format!("chain refused: {e}")),
     }
 }

@@ -147,8 +147,10 @@ impl<C: TempoChain> TempoSession<C> {
         if !lock.still_held().await.map_err(unavailable)? {
             return Ok(Outcome::Busy);
         }
+        let since = crate::observe::channel_settlement_submitted("tempo");
         let mined = self.chain.send(self.config.escrow, input.into()).await;
         self.cache.forget(channel);
+        crate::observe::channel_settlement_done("tempo", since, mined.as_ref().is_ok_and(|m| m.success));
         let mined = mined?;
         if !mined.success {
             return Err(ChainError::new(ChainErrorKind::Rejected, "the settle transaction reverted"));
