@@ -13,6 +13,7 @@ use crate::method::x402::error::{X402Error, X402ErrorKind};
 use crate::method::x402::offer::{EvmOffer, TransferMethod};
 use crate::method::x402::payload::ExactPayload;
 use crate::method::x402::token::{Token, X402Chain};
+use crate::method::x402::upto::settle::settled_without_sending;
 use crate::method::x402::upto::{UptoVerified, upto_nonce_used, upto_requirement};
 use crate::method::x402::verify::Verified;
 use crate::store::ChannelStore;
@@ -263,17 +264,8 @@ impl<C: X402Chain, S: ChannelStore> Facilitator<C, S> {
         verified: &UptoVerified,
         actual: Amount,
     ) -> Result<Settlement, X402Error> {
-        if let Some(done) = books.settled().await? {
+        if let Some(done) = settled_without_sending(books, verified, actual).await? {
             return Ok(done);
-        }
-        if actual > verified.max() {
-            return Err(X402Error::new(
-                X402ErrorKind::InvalidPayload,
-                format!("cannot settle {actual}: the permit allows {}", verified.max()),
-            ));
-        }
-        if actual.is_zero() {
-            return books.done(Amount::ZERO, None).await;
         }
         let a = &verified.payload().permit2_authorization;
         let offered = upto_requirement(verified.offer(), a.witness.facilitator);

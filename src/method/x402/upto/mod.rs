@@ -21,7 +21,7 @@ mod contracts;
 mod digest;
 mod method;
 mod payload;
-mod settle;
+pub(crate) mod settle;
 mod verify;
 
 use alloy::primitives::{Address, address};

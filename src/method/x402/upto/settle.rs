@@ -48,18 +48,8 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
         verified: &UptoVerified,
         actual: Amount,
     ) -> Result<Settlement, X402Error> {
-        if let Some(done) = books.settled().await? {
+        if let Some(done) = settled_without_sending(books, verified, actual).await? {
             return Ok(done);
-        }
-        if actual > verified.max() {
-            return Err(X402Error::new(
-                X402ErrorKind::InvalidPayload,
-                format!("cannot settle {actual}: the permit allows {}", verified.max()),
-            ));
-        }
-        if actual.is_zero() {
-            // Nothing delivered, nothing sent: the permit lapses unused.
-            return books.done(Amount::ZERO, None).await;
         }
         let a = &verified.payload().permit2_authorization;
         if self.chain.sender() != a.witness.facilitator {
@@ -120,6 +110,30 @@ impl<C: X402Chain, S: ChannelStore> ProxySettler<C, S> {
         }
         Err(failed("settle was refused twice"))
     }
+}
+
+/// What an upto settlement answers before anything is sent, by the seller's key or a
+/// facilitator alike: the recorded settlement of an earlier attempt, a refusal of more than
+/// the permit allows, or (nothing delivered) a settlement of nothing, with no transaction —
+/// the permit lapses unused. `None`: `actual` is to be sent.
+pub(crate) async fn settled_without_sending<S: ChannelStore>(
+    books: &Books<'_, S>,
+    verified: &UptoVerified,
+    actual: Amount,
+) -> Result<Option<Settlement>, X402Error> {
+    if let Some(done) = books.settled().await? {
+        return Ok(Some(done));
+    }
+    if actual > verified.max() {
+        return Err(X402Error::new(
+            X402ErrorKind::InvalidPayload,
+            format!("cannot settle {actual}: the permit allows {}", verified.max()),
+        ));
+    }
+    if actual.is_zero() {
+        return books.done(Amount::ZERO, None).await.map(Some);
+    }
+    Ok(None)
 }
 
 fn pending(detail: &'static str) -> X402Error {
