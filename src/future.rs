@@ -184,6 +184,9 @@ where
                         return Poll::Ready(Ok(bad_gateway()));
                     }
                     let bytes = std::mem::take(read).freeze();
+                    // Held whole and settled before it goes out: no deadline cuts it (see
+                    // `Grant::settle_by`).
+                    paid.paid.grant.take_settle_by();
                     let metering = Box::new(Metering::new(&head, *paid));
                     let (source, out) = (Full::new(bytes), BytesMut::new());
                     this.state.set(State::Settling { head: Some(head), metering, source, out, failure: None });

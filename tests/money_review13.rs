@@ -404,15 +404,14 @@ async fn finding_05_an_upto_payer_who_burns_the_permit2_nonce_mid_stream_is_not_
     assert!(matches!(outcome, Some(Err(_))), "a payment that moved nothing is not recorded as settled: {outcome:?}");
 }
 
-/// Finding 06 (not fixed, see the report): an x402 `upto` stream has no end tied to its
-/// permit's deadline. Verification asks only that the deadline be `settle_margin` away;
-/// the settlement runs when the stream ends, which the payer controls (a slow or paused
-/// reader holds it open, and a long completion takes longer than 30 s anyway). Past the
-/// deadline Permit2 refuses the settle: everything delivered goes unpaid. A fix ends the
-/// stream (cleanly, like a spent budget) `settle_margin` before the permit's deadline, so
-/// that what it delivered settles in time.
+/// Finding 06: an x402 `upto` stream had no end tied to its permit's deadline.
+/// Verification asked only that the deadline be `settle_margin` away; the settlement ran
+/// when the stream ended, which the payer controls (a slow or paused reader holds it open,
+/// and a long completion takes longer than 30 s anyway). Past the deadline Permit2 refuses
+/// the settle: everything delivered went unpaid. The grant now says when it must settle
+/// (`Grant::settle_by`, `settle_margin` before the deadline): the stream ends there cleanly
+/// and what it delivered settles in time.
 #[tokio::test]
-#[ignore = "finding 06: an upto stream that outlives its permit's deadline is delivered unpaid"]
 async fn finding_06_an_upto_stream_held_past_its_permit_deadline_is_still_paid() {
     use alloy::primitives::U256;
     use http_body_util::BodyExt;
@@ -430,4 +429,28 @@ async fn finding_06_an_upto_stream_held_past_its_permit_deadline_is_still_paid()
     let outcome = upto.next_settlement().await;
     assert!(matches!(outcome, Some(Ok(_))), "the delivered event settles: {outcome:?}");
     assert_eq!(upto.balances().await, (before.0 + PER_EVENT, before.1 - PER_EVENT), "one event paid");
+}
+
+/// Finding 06, the client that stops reading: a body nobody polls cannot end itself, so
+/// the stream's account is held by a watchdog between polls, which releases it at the
+/// deadline; the settlement lands while the payer still holds the connection open.
+#[tokio::test]
+async fn finding_06_an_upto_payer_who_stops_reading_cannot_hold_the_settlement_past_the_deadline() {
+    use alloy::primitives::U256;
+    use http_body_util::BodyExt;
+
+    let mut upto = Upto::start(2).await;
+    let nonce = (U256::from(x402_support::unix_now()) << 64) + U256::from(9);
+    let payment = upto.payment(nonce, x402_support::unix_now() + 4);
+    let before = upto.balances().await;
+    let body = upto.first_event(payment).await;
+    // The body is held, never polled, until the settlement is over.
+    let outcome = upto.next_settlement().await;
+    assert!(matches!(outcome, Some(Ok(_))), "the delivered event settles without the body: {outcome:?}");
+    assert_eq!(upto.balances().await, (before.0 + PER_EVENT, before.1 - PER_EVENT), "one event paid");
+    // The stream is over when the payer looks again: its receipt, and no more content.
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(60), body.collect()).await.unwrap().unwrap();
+    let rest = String::from_utf8_lossy(&rest.to_bytes()).into_owned();
+    assert!(!rest.contains("\"n\":1"), "nothing more is delivered: {rest:?}");
+    assert!(rest.contains("payment-receipt"), "the stream ends with its receipt: {rest:?}");
 }

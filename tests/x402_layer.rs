@@ -858,6 +858,43 @@ async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() 
     paid.no_settlement();
 }
 
+/// A Permit settles at the end of the stream, with the permit: a payer who stops reading
+/// mid-stream must not hold the settlement past the permit's deadline (Permit refuses it
+/// then, and the content would be free). The stream's account is released at the
+/// deadline less the settle margin (30 s here) without the body being polled.
+#[tokio::test]
+async fn a_permit_stream_whose_client_stops_reading_settles_before_the_permit_lapses() {
+    let world = World::new().await;
+    let (_never, wait) = tokio::sync::oneshot::channel::<()>();
+    let hold = Some(Arc::new(std::sync::Mutex::new(Some(wait))));
+    let route = Route { content_type: "text/event-stream", body: STREAM, hold, ..Route::default() };
+    let mut paid = Paid::start_with(&world, world.permit_offer(0), route).await;
+    let requirement = paid.requirement().await;
+    let before = balances(&world).await;
+    // Valid 33 s: the response must be over 3 s from now, 30 s before the permit lapses.
+    let deadline = x402_support::unix_now() + 33;
+    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, deadline);
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "api.test")
+        .header(PAYMENT_SIGNATURE, v2_header(&requirement, &permit))
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = paid.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
+    // The body is held open and never polled until the settlement is over.
+    let settlement = paid.next_settlement().await.expect("delivered: settled").expect("on chain");
+    assert!(x402_support::unix_now() <= deadline, "settled while the permit was valid");
+    assert_eq!(settlement.amount, Amount::new(first.len() as u128), "the one event it received, per byte");
+    assert_eq!(balances(&world).await, (before.0 + first.len() as u128, before.1 - first.len() as u128));
+    // Looking again, the payer finds the stream over: its receipt, no more content.
+    let rest = tokio::time::timeout(Duration::from_secs(60), body.collect()).await.unwrap().unwrap().to_bytes();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("event: payment-receipt") && !rest.contains("data: {\"id"), "{rest}");
+    paid.no_settlement();
+}
+
 #[tokio::test]
 async fn a_stream_whose_settlement_outlasts_the_wait_ends_with_a_pending_receipt_and_settles_later() {
     let world = World::new().await;

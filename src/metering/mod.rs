@@ -11,6 +11,7 @@ mod paid;
 mod pause;
 mod policy;
 pub(crate) mod prepay;
+mod settle_by;
 mod watchdog;
 
 use std::collections::VecDeque;
@@ -35,6 +36,7 @@ use account::{Account, LeaseLost, Release};
 use cutter::{Cut, EventCutter, Framing};
 use growth::{Grown, Growth};
 use pause::Pause;
+use settle_by::SettleBy;
 
 pub(crate) use paid::{Paid, ProofWait, Reserved};
 pub(crate) use policy::StreamPolicy;
@@ -122,6 +124,8 @@ pub(crate) struct Metering<M, St: ChannelStore> {
     content_ready: bool,
     /// Its span and series (empty without `tracing` and `metrics`).
     observed: Observed,
+    /// When the payment must be settled by (see [`Grant::settle_by`]).
+    settle_by: Option<SettleBy<St>>,
 }
 
 /// A stream's [`Grant::before_content`] settlement: not started, or under way.
@@ -138,6 +142,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         // A plain answer is held whole and settled at its end, and a gRPC stream has no
         // event to end with a refused proof: only SSE is gated.
         let gate = grant.take_gate().filter(|_| is_event_stream(&head.headers)).map(Gating::Ready);
+        let settle_by = grant.take_settle_by().map(SettleBy::at);
         let first = meter.on_response(head);
         let waiting = Some(Cost::of(&quote.price, first));
         Metering {
@@ -161,6 +166,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             gate,
             content_ready: false,
             observed,
+            settle_by,
         }
     }
 
@@ -226,6 +232,25 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     }
 
     pub(crate) fn poll_frame<B>(
+        &mut self,
+        inner: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        if self.settle_by.is_none() {
+            return self.poll_metered(inner, cx);
+        }
+        // Between polls the account is the settle-by watchdog's (see `settle_by`).
+        self.unpark();
+        let polled = self.poll_metered(inner, cx);
+        self.park(cx);
+        polled
+    }
+
+    fn poll_metered<B>(
         &mut self,
         mut inner: Pin<&mut B>,
         cx: &mut Context<'_>,
@@ -360,6 +385,12 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     return Poll::Pending;
                 }
                 Step::Streaming => {
+                    if self.settle_by_passed(cx) {
+                        // The payment must settle now: deliver nothing more.
+                        self.settle_by = None;
+                        self.cut_off();
+                        continue;
+                    }
                     if let Some(cost) = self.waiting {
                         self.settle_waiting(cost);
                         continue;

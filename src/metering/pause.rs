@@ -37,7 +37,8 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     /// a voucher (sessions, event streams) or end the stream.
     pub(super) fn on_short(&mut self, state: ChannelState, need: Amount) {
         // Only SSE carries the need-voucher event: other streams end.
-        if self.grant.renewal() != Renewal::Voucher || !self.is_event_stream() {
+        // A payment that must settle by a deadline cannot wait for a voucher either.
+        if self.grant.renewal() != Renewal::Voucher || !self.is_event_stream() || self.settle_by.is_some() {
             return self.cut_off();
         }
         let Some(account) = self.account.take() else { return self.cut_off() };
@@ -62,7 +63,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                 let _inside = runtime.enter();
                 let deadline = crate::clock::after(self.policy.pause_deadline);
                 let watchdog =
-                    Watchdog::start(account, self.grant.channel().clone(), state.version, deadline, &runtime);
+                    Watchdog::start(account, Some((self.grant.channel().clone(), state.version)), deadline, &runtime);
                 self.pause = Some(Pause {
                     deadline: Box::pin(sleep_until(deadline)),
                     keep_alive: Box::pin(sleep_until(crate::clock::after(self.policy.keep_alive))),
@@ -133,12 +134,23 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         self.cut_off();
     }
 
-    /// The pause's watchdog released the account (deadline, closed channel): end the
-    /// stream and wait for that release.
-    fn cut_off_released(&mut self, release: Release) {
+    /// A watchdog released the account (a pause's deadline, a closed channel, a payment's
+    /// settle-by deadline): end the stream and wait for that release, or for the proof of
+    /// the settlement it runs.
+    pub(super) fn cut_off_released(&mut self, release: Release) {
         self.end_cleanly();
-        self.observed.ended("cutoff");
-        self.step = Step::Releasing(release);
+        self.step = match self.proving.take() {
+            Some(wait) => {
+                // The release settles on its own; `Step::Proving` reports the outcome.
+                drop(release);
+                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(super::PROOF_WAIT)));
+                Step::Proving { wait, deadline }
+            }
+            None => {
+                self.observed.ended("cutoff");
+                Step::Releasing(release)
+            }
+        };
     }
 
     fn end_cleanly(&mut self) {

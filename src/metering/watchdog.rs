@@ -1,8 +1,9 @@
-//! The wall-clock deadline of a paused stream.
+//! The wall-clock deadline of a paused stream, or of a payment that must settle in time.
 //!
-//! A paused body only runs when its client polls it, and a client that stops reading
-//! stops polling. So while a stream is paused its [`Account`] is held by a watchdog task
-//! instead: at the deadline, or as soon as the channel is finalized, the task releases it
+//! A body only runs when its client polls it, and a client that stops reading stops
+//! polling. So while a stream is paused (or, for a grant that must settle by a deadline,
+//! between any two polls) its [`Account`] is held by a watchdog task instead: at the
+//! deadline, or as soon as a watched channel is finalized, the task releases it
 //! (committing what was delivered) unless the body took it back first. Whoever takes the
 //! account out of the shared slot releases it, so the release happens exactly once.
 //!
@@ -62,12 +63,11 @@ pub(super) enum Taken<St: ChannelStore> {
 }
 
 impl<St: ChannelStore> Watchdog<St> {
-    /// Takes charge of `account`, paused on `channel` at state version `seen`, until
-    /// `deadline`. Spawned on `runtime`.
+    /// Takes charge of `account` until `deadline`, watching `channel` (paused on it at state
+    /// version `seen`) for a finalize if given. Spawned on `runtime`.
     pub(super) fn start(
         account: Account<St>,
-        channel: ChannelId,
-        seen: u64,
+        watched_channel: Option<(ChannelId, u64)>,
         deadline: Instant,
         runtime: &Handle,
     ) -> Self {
@@ -76,11 +76,17 @@ impl<St: ChannelStore> Watchdog<St> {
         let watched = slot.clone();
         let task = runtime.spawn(async move {
             let mut deadline = pin!(sleep_until(deadline));
-            let mut seen = seen;
+            let (channel, mut seen) = watched_channel.unzip();
             // Every change wakes it (a voucher, another stream); only a finalize, a store
             // failure, a lost lease or the deadline ends the wait.
             loop {
-                let mut changed = pin!(store.changed(&channel, seen));
+                let (store, channel) = (&store, channel.as_ref());
+                let mut changed = pin!(async move {
+                    match (channel, seen) {
+                        (Some(channel), Some(seen)) => store.changed(channel, seen).await,
+                        _ => std::future::pending().await,
+                    }
+                });
                 let woke = poll_fn(|cx| {
                     if deadline.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Woke::End);
@@ -107,7 +113,7 @@ impl<St: ChannelStore> Watchdog<St> {
                 })
                 .await;
                 match woke {
-                    Woke::Changed(version) => seen = version,
+                    Woke::Changed(version) => seen = Some(version),
                     Woke::End => break,
                 }
             }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use super::Proof;
 use crate::amount::Amount;
@@ -27,6 +28,7 @@ pub struct Grant {
     // Boxed: most grants prove nothing, and `Verified` carries a grant by value.
     pending_proof: Option<Box<Proof>>,
     gate: Option<Gate>,
+    settle_by: Option<SystemTime>,
 }
 
 /// A settlement under way, whose outcome the response reports.
@@ -82,6 +84,7 @@ impl Grant {
             reserve_whole: None,
             pending_proof: None,
             gate: None,
+            settle_by: None,
         }
     }
 
@@ -244,6 +247,51 @@ impl Grant {
         self
     }
 
+    /// The payment must be settled by `at` (a permit's deadline less the time its
+    /// settlement takes): the response is over by then, whatever its client does.
+    ///
+    /// - A stream still running at `at` ends there cleanly, as when its budget runs out
+    ///   (an SSE stream with the meter's ending and its receipt), and what it delivered
+    ///   is released at once, so the [settled hook](Self::on_settled) runs in time.
+    /// - A client that stops reading does not hold the payment past `at`: between polls the
+    ///   response's account is held by a timer task that releases it at `at` on its own.
+    /// - A plain answer held whole until it settles ([`proven_by`](Self::proven_by)) is not
+    ///   cut: it is settled before any of it goes out, and a settlement that comes too late
+    ///   fails and delivers nothing.
+    ///
+    /// A stream paid this way is never paused for a voucher: it ends when its headroom does.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tollgate::method::{Grant, Renewal};
+    /// use tollgate::store::ChannelId;
+    /// use tollgate::wire::mpp::Receipt;
+    ///
+    /// let deadline = SystemTime::now() + Duration::from_secs(300);
+    /// let margin = Duration::from_secs(30);
+    /// let grant = Grant::new(ChannelId::new("permit-1"), Renewal::Never, Receipt::new("demo", "permit-1"))
+    ///     .on_settled(|settled| {
+    ///         // Pull `settled.used` with the permit here, before its deadline.
+    ///         let _ = settled;
+    ///     })
+    ///     .settle_by(deadline - margin);
+    /// assert!(grant.settlement_deadline().is_some());
+    /// ```
+    pub fn settle_by(mut self, at: SystemTime) -> Self {
+        self.settle_by = Some(at);
+        self
+    }
+
+    /// What [`settle_by`](Self::settle_by) set.
+    pub fn settlement_deadline(&self) -> Option<SystemTime> {
+        self.settle_by
+    }
+
+    /// Hands the settlement deadline to the metering body that keeps it.
+    pub(crate) fn take_settle_by(&mut self) -> Option<SystemTime> {
+        self.settle_by.take()
+    }
+
     /// The settlement to make before the first content of a stream, if any.
     pub(crate) fn take_gate(&mut self) -> Option<Gate> {
         self.gate.take()
@@ -278,6 +326,7 @@ impl fmt::Debug for Grant {
             .field("reserve_whole", &self.reserve_whole)
             .field("pending_proof", &self.pending_proof)
             .field("gate", &self.gate.as_ref().map(|_| "<fn>"))
+            .field("settle_by", &self.settle_by)
             .finish()
     }
 }

@@ -58,7 +58,12 @@ async fn x402_clients_and_mppx_pay_the_same_route_of_the_proxy() {
     let stack = Stack::start(&config, options()).await.unwrap();
     assert_eq!(stack.payee.address(), world.payee.address());
     let settings = PaymentSettings {
-        x402: Some(X402Settings { offer: world.offer(0), rpc_url: world.rpc_url(), facilitator: None }),
+        x402: Some(X402Settings {
+            offer: world.offer(0),
+            rpc_url: world.rpc_url(),
+            facilitator: None,
+            settle_margin: tollgate::method::x402::DEFAULT_SETTLE_MARGIN_SECS,
+        }),
         ..stack.settings.clone()
     };
     let proxy = Proxy::build(&config, &settings, true, None).expect("proxy builds");
@@ -108,7 +113,12 @@ async fn the_x402_upto_client_pays_the_proxy_exactly_the_metered_tokens() {
     let settings = PaymentSettings {
         realm: config.server.realm.clone(),
         payee: world.payee.clone(),
-        x402: Some(X402Settings { offer: world.offer(0), rpc_url: world.rpc_url(), facilitator: None }),
+        x402: Some(X402Settings {
+            offer: world.offer(0),
+            rpc_url: world.rpc_url(),
+            facilitator: None,
+            settle_margin: tollgate::method::x402::DEFAULT_SETTLE_MARGIN_SECS,
+        }),
         x402_upto: true,
         ..settings()
     };
@@ -144,4 +154,38 @@ async fn the_x402_upto_client_pays_the_proxy_exactly_the_metered_tokens() {
     assert_eq!(paid, metered, "exactly the metered tokens: {body}");
     assert!(paid > 0 && paid < maximum, "{paid} of at most {maximum}");
     assert_eq!(world.balance(world.payer.address()).await, before.1 - metered);
+}
+
+/// `[x402]` refuses what would lose money at settlement, at start-up: a Permit settled with
+/// the payee key but paying someone else (the permit's spender must send the transfer), or
+/// a settle margin that leaves a payment no time to serve. The timeout and margin it takes
+/// reach the offer and the methods.
+#[test]
+fn x402_settings_refuse_a_permit_the_payee_cannot_spend_and_a_margin_without_serving_time() {
+    let payee = alloy::signers::local::PrivateKeySigner::random();
+    let section = |extra: &str| {
+        config(&format!(
+            "[x402]\nchain_id = 8453\nrpc_url = \"http://127.0.0.1:9\"\n\
+             asset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"\nname = \"USD Coin\"\nversion = \"2\"\n{extra}"
+        ))
+        .x402
+        .expect("an [x402] section")
+    };
+    let other = "pay_to = \"0x209693Bc6afc0C5328bA36FaF03C514EF312287C\"";
+    let error = section(&format!("transfer_method = \"permit\"\n{other}")).settings(&payee).unwrap_err();
+    assert!(error.contains("pay_to must be the payee"), "{error}");
+    // A facilitator spends the permit itself; EIP-3009 may be sent by anyone.
+    let facilitated = format!("transfer_method = \"permit\"\n{other}\nfacilitator_url = \"http://127.0.0.1:9\"");
+    assert!(section(&facilitated).settings(&payee).is_ok());
+    assert!(section(other).settings(&payee).is_ok());
+
+    let error = section("max_timeout_seconds = 60\nsettle_margin_seconds = 60").settings(&payee).unwrap_err();
+    assert!(error.contains("settle_margin_seconds"), "{error}");
+    let settings = section("max_timeout_seconds = 600\nsettle_margin_seconds = 45").settings(&payee).unwrap();
+    assert_eq!((settings.offer.timeout_seconds(), settings.settle_margin), (600, 45));
+    let defaults = section("").settings(&payee).unwrap();
+    assert_eq!(
+        (defaults.offer.timeout_seconds(), defaults.settle_margin),
+        (tollgate::method::x402::DEFAULT_MAX_TIMEOUT_SECONDS, tollgate::method::x402::DEFAULT_SETTLE_MARGIN_SECS)
+    );
 }

@@ -95,6 +95,13 @@ pub struct X402Config {
     pub transfer_method: String,
     /// An x402 facilitator's base URL; absent: the proxy settles with the payee's key.
     pub facilitator_url: Option<String>,
+    /// How long a signed payment stays valid (the offer's `maxTimeoutSeconds`; default 300).
+    pub max_timeout_seconds: Option<u64>,
+    /// How long before a payment lapses the response must be over, for its settlement to
+    /// land (default 30). A `permit` or `upto` completion still running then ends there
+    /// (`finish_reason: "length"`) and settles what it delivered: a client's payment buys
+    /// `max_timeout_seconds - settle_margin_seconds` of streaming at most.
+    pub settle_margin_seconds: Option<u64>,
 }
 
 impl X402Config {
@@ -118,13 +125,29 @@ impl X402Config {
             "upto" => TransferMethod::Eip3009,
             other => return Err(format!("x402 transfer_method {other:?}: eip3009, permit or upto")),
         };
+        // A permit names its spender (payTo); settling it with the payee key needs them equal.
+        if method == TransferMethod::Permit && self.facilitator_url.is_none() && pay_to != payee.address() {
+            return Err("x402 transfer_method \"permit\" settled with the payee key: pay_to must be the payee's \
+                        address (the permit's spender sends the transfer)"
+                .into());
+        }
+        let timeout = self.max_timeout_seconds.unwrap_or(tollgate::method::x402::DEFAULT_MAX_TIMEOUT_SECONDS);
+        let settle_margin = self.settle_margin_seconds.unwrap_or(tollgate::method::x402::DEFAULT_SETTLE_MARGIN_SECS);
+        if settle_margin >= timeout {
+            return Err(format!(
+                "x402 settle_margin_seconds ({settle_margin}) must be below max_timeout_seconds ({timeout}): \
+                 a payment must leave time to serve"
+            ));
+        }
         let asset = address(&self.asset, "asset")?;
         let offer = EvmOffer::new(self.chain_id, asset, &self.name, &self.version, pay_to, tollgate::Amount::ZERO)
-            .transfer_method(method);
+            .transfer_method(method)
+            .max_timeout_seconds(timeout);
         Ok(super::payment::X402Settings {
             offer,
             rpc_url: self.rpc_url.clone(),
             facilitator: self.facilitator_url.clone(),
+            settle_margin,
         })
     }
 }

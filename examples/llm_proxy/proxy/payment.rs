@@ -100,6 +100,8 @@ pub struct X402Settings {
     pub rpc_url: String,
     /// An x402 facilitator's base URL; `None`: the proxy settles with the payee's key.
     pub facilitator: Option<String>,
+    /// Seconds before a payment lapses by which its response must be over.
+    pub settle_margin: u64,
 }
 
 /// How the proxy settles x402 payments.
@@ -128,7 +130,9 @@ fn x402_method(settings: &PaymentSettings, store: &ProxyStore) -> Result<X402, S
         if x402.facilitator.is_some() {
             return Err("x402 upto: the proxy settles it with the payee key; remove facilitator_url".into());
         }
-        let method = X402Upto::new(x402.offer.clone(), chain, store.clone()).on_settlement(log_settlement);
+        let method = X402Upto::new(x402.offer.clone(), chain, store.clone())
+            .settle_margin(x402.settle_margin)
+            .on_settlement(log_settlement);
         return Ok(Some(Arc::new(super::x402::ProxyX402::Upto(method))));
     }
     let settler = match &x402.facilitator {
@@ -137,7 +141,9 @@ fn x402_method(settings: &PaymentSettings, store: &ProxyStore) -> Result<X402, S
         ),
         None => X402Settler::OnChain(OnChainSettler::new(chain.clone(), store.clone())),
     };
-    let method = X402Exact::new(x402.offer.clone(), chain, settler).on_settlement(log_settlement);
+    let method = X402Exact::new(x402.offer.clone(), chain, settler)
+        .settle_margin(x402.settle_margin)
+        .on_settlement(log_settlement);
     Ok(Some(Arc::new(super::x402::ProxyX402::Exact(method))))
 }
 

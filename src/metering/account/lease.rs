@@ -85,6 +85,11 @@ impl Keeper {
         self.lost
     }
 
+    /// Whether a renewal is under way (its answer wakes whoever polled it last).
+    pub(crate) fn is_renewing(&self) -> bool {
+        self.renewing.is_some()
+    }
+
     /// The last figure the store acknowledged.
     pub(crate) fn renewed(&self) -> Delivered {
         self.renewed

@@ -148,6 +148,11 @@ impl<St: ChannelStore> Account<St> {
         polled
     }
 
+    /// Whether a renewal of the lease is under way: its holder must keep polling it.
+    pub(crate) fn is_renewing(&self) -> bool {
+        self.keeper.is_renewing()
+    }
+
     /// The store answered that the lease is gone (reclaimed, or released elsewhere): it
     /// charged the last renewed figure, so that is what this response used as far as the
     /// settled hook is concerned, and the release that follows changes nothing in the store.

@@ -173,6 +173,7 @@ where
             verify::verify_in(&self.chain, store, &offer, verify.payload, rule, verify::unix_now(), self.settle_margin)
                 .await?;
         let payer = verified.payer().to_checksum(None);
+        let valid_before = verified.payload().authorization.valid_before;
         let receipt = Receipt::new("x402", verified.claim().to_string());
         let grant = Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(payer);
         let header = match verify.presented {
@@ -184,7 +185,11 @@ where
         let grant = grant.proven_by(settled.pending(), move |used| settled.run(used));
         Ok(Verified::Serve(match offer.method() {
             TransferMethod::Eip3009 => grant.before_content(gate),
-            TransferMethod::Permit => grant,
+            // Settled at the end with the permit: the response must be over before it lapses.
+            TransferMethod::Permit => match verify::settle_by(valid_before, self.settle_margin) {
+                Some(at) => grant.settle_by(at),
+                None => grant,
+            },
         }))
     }
 }

@@ -257,6 +257,13 @@ pub fn claim_id(offer: &EvmOffer, authorization: &Authorization) -> ChannelId {
     claim::claim_id(offer.method(), offer.chain_id(), offer.asset(), authorization.from, authorization.nonce)
 }
 
+/// When a response paid with an authorization valid until `valid_until` (unix seconds) must
+/// be over so that its settlement lands in time: `settle_margin` seconds earlier. `None`
+/// for a date too far to be represented (it never comes).
+pub(crate) fn settle_by(valid_until: u64, settle_margin: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(std::time::Duration::from_secs(valid_until.saturating_sub(settle_margin)))
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }

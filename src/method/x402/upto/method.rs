@@ -189,8 +189,13 @@ where
         let verified =
             verify::verify_in(&self.chain, store, &offer, facilitator, verify.payload, now, self.settle_margin).await?;
         let receipt = Receipt::new("x402", verified.claim().to_string());
-        let grant =
+        let mut grant =
             Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(verified.payer().to_checksum(None));
+        // Settled at the end with the permit: the response must be over before it lapses.
+        let deadline = verified.payload().permit2_authorization.deadline;
+        if let Some(at) = crate::method::x402::verify::settle_by(deadline, self.settle_margin) {
+            grant = grant.settle_by(at);
+        }
         let (settler, observer) = (self.settler.clone(), self.observer.clone());
         Ok(Verified::Serve(grant.on_settled(move |settled| {
             let Some(actual) = settle_amount(&verified, &settled) else {
