@@ -19,8 +19,12 @@ use tollgate::wire::mpp::{Challenge, Credential, Receipt};
 use tollgate::{Amount, PaymentError, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-/// Bench-only method: every credential draws on one pre-funded account.
-struct Funded;
+/// Bench-only method: every credential draws on one pre-funded account; `settle_by`: its
+/// grant must settle within an hour (as an x402 permit's), so the stream parks its account
+/// with a watchdog between polls.
+struct Funded {
+    settle_by: bool,
+}
 
 impl PaymentMethod for Funded {
     type Request = serde_json::Value;
@@ -36,7 +40,11 @@ impl PaymentMethod for Funded {
         _: Verify<'_, serde_json::Value, serde_json::Value>,
         _: &St,
     ) -> Result<Verified, PaymentError> {
-        Ok(Verified::Serve(Grant::new(ChannelId::new("bench"), Renewal::Never, Receipt::new("bench", "bench"))))
+        let grant = Grant::new(ChannelId::new("bench"), Renewal::Never, Receipt::new("bench", "bench"));
+        Ok(Verified::Serve(match self.settle_by {
+            true => grant.settle_by(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)),
+            false => grant,
+        }))
     }
 }
 
@@ -77,9 +85,16 @@ fn bench(c: &mut Criterion) {
         .block_on(store.open(&ChannelId::new("bench"), Amount::new(u128::MAX >> 8), Amount::new(u128::MAX >> 8)))
         .unwrap();
     let price = Price::tokens(Rate::new(Amount::new(15), 100), Rate::new(Amount::new(60), 100));
-    let layer = PaymentLayer::new(Funded, store, "bench", Secret::new("bench-secret-of-at-least-32-bytes"))
-        .pricing(Quote::new(price))
-        .meter(OpenAiTokenMeter::default());
+    let layer = |settle_by: bool| {
+        PaymentLayer::new(
+            Funded { settle_by },
+            store.clone(),
+            "bench",
+            Secret::new("bench-secret-of-at-least-32-bytes"),
+        )
+        .pricing(Quote::new(price.clone()))
+        .meter(OpenAiTokenMeter::default())
+    };
 
     let mut group = c.benchmark_group("sse_stream");
     for (frames, per_frame) in [(64, 1), (512, 1), (64, 16), (512, 16)] {
@@ -96,29 +111,31 @@ fn bench(c: &mut Criterion) {
             })
         });
 
-        let inner = prepared.clone();
-        let svc = ServiceBuilder::new().layer(layer.clone()).service(service_fn(
-            move |_req: Request<tollgate::RequestBody<Empty<Bytes>>>| {
-                let frames = inner.clone();
-                async move { Ok::<_, Infallible>(sse(frames)) }
-            },
-        ));
-        let first = runtime.block_on(svc.clone().oneshot(Request::new(Empty::new()))).unwrap();
-        let challenge = Challenge::parse_all(first.headers().get_all(header::WWW_AUTHENTICATE)).unwrap().remove(0);
-        let authorization = Credential { challenge, payload: json!({}), source: None }.to_header_value();
-        group.bench_function(BenchmarkId::new("metered_openai", &id), |b| {
-            b.to_async(&runtime).iter(|| {
-                let mut svc = svc.clone();
-                let authorization = authorization.clone();
-                async move {
-                    let request =
-                        Request::builder().header(header::AUTHORIZATION, authorization).body(Empty::new()).unwrap();
-                    let response = svc.ready().await.unwrap().call(request).await.unwrap();
-                    let body = response.into_body().collect().await.unwrap().to_bytes();
-                    assert!(body.len() > bytes, "stream plus receipt");
-                }
-            })
-        });
+        for (name, settle_by) in [("metered_openai", false), ("metered_openai_settle_by", true)] {
+            let inner = prepared.clone();
+            let svc = ServiceBuilder::new().layer(layer(settle_by)).service(service_fn(
+                move |_req: Request<tollgate::RequestBody<Empty<Bytes>>>| {
+                    let frames = inner.clone();
+                    async move { Ok::<_, Infallible>(sse(frames)) }
+                },
+            ));
+            let first = runtime.block_on(svc.clone().oneshot(Request::new(Empty::new()))).unwrap();
+            let challenge = Challenge::parse_all(first.headers().get_all(header::WWW_AUTHENTICATE)).unwrap().remove(0);
+            let authorization = Credential { challenge, payload: json!({}), source: None }.to_header_value();
+            group.bench_function(BenchmarkId::new(name, &id), |b| {
+                b.to_async(&runtime).iter(|| {
+                    let mut svc = svc.clone();
+                    let authorization = authorization.clone();
+                    async move {
+                        let request =
+                            Request::builder().header(header::AUTHORIZATION, authorization).body(Empty::new()).unwrap();
+                        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+                        let body = response.into_body().collect().await.unwrap().to_bytes();
+                        assert!(body.len() > bytes, "stream plus receipt");
+                    }
+                })
+            });
+        }
     }
     group.finish();
 }
