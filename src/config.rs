@@ -42,6 +42,8 @@ impl Settings {
                 first_voucher_deadline: None,
                 keep_alive: Duration::from_secs(15),
                 max_event_bytes: 1 << 20,
+                held_answer_bytes: 8 << 20,
+                proof_wait: Duration::from_secs(30),
             },
             issued: IssuedChallenges::default(),
             encoded: Arc::default(),

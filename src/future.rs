@@ -27,11 +27,6 @@ use crate::wire::mpp::set_private_cache;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// The largest plain body held back while its payment settles (see
-/// [`Grant::proven_by`](crate::method::Grant::proven_by)); a longer one is not delivered,
-/// not charged, and answered `502`.
-pub(crate) const HELD_BODY_LIMIT: usize = 8 * 1024 * 1024;
-
 pin_project! {
     /// Response future of [`PaymentService`](crate::PaymentService).
     pub struct ResponseFuture<S, ReqB, Mt, St, ResB>
@@ -161,11 +156,13 @@ where
                         // Keep the lease alive while the answer is read (see `Calling`).
                         let _ = paid.account.poll_lease(cx);
                     }
+                    // A longer answer is not delivered, not charged, and answered `502`.
+                    let limit = paid.as_ref().map_or(0, |paid| paid.paid.policy.held_answer_bytes);
                     let whole = loop {
                         match ready!(body.as_mut().poll_frame(cx)) {
                             // Trailers of a held answer are not forwarded.
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(data) if read.len().saturating_add(data.len()) <= HELD_BODY_LIMIT => {
+                                Ok(data) if read.len().saturating_add(data.len()) <= limit => {
                                     read.extend_from_slice(&data)
                                 }
                                 Ok(_) => break false,

@@ -214,6 +214,22 @@ impl<M, St, P, MM> PaymentLayer<M, St, P, MM> {
         self
     }
 
+    /// The longest plain (non-SSE) answer held back whole while its payment settles, for a
+    /// payment method that proves its settlement ([`Grant::proven_by`](crate::method::Grant::proven_by),
+    /// x402 `exact`): default 8 MiB. A longer answer is not delivered, not charged, and
+    /// answered `502`; the layer holds at most this much per such response.
+    pub fn held_answer_limit(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.settings).policy.held_answer_bytes = bytes;
+        self
+    }
+
+    /// How long a response waits for its settlement's proof (default 30 s): past it, a
+    /// stream ends with a `pending` receipt and the settlement runs on.
+    pub fn proof_wait(mut self, wait: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).policy.proof_wait = wait;
+        self
+    }
+
     /// The store the layer keeps accounts in.
     pub fn store(&self) -> &Arc<St> {
         &self.store

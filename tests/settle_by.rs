@@ -3,6 +3,9 @@
 //! does. The stream ends at the deadline; a client that stops reading does not hold the
 //! release back; a plain answer held for its proof is never cut. Time is tokio's paused
 //! clock, so the deadlines are exact and nothing depends on the machine's speed.
+//!
+//! The same toy method checks the layer's two knobs for payments that prove their
+//! settlement: `held_answer_limit` and `proof_wait`.
 
 mod support;
 
@@ -27,8 +30,8 @@ use tower::ServiceExt;
 const DEPOSIT: u128 = 100;
 
 /// A one-shot payment that must settle by `payload.settleInMs` from now (negative: already
-/// past). It reports each response's settlement; `proven` grants also prove it (a plain
-/// answer is then held until it settled).
+/// past). It reports each response's settlement; `proven` grants also prove it, taking
+/// `payload.proofDelayMs` to (a plain answer is then held until it settled).
 #[derive(Clone)]
 struct Lapsing {
     settled: UnboundedSender<Settled>,
@@ -62,7 +65,9 @@ impl PaymentMethod for Lapsing {
         let grant = Grant::new(channel.clone(), Renewal::Never, Receipt::new("lapsing", channel.to_string()));
         let settled = self.settled.clone();
         let grant = if self.proven {
+            let delay = Duration::from_millis(verify.payload["proofDelayMs"].as_u64().unwrap_or_default());
             grant.proven_by(Proof::pending(json!({ "status": "pending" })), move |s: Settled| async move {
+                tokio::time::sleep(delay).await;
                 let used = s.used;
                 let _ = settled.send(s);
                 Proof::settled(json!({ "success": true, "amount": used.to_string() }))
@@ -99,10 +104,19 @@ struct Route {
 
 impl Route {
     fn new(inner: Inner, proven: bool) -> Route {
+        Route::configured(inner, proven, |layer| layer)
+    }
+
+    /// As [`new`](Route::new), with the layer's settings changed by `configure`.
+    fn configured(
+        inner: Inner,
+        proven: bool,
+        configure: impl FnOnce(PaymentLayer<Lapsing, MemoryStore>) -> PaymentLayer<Lapsing, MemoryStore>,
+    ) -> Route {
         let (settled_tx, settled) = unbounded_channel();
         let (feed_tx, feeds) = unbounded_channel::<Feed>();
         let method = Lapsing { settled: settled_tx, proven };
-        let layer = PaymentLayer::new(method, MemoryStore::new(), REALM, Secret::new(SECRET));
+        let layer = configure(PaymentLayer::new(method, MemoryStore::new(), REALM, Secret::new(SECRET)));
         let handler = move || {
             let feed_tx = feed_tx.clone();
             async move {
@@ -133,16 +147,20 @@ impl Route {
 
     /// Pays with a fresh nonce, to settle `settle_in_ms` from now; the paid response.
     async fn paid(&self, nonce: &str, settle_in_ms: i64) -> Response<Body> {
+        let response = self.paid_with(json!({ "nonce": nonce, "settleInMs": settle_in_ms })).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+    }
+
+    /// Pays with `payload` (see [`Lapsing`]); the paid response.
+    async fn paid_with(&self, payload: Value) -> Response<Body> {
         let unpaid = self.app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(unpaid.status(), StatusCode::PAYMENT_REQUIRED);
-        let payload = json!({ "nonce": nonce, "settleInMs": settle_in_ms });
         let request = Request::get("/")
             .header(header::AUTHORIZATION, credential(&challenge_of(&unpaid), payload))
             .body(Body::empty())
             .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response
+        self.app.clone().oneshot(request).await.unwrap()
     }
 
     async fn next_feed(&mut self) -> Feed {
@@ -246,4 +264,40 @@ async fn a_plain_answer_held_for_its_proof_is_never_cut_by_the_deadline() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"the whole answer");
     assert_eq!(route.next_settled().await.used, Amount::new(body.len() as u128), "every byte, once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_answer_longer_than_the_held_answer_limit_is_a_502_and_charges_nothing() {
+    // "the whole answer" is 16 bytes.
+    let limit = |limit: usize| move |layer: PaymentLayer<Lapsing, MemoryStore>| layer.held_answer_limit(limit);
+    let mut route = Route::configured(Inner::Plain { delay: Duration::ZERO }, true, limit(15));
+    let response = route.paid_with(json!({ "nonce": "long", "settleInMs": 60_000 })).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!String::from_utf8_lossy(&body).contains("the whole answer"), "nothing is delivered");
+    assert_eq!(route.next_settled().await.used, Amount::ZERO, "nothing is charged");
+
+    let mut route = Route::configured(Inner::Plain { delay: Duration::ZERO }, true, limit(16));
+    let response = route.paid("fits", 60_000).await;
+    assert_eq!(&response.into_body().collect().await.unwrap().to_bytes()[..], b"the whole answer");
+    assert_eq!(route.next_settled().await.used, Amount::new(16));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_settlement_slower_than_the_proof_wait_ends_the_stream_pending_and_still_settles() {
+    let wait = |layer: PaymentLayer<Lapsing, MemoryStore>| layer.proof_wait(Duration::from_secs(2));
+    let mut route = Route::configured(Inner::Stream, true, wait);
+    let payload = json!({ "nonce": "slow", "settleInMs": 60_000, "proofDelayMs": 10_000 });
+    let response = route.paid_with(payload).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let feed = route.next_feed().await;
+    feed.send(Ok(Bytes::from("data: 0\n\n"))).unwrap();
+    assert_eq!(next_text(&mut body).await, "data: 0\n\n");
+    drop(feed);
+    let started = tokio::time::Instant::now();
+    let rest = rest_of(&mut body).await;
+    assert!(rest.contains("\"status\":\"pending\""), "the receipt says pending: {rest:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the 10 s settlement");
+    assert_eq!(route.next_settled().await.used, Amount::new(1), "the settlement ran on");
 }

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -42,10 +42,6 @@ pub(crate) use paid::{Paid, ProofWait, Reserved};
 pub(crate) use policy::StreamPolicy;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// How long a response waits for its settlement's proof before it reports it `pending`
-/// (the settlement itself runs on).
-pub(crate) const PROOF_WAIT: Duration = Duration::from_secs(30);
 
 enum Step {
     Streaming,
@@ -539,7 +535,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
         let release = self.account.take().map(Account::release);
         self.step = match (self.proving.take(), release) {
             (Some(wait), _) => {
-                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(PROOF_WAIT)));
+                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(self.policy.proof_wait)));
                 Step::Proving { wait, deadline }
             }
             (None, Some(release)) => Step::Releasing(release),

@@ -143,7 +143,7 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             Some(wait) => {
                 // The release settles on its own; `Step::Proving` reports the outcome.
                 drop(release);
-                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(super::PROOF_WAIT)));
+                let deadline = Box::pin(tokio::time::sleep_until(crate::clock::after(self.policy.proof_wait)));
                 Step::Proving { wait, deadline }
             }
             None => {

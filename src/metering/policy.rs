@@ -18,6 +18,10 @@ pub(crate) struct StreamPolicy {
     pub(crate) keep_alive: Duration,
     /// The longest SSE event the upstream may send, in bytes.
     pub(crate) max_event_bytes: usize,
+    /// The longest plain answer held back while its payment settles, in bytes.
+    pub(crate) held_answer_bytes: usize,
+    /// How long a response waits for its settlement's proof before it reports it `pending`.
+    pub(crate) proof_wait: Duration,
 }
 
 impl StreamPolicy {

@@ -111,11 +111,12 @@ impl Grant {
     /// settlement whose [`Proof`] the client gets.
     ///
     /// - A plain (non-SSE) 2xx response is held back: its body is read whole (up to the
-    ///   layer's body cap), metered and settled before the head goes out, which then
+    ///   layer's [`held_answer_limit`](crate::PaymentLayer::held_answer_limit)), metered and settled before the head goes out, which then
     ///   carries the proof's header; a [`Failed`](super::ProofStatus::Failed) proof answers
     ///   its error (`402`) and delivers nothing.
     /// - An SSE stream ends with a `payment-receipt` event carrying the proof's data; if the
-    ///   settlement takes longer than the layer's wait (30 s), it carries `pending` instead.
+    ///   settlement takes longer than the layer's
+    ///   [`proof_wait`](crate::PaymentLayer::proof_wait), it carries `pending` instead.
     ///
     /// The settlement runs to its end whether or not anyone waits for it (a client gone
     /// mid-stream still pays what it received), exactly once.
