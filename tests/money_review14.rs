@@ -4,6 +4,7 @@
 //! charged twice or not at all, or a server made to spin. Time is tokio's paused clock and
 //! the store a [`MemoryStore`] behind a [`FaultyStore`] that counts (and may delay) calls.
 
+#[allow(unused_macros)] // the store suite is not run here
 mod common;
 mod support;
 
@@ -47,6 +48,9 @@ struct Lapsing {
     proven: bool,
     renewal: Renewal,
     deposit: u128,
+    /// A settlement before the first content (`before_content`) that takes this long and
+    /// then refuses.
+    refusing_gate: Option<Duration>,
 }
 
 impl PaymentMethod for Lapsing {
@@ -91,6 +95,16 @@ impl PaymentMethod for Lapsing {
                 let _ = settled.send(s);
             })
         };
+        let grant = match self.refusing_gate {
+            Some(takes) => grant.before_content(move || async move {
+                tokio::time::sleep(takes).await;
+                Err(Proof::failed(
+                    PaymentError::new(PaymentErrorKind::VerificationFailed, "refused"),
+                    json!({ "success": false, "errorReason": "refused" }),
+                ))
+            }),
+            None => grant,
+        };
         Ok(Verified::Serve(grant.settle_by(at)))
     }
 }
@@ -117,12 +131,20 @@ struct Setup {
     proven: bool,
     renewal: Renewal,
     deposit: u128,
+    refusing_gate: Option<Duration>,
     store: Store,
 }
 
 impl Setup {
     fn new(kind: Kind) -> Self {
-        Setup { kind, proven: false, renewal: Renewal::Never, deposit: DEPOSIT, store: FaultyStore::new(MemoryStore::new()) }
+        Setup {
+            kind,
+            proven: false,
+            renewal: Renewal::Never,
+            deposit: DEPOSIT,
+            refusing_gate: None,
+            store: FaultyStore::new(MemoryStore::new()),
+        }
     }
 
     fn proven(mut self) -> Self {
@@ -131,10 +153,10 @@ impl Setup {
     }
 
     fn route(self) -> Route {
-        let Setup { kind, proven, renewal, deposit, store } = self;
+        let Setup { kind, proven, renewal, deposit, refusing_gate, store } = self;
         let (settled_tx, settled) = unbounded_channel();
         let (feed_tx, feeds) = unbounded_channel::<Feed>();
-        let method = Lapsing { settled: settled_tx, proven, renewal, deposit };
+        let method = Lapsing { settled: settled_tx, proven, renewal, deposit, refusing_gate };
         let layer = PaymentLayer::new(method, store.clone(), REALM, Secret::new(SECRET));
         let content_type = match kind {
             Kind::Sse => "text/event-stream",
@@ -488,4 +510,28 @@ async fn a_voucher_grant_with_a_deadline_ends_at_its_headroom_instead_of_pausing
     assert_eq!(delivered, 2, "what the deposit covers: {text:?}");
     assert_eq!(route.next_settled().await.expect("settled").used, Amount::new(2));
     drop((body, feed));
+}
+
+/// Finding 02 (low: no method of the crate gates and settles by a deadline at once, but
+/// `Grant` is public): a grant with both `before_content` and `settle_by`. The first event
+/// is charged when metered, then waits in `out` for the gate; the body parks meanwhile. If
+/// the deadline passes while the gate runs, the watchdog releases that charge; the gate
+/// then refuses and the event is dropped: charged, never delivered.
+#[tokio::test(start_paused = true)]
+async fn finding_02_content_held_by_a_gate_past_the_deadline_is_not_charged_when_the_gate_refuses() {
+    let mut setup = Setup::new(Kind::Sse);
+    setup.refusing_gate = Some(Duration::from_millis(SETTLE_IN_MS as u64 + 5_000));
+    let mut route = setup.route();
+    let (mut body, feed) = route.paid("gated").await;
+    feed.send(Ok(Bytes::from("data: 0\n\n"))).unwrap();
+    let (text, _, error) = drain(&mut body).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(!text.contains("data: 0"), "refused: nothing is delivered: {text:?}");
+    assert!(text.contains("refused"), "the refusal's proof goes out: {text:?}");
+    let settled = route.next_settled().await.expect("settled");
+    assert_eq!(settled.used, Amount::ZERO, "nothing delivered, nothing charged");
+    let state = route.state("gated").await;
+    assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO));
+    drop((body, feed));
+    assert!(route.settled.try_recv().is_err(), "settled exactly once");
 }

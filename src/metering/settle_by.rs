@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::watchdog::{Taken, Watchdog};
-use super::{Metering, Step};
+use super::{Gating, Metering, Step};
 use crate::meter::Meter;
 use crate::store::ChannelStore;
 
@@ -52,11 +52,12 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
 
     /// At the end of a poll: hands the account to the watchdog until the next one. Only a
     /// stream between frames does: a growth, a release or a renewal under way needs the
-    /// body to go on polling it. That includes the frame a stream ends on (its metered
-    /// tail): the client may stop reading right after it, before the body releases.
+    /// body to go on polling it, and so does content charged but held for a running gate
+    /// (the gate decides whether it goes out, and is charged). A stream's last frame (its
+    /// metered tail) parks too: the client may stop reading right after it.
     pub(super) fn park(&mut self, cx: &mut Context<'_>) {
         let Some(settle_by) = &mut self.settle_by else { return };
-        if !matches!(self.step, Step::Streaming) {
+        if !matches!(self.step, Step::Streaming) || matches!(self.gate, Some(Gating::Running(_))) {
             return;
         }
         let Some(account) = self.account.take_if(|account| !account.is_renewing()) else { return };
