@@ -132,6 +132,8 @@ struct Setup {
     renewal: Renewal,
     deposit: u128,
     refusing_gate: Option<Duration>,
+    /// The layer's voucher window (the headroom a reservation and a growth add), in units.
+    window: Option<u64>,
     store: Store,
 }
 
@@ -143,6 +145,7 @@ impl Setup {
             renewal: Renewal::Never,
             deposit: DEPOSIT,
             refusing_gate: None,
+            window: None,
             store: FaultyStore::new(MemoryStore::new()),
         }
     }
@@ -153,11 +156,14 @@ impl Setup {
     }
 
     fn route(self) -> Route {
-        let Setup { kind, proven, renewal, deposit, refusing_gate, store } = self;
+        let Setup { kind, proven, renewal, deposit, refusing_gate, window, store } = self;
         let (settled_tx, settled) = unbounded_channel();
         let (feed_tx, feeds) = unbounded_channel::<Feed>();
         let method = Lapsing { settled: settled_tx, proven, renewal, deposit, refusing_gate };
-        let layer = PaymentLayer::new(method, store.clone(), REALM, Secret::new(SECRET));
+        let mut layer = PaymentLayer::new(method, store.clone(), REALM, Secret::new(SECRET));
+        if let Some(units) = window {
+            layer = layer.voucher_window(units).first_voucher_window(units);
+        }
         let content_type = match kind {
             Kind::Sse => "text/event-stream",
             Kind::Plain => "text/plain",
@@ -532,6 +538,44 @@ async fn finding_02_content_held_by_a_gate_past_the_deadline_is_not_charged_when
     assert_eq!(settled.used, Amount::ZERO, "nothing delivered, nothing charged");
     let state = route.state("gated").await;
     assert_eq!((state.spent, state.reserved), (Amount::ZERO, Amount::ZERO));
+    drop((body, feed));
+    assert!(route.settled.try_recv().is_err(), "settled exactly once");
+}
+
+/// Finding 03 (medium): a growth of the lease under way at the deadline holds the release
+/// until the store answers it. A stream longer than its first window (256 units by default:
+/// an `upto` completion of a few hundred tokens) grows its lease, and while it grows the
+/// body keeps the account (not parked) and looks at no deadline. A store that answers late
+/// (a slow Redis, a failover) pushes the release, and the settlement, past the permit's
+/// deadline by that long.
+#[tokio::test(start_paused = true)]
+async fn finding_03_a_growth_under_way_at_the_deadline_does_not_hold_the_settlement() {
+    let mut setup = Setup::new(Kind::Sse);
+    setup.window = Some(2);
+    setup.store.inject(Op::Extend, 1, Fault::Delay(Duration::from_secs(60)));
+    let mut route = setup.route();
+    let (mut body, feed) = route.paid("growing").await;
+    for i in 0..6 {
+        feed.send(Ok(Bytes::from(format!("data: {i}\n\n")))).unwrap();
+    }
+    let reader = tokio::spawn(async move {
+        let read = drain(&mut body).await;
+        (read, body)
+    });
+    // The deadline is 5 s away; the store answers the growth after 60 s.
+    let settled = tokio::time::timeout(Duration::from_secs(10), route.settled.recv())
+        .await
+        .expect("settled at the deadline, not when the store answers")
+        .expect("settled");
+    assert_eq!(route.store.count(Op::Extend), 1, "the stream was growing its lease");
+    let ((text, _, error), body) = reader.await.unwrap();
+    assert!(error.is_none(), "{error:?}");
+    let delivered = (0..6).filter(|i| text.contains(&format!("data: {i}\n\n"))).count();
+    assert_eq!(settled.used, Amount::new(delivered as u128), "what went out: {text:?}");
+    assert!(text.contains("event: payment-receipt"), "{text:?}");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let state = route.state("growing").await;
+    assert_eq!((state.spent, state.reserved), (settled.used, Amount::ZERO), "nothing left reserved");
     drop((body, feed));
     assert!(route.settled.try_recv().is_err(), "settled exactly once");
 }

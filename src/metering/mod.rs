@@ -283,6 +283,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                     }
                 }
             }
+            if matches!(self.step, Step::Growing { .. }) && self.settle_by_passed(cx) {
+                // The payment must settle now: a growth the store has not answered yet
+                // must not hold the release back (the stream ends as if it was refused).
+                self.settle_by = None;
+                self.cut_off();
+                continue;
+            }
             match &mut self.step {
                 Step::Done => {
                     if let Some(failure) = self.failure.take() {
