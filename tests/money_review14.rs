@@ -579,3 +579,41 @@ async fn finding_03_a_growth_under_way_at_the_deadline_does_not_hold_the_settlem
     drop((body, feed));
     assert!(route.settled.try_recv().is_err(), "settled exactly once");
 }
+
+/// Finding 04 (medium): a renewal of the lease under way at the deadline holds the release
+/// until the store answers it, as a growth did (finding 03). The body takes the account back
+/// with the watchdog's renewal in flight and waits for it without looking at the deadline;
+/// a store that answers late pushes the settlement past the permit's deadline.
+#[tokio::test(start_paused = true)]
+async fn finding_04_a_renewal_under_way_at_the_deadline_does_not_hold_the_settlement() {
+    let mut setup = Setup::new(Kind::Sse);
+    setup.store = FaultyStore::new(MemoryStore::new().with_lease(Duration::from_secs(3)));
+    setup.store.inject_after(Op::Renew, 0, Fault::Delay(Duration::from_secs(60)));
+    let mut route = setup.route();
+    let (mut body, feed) = route.paid("renewing").await;
+    // An event every two seconds; the lease wants a renewal every second.
+    let feeder = tokio::spawn(async move {
+        for i in 0..30 {
+            if feed.send(Ok(Bytes::from(format!("data: {i}\n\n")))).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        feed
+    });
+    let reader = tokio::spawn(async move {
+        let read = drain(&mut body).await;
+        (read, body)
+    });
+    let settled = tokio::time::timeout(Duration::from_secs(10), route.settled.recv())
+        .await
+        .expect("settled at the deadline, not when the store answers the renewal")
+        .expect("settled");
+    assert!(route.store.count(Op::Renew) >= 1, "a renewal was under way");
+    let ((text, _, error), body) = reader.await.unwrap();
+    assert!(error.is_none(), "{error:?}");
+    let delivered = (0..30).filter(|i| text.contains(&format!("data: {i}\n\n"))).count();
+    assert_eq!(settled.used, Amount::new(delivered as u128), "what went out: {text:?}");
+    drop((body, feeder.await.unwrap()));
+    assert!(route.settled.try_recv().is_err(), "settled exactly once");
+}
