@@ -299,10 +299,7 @@ async fn a_stalled_stream_keeps_a_short_lease_until_its_deadline_without_spinnin
     let mut setup = Setup::new(Kind::Sse);
     setup.store = FaultyStore::new(MemoryStore::new().with_lease(LEASE));
     let mut route = setup.route();
-    let body = route
-        .paid_with(json!({ "nonce": "leased", "settleInMs": 60_000 }))
-        .await
-        .into_body();
+    let body = route.paid_with(json!({ "nonce": "leased", "settleInMs": 60_000 })).await.into_body();
     let feed = route.next_feed().await;
     let mut body = body;
     feed.send(Ok(Bytes::from("data: 0\n\n"))).unwrap();
