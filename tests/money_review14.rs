@@ -614,3 +614,68 @@ async fn finding_04_a_renewal_under_way_at_the_deadline_does_not_hold_the_settle
     drop((body, feeder.await.unwrap()));
     assert!(route.settled.try_recv().is_err(), "settled exactly once");
 }
+
+/// Plain and gRPC streams read all along are cut by the body itself at the deadline: what
+/// went out is charged, nothing after it goes out, and each ends in its own way (an error;
+/// a gRPC status).
+#[tokio::test(start_paused = true)]
+async fn plain_and_grpc_streams_read_past_the_deadline_end_there_and_charge_what_went_out() {
+    for kind in [Kind::Plain, Kind::Grpc] {
+        let mut route = Setup::new(kind).route();
+        let (mut body, feed) = route.paid("read").await;
+        let chunk = move |i: usize| if kind == Kind::Grpc { message(&format!("m{i}")) } else { Bytes::from("ab") };
+        let feeder = tokio::spawn(async move {
+            for i in 0..10 {
+                if feed.send(Ok(chunk(i))).is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            feed
+        });
+        let (text, trailers, error) = drain(&mut body).await;
+        let settled = route.next_settled().await.expect("settled");
+        let feed = feeder.await.unwrap();
+        if kind == Kind::Grpc {
+            assert!(error.is_none(), "{error:?}");
+            assert_eq!(trailers.expect("a status")["grpc-status"], "8");
+            let sent = (0..10).filter(|i| text.contains(&format!("m{i}"))).count();
+            assert!((1..10).contains(&sent), "cut mid-stream: {text:?}");
+            assert_eq!(settled.used, Amount::new(sent as u128), "one per message that went out");
+        } else {
+            assert!(error.is_some(), "a cut plain body ends in an error");
+            assert!(!text.is_empty() && text.len() < 20, "cut mid-stream: {text:?}");
+            assert_eq!(settled.used, Amount::new(text.len() as u128), "one per byte that went out");
+        }
+        drop((body, feed));
+        assert!(route.settled.try_recv().is_err(), "settled exactly once");
+    }
+}
+
+/// Finding 05 (low): a growth (or renewal) that starts in the body's very first poll,
+/// before the account was ever parked, had no watchdog to wake the body at the deadline
+/// (`SettleBy::Due` was a bare instant), so the fix of findings 03/04 only applied once the
+/// stream had parked once. Here the first chunk of a plain stream (3 bytes) costs more than
+/// the reservation (one unit, voucher window 0) and the store takes 60 s to grow it.
+#[tokio::test(start_paused = true)]
+async fn finding_05_a_growth_in_the_first_poll_does_not_hold_the_settlement() {
+    let mut setup = Setup::new(Kind::Plain);
+    setup.window = Some(0);
+    setup.store.inject(Op::Extend, 1, Fault::Delay(Duration::from_secs(60)));
+    let mut route = setup.route();
+    let (mut body, feed) = route.paid("first-growth").await;
+    feed.send(Ok(Bytes::from("abc"))).unwrap();
+    let reader = tokio::spawn(async move {
+        let read = drain(&mut body).await;
+        (read, body)
+    });
+    let settled = tokio::time::timeout(Duration::from_secs(10), route.settled.recv())
+        .await
+        .expect("settled at the deadline, not when the store answers")
+        .expect("settled");
+    assert_eq!(route.store.count(Op::Extend), 1, "the first chunk needed a growth");
+    assert_eq!(settled.used, Amount::ZERO, "nothing went out");
+    let ((text, _, _), body) = reader.await.unwrap();
+    assert_eq!(text, "");
+    drop((body, feed));
+}
