@@ -679,3 +679,76 @@ async fn finding_05_a_growth_in_the_first_poll_does_not_hold_the_settlement() {
     assert_eq!(text, "");
     drop((body, feed));
 }
+
+/// The race between the watchdog firing on one worker and the body taking or putting the
+/// account back on another, on a multi-threaded runtime with real time: many streams with
+/// short deadlines, read by clients that read, stall past the deadline or hang up at random
+/// points. Each settles exactly once, for exactly the events its client received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_races_every_stream_settles_once_for_exactly_what_its_client_received() {
+    const STREAMS: usize = 120;
+    let mut route = Setup::new(Kind::Sse).route();
+    let mut readers = Vec::new();
+    for i in 0..STREAMS {
+        let nonce = format!("race-{i}");
+        let settle_in = 10 + (i % 25) as i64;
+        let mut body = route.paid_with(json!({ "nonce": nonce, "settleInMs": settle_in })).await.into_body();
+        let feed = route.next_feed().await;
+        tokio::spawn(async move {
+            for n in 0..200 {
+                if feed.send(Ok(Bytes::from(format!("data: {n}\n\n")))).is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(300)).await;
+            }
+        });
+        readers.push(tokio::spawn(async move {
+            let mut seed = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut next = move || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (seed >> 33) % 100
+            };
+            let hang_up_after = if i % 4 == 0 { next() as usize % 20 } else { usize::MAX };
+            let mut received = 0;
+            while received < hang_up_after {
+                let Some(frame) = body.frame().await else { break };
+                let data = frame.expect("no error").into_data().unwrap_or_default();
+                let text = String::from_utf8_lossy(&data);
+                received += text
+                    .match_indices("data: ")
+                    .filter(|(at, _)| text[at + 6..].starts_with(|c: char| c.is_ascii_digit()))
+                    .count();
+                match next() {
+                    0..=9 => tokio::time::sleep(Duration::from_millis(40)).await,
+                    10..=39 => tokio::time::sleep(Duration::from_millis(1)).await,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            drop(body);
+            (format!("race-{i}"), received as u128)
+        }));
+    }
+    let mut received = std::collections::HashMap::new();
+    for reader in readers {
+        let (channel, count) = tokio::time::timeout(Duration::from_secs(60), reader).await.unwrap().unwrap();
+        received.insert(channel, count);
+    }
+    // The deadlines cut the streams mid-way (200 events take longer than any deadline).
+    assert!(received.values().all(|&n| n < 200) && received.values().any(|&n| n > 0), "{received:?}");
+    let mut settled = std::collections::HashMap::new();
+    while settled.len() < STREAMS {
+        let one = tokio::time::timeout(Duration::from_secs(30), route.settled.recv())
+            .await
+            .expect("every stream settles")
+            .expect("settled");
+        let channel = one.channel.to_string();
+        assert!(settled.insert(channel.clone(), one.used).is_none(), "{channel} settled twice");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(route.settled.try_recv().is_err(), "no settlement twice");
+    for (channel, used) in &settled {
+        assert_eq!(Some(&used.get()), received.get(channel), "{channel}: charged what its client received");
+        let state = route.state(channel).await;
+        assert_eq!((state.spent, state.reserved), (*used, Amount::ZERO), "{channel}");
+    }
+}
