@@ -267,3 +267,19 @@ pub(crate) fn settle_by(valid_until: u64, settle_margin: u64) -> Option<SystemTi
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::settle_by;
+
+    #[test]
+    fn a_settle_by_date_is_the_deadline_less_the_margin_and_never_panics() {
+        assert_eq!(settle_by(1_000, 30), Some(UNIX_EPOCH + Duration::from_secs(970)));
+        assert_eq!(settle_by(10, 30), Some(UNIX_EPOCH), "a deadline inside the margin is due at once");
+        // A deadline no clock represents never comes (and no arithmetic overflows on it).
+        assert_eq!(settle_by(u64::MAX, 0), None);
+        assert_eq!(settle_by(u64::MAX, u64::MAX), Some(UNIX_EPOCH));
+    }
+}
