@@ -271,6 +271,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
             if let (Step::Streaming, Some(account)) = (&self.step, &mut self.account) {
                 match account.poll_lease(cx) {
                     Poll::Ready(Ok(())) => {}
+                    // A payment due now does not wait for the store's answer (the release
+                    // ends the renewal), and the deadline wakes this body while it waits.
+                    Poll::Pending if self.settle_by_passed(cx) => {
+                        self.settle_by = None;
+                        self.cut_off();
+                        continue;
+                    }
                     // Nothing more goes out until the store has answered the renewal.
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(LeaseLost)) => {
@@ -278,6 +285,13 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
                         continue;
                     }
                 }
+            }
+            if matches!(self.step, Step::Growing { .. }) && self.settle_by_passed(cx) {
+                // The payment must settle now: a growth the store has not answered yet
+                // must not hold the release back (the stream ends as if it was refused).
+                self.settle_by = None;
+                self.cut_off();
+                continue;
             }
             match &mut self.step {
                 Step::Done => {

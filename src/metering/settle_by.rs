@@ -5,20 +5,23 @@
 //!
 //! [`Grant::settle_by`]: crate::method::Grant::settle_by
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::Context;
 use std::time::SystemTime;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::watchdog::{Taken, Watchdog};
-use super::{Metering, Source, Step};
+use super::{Gating, Metering, Step};
 use crate::meter::Meter;
 use crate::store::ChannelStore;
 
 /// The deadline of a stream whose payment must settle by then.
 pub(super) enum SettleBy<St: ChannelStore> {
-    /// No watchdog yet: the body has not handed its account out.
-    Due(Instant),
+    /// No watchdog yet: the body has not handed its account out. The timer wakes a body
+    /// that waits on the store before it ever parked (a growth in its first poll).
+    Due { at: Instant, timer: Option<Pin<Box<Sleep>>> },
     /// A watchdog holds the account between polls (`parked`: it holds it now).
     Watched { watchdog: Watchdog<St>, at: Instant, parked: bool },
 }
@@ -27,7 +30,7 @@ impl<St: ChannelStore> SettleBy<St> {
     /// The deadline `at`, on the runtime's clock.
     pub(super) fn at(at: SystemTime) -> Self {
         let left = at.duration_since(SystemTime::now()).unwrap_or_default();
-        SettleBy::Due(crate::clock::after(left))
+        SettleBy::Due { at: crate::clock::after(left), timer: None }
     }
 }
 
@@ -52,15 +55,17 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
 
     /// At the end of a poll: hands the account to the watchdog until the next one. Only a
     /// stream between frames does: a growth, a release or a renewal under way needs the
-    /// body to go on polling it.
+    /// body to go on polling it, and so does content charged but held for a running gate
+    /// (the gate decides whether it goes out, and is charged). A stream's last frame (its
+    /// metered tail) parks too: the client may stop reading right after it.
     pub(super) fn park(&mut self, cx: &mut Context<'_>) {
         let Some(settle_by) = &mut self.settle_by else { return };
-        if !matches!(self.step, Step::Streaming) || self.source == Source::Ended {
+        if !matches!(self.step, Step::Streaming) || matches!(self.gate, Some(Gating::Running(_))) {
             return;
         }
         let Some(account) = self.account.take_if(|account| !account.is_renewing()) else { return };
         match settle_by {
-            SettleBy::Due(at) => {
+            SettleBy::Due { at, .. } => {
                 let Some(runtime) = account.runtime() else {
                     // No runtime to keep time on (a body driven outside tokio): the body's own
                     // check at each poll is all there is.
@@ -90,7 +95,19 @@ impl<M: Meter, St: ChannelStore> Metering<M, St> {
     pub(super) fn settle_by_passed(&mut self, cx: &mut Context<'_>) -> bool {
         match &mut self.settle_by {
             None => false,
-            Some(SettleBy::Due(at)) => Instant::now() >= *at,
+            Some(SettleBy::Due { at, timer }) => {
+                if Instant::now() >= *at {
+                    return true;
+                }
+                if timer.is_none() {
+                    // Created on the account's runtime: a body polled outside tokio has none.
+                    if let Some(runtime) = self.account.as_ref().and_then(|account| account.runtime()) {
+                        let _inside = runtime.enter();
+                        *timer = Some(Box::pin(sleep_until(*at)));
+                    }
+                }
+                timer.as_mut().is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+            }
             Some(SettleBy::Watched { watchdog, at, .. }) => watchdog.poll_fired(cx).is_ready() || Instant::now() >= *at,
         }
     }

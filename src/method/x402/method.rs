@@ -106,7 +106,9 @@ impl<C: X402Chain + Clone, Se: Settle> X402Exact<C, Se> {
     }
 
     /// How long an authorization must stay valid after verification (default
-    /// [`DEFAULT_SETTLE_MARGIN_SECS`]).
+    /// [`DEFAULT_SETTLE_MARGIN_SECS`]). A response settled at its end with a permit ends this
+    /// long before the permit lapses, or before the offer's `maxTimeoutSeconds` run out if
+    /// that comes first (see [`Grant::settle_by`](crate::method::Grant::settle_by)).
     pub fn settle_margin(mut self, seconds: u64) -> Self {
         self.settle_margin = seconds;
         self
@@ -169,9 +171,9 @@ where
         // A Permit signs a ceiling, never more than offered: hold it to the amount exactly.
         let rule = if self.offer.method() == TransferMethod::Permit { ValueRule::Equal } else { rule };
         let offer = self.offer_for(verify.request.amount);
+        let now = verify::unix_now();
         let verified =
-            verify::verify_in(&self.chain, store, &offer, verify.payload, rule, verify::unix_now(), self.settle_margin)
-                .await?;
+            verify::verify_in(&self.chain, store, &offer, verify.payload, rule, now, self.settle_margin).await?;
         let payer = verified.payer().to_checksum(None);
         let valid_before = verified.payload().authorization.valid_before;
         let receipt = Receipt::new("x402", verified.claim().to_string());
@@ -186,10 +188,12 @@ where
         Ok(Verified::Serve(match offer.method() {
             TransferMethod::Eip3009 => grant.before_content(gate),
             // Settled at the end with the permit: the response must be over before it lapses.
-            TransferMethod::Permit => match verify::settle_by(valid_before, self.settle_margin) {
-                Some(at) => grant.settle_by(at),
-                None => grant,
-            },
+            TransferMethod::Permit => {
+                match verify::settle_by(valid_before, now, offer.timeout_seconds(), self.settle_margin) {
+                    Some(at) => grant.settle_by(at),
+                    None => grant,
+                }
+            }
         }))
     }
 }

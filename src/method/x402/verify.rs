@@ -257,13 +257,37 @@ pub fn claim_id(offer: &EvmOffer, authorization: &Authorization) -> ChannelId {
     claim::claim_id(offer.method(), offer.chain_id(), offer.asset(), authorization.from, authorization.nonce)
 }
 
-/// When a response paid with an authorization valid until `valid_until` (unix seconds) must
-/// be over so that its settlement lands in time: `settle_margin` seconds earlier. `None`
-/// for a date too far to be represented (it never comes).
-pub(crate) fn settle_by(valid_until: u64, settle_margin: u64) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(std::time::Duration::from_secs(valid_until.saturating_sub(settle_margin)))
+/// When a response paid at `now` with an authorization valid until `valid_until` (unix
+/// seconds) must be over so that its settlement lands in time: `settle_margin` seconds
+/// earlier, and no later than the offer's `max_timeout` after `now` (x402's bound on a
+/// response), so a payer who signs a far deadline cannot hold the settlement back (and
+/// empty its account meanwhile) by not reading. `None` for a date too far to be represented
+/// (it never comes).
+pub(crate) fn settle_by(valid_until: u64, now: u64, max_timeout: u64, settle_margin: u64) -> Option<SystemTime> {
+    let until = valid_until.min(now.saturating_add(max_timeout));
+    UNIX_EPOCH.checked_add(std::time::Duration::from_secs(until.saturating_sub(settle_margin)))
 }
 
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::settle_by;
+
+    #[test]
+    fn a_settle_by_date_is_the_deadline_less_the_margin_within_the_offers_timeout() {
+        let (now, timeout) = (1_000, 300);
+        assert_eq!(settle_by(1_100, now, timeout, 30), Some(UNIX_EPOCH + Duration::from_secs(1_070)));
+        assert_eq!(settle_by(10, now, timeout, 30), Some(UNIX_EPOCH), "a deadline inside the margin is due at once");
+        // A payer who signs a far deadline gets the offer's timeout, not its own.
+        assert_eq!(settle_by(u64::MAX, now, timeout, 30), Some(UNIX_EPOCH + Duration::from_secs(1_270)));
+        assert_eq!(settle_by(1_000_000, now, timeout, 30), Some(UNIX_EPOCH + Duration::from_secs(1_270)));
+        // A bound no clock represents never comes (and no arithmetic overflows on it).
+        assert_eq!(settle_by(u64::MAX, u64::MAX, u64::MAX, 0), None);
+        assert_eq!(settle_by(u64::MAX, now, u64::MAX, u64::MAX), Some(UNIX_EPOCH));
+    }
 }

@@ -115,7 +115,9 @@ impl<C: X402Chain + Clone, S: ChannelStore> X402Upto<C, S> {
     }
 
     /// How long a permit must stay valid after verification (default
-    /// [`DEFAULT_SETTLE_MARGIN_SECS`]).
+    /// [`DEFAULT_SETTLE_MARGIN_SECS`]). A response settled at its end with a permit ends this
+    /// long before the permit lapses, or before the offer's `maxTimeoutSeconds` run out if
+    /// that comes first (see [`Grant::settle_by`](crate::method::Grant::settle_by)).
     pub fn settle_margin(mut self, seconds: u64) -> Self {
         self.settle_margin = seconds;
         self
@@ -193,7 +195,8 @@ where
             Grant::new(verified.claim().clone(), Renewal::Never, receipt).payer(verified.payer().to_checksum(None));
         // Settled at the end with the permit: the response must be over before it lapses.
         let deadline = verified.payload().permit2_authorization.deadline;
-        if let Some(at) = crate::method::x402::verify::settle_by(deadline, self.settle_margin) {
+        let timeout = offer.timeout_seconds();
+        if let Some(at) = crate::method::x402::verify::settle_by(deadline, now, timeout, self.settle_margin) {
             grant = grant.settle_by(at);
         }
         let (settler, observer) = (self.settler.clone(), self.observer.clone());
