@@ -9,6 +9,8 @@
 //! - [`create`](ChannelStore::create) creates a channel only if it does not exist yet,
 //!   failing with [`StoreErrorKind::Exists`] otherwise (an atomic claim: of all racing
 //!   creates of one id, exactly one succeeds);
+//!   [`create_lapsing`](ChannelStore::create_lapsing) does the same for a claim that may
+//!   be forgotten after a date;
 //! - [`accept`](ChannelStore::accept) raises what the payer has paid for (monotonic);
 //! - [`reserve`](ChannelStore::reserve) sets headroom aside for one response, between a
 //!   minimum and a maximum, failing with [`StoreErrorKind::Insufficient`] when even the
@@ -79,7 +81,7 @@ use bytes::Bytes;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::amount::Amount;
 
@@ -108,6 +110,62 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         accepted: Amount,
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// [`create`](ChannelStore::create), and in the same atomic step records that the
+    /// channel and everything kept for it (its shelf entries on every shelf, its
+    /// [`shelved`](ChannelStore::shelved) listings, its usage records, reservations, asks
+    /// and claimed deposit references) may be forgotten once `lapses_at` has passed: a
+    /// one-shot claim whose authorization the chain refuses after a date need not be
+    /// remembered long after it.
+    ///
+    /// Lapsed channels are swept by later calls of `create` and `create_lapsing` (the id
+    /// being created if it has lapsed, plus a bounded batch of the longest-lapsed others),
+    /// so a store holds about as many lapsing channels as are live. Until it is swept a
+    /// lapsed channel is still there: [`load`](ChannelStore::load) returns it and every
+    /// step works on it as before. Creating a lapsed id sweeps it first, so the id can be
+    /// claimed afresh. `lapses_at` is compared with the backend's clock (the system clock
+    /// for [`MemoryStore`], the server's for Redis and PostgreSQL); a date already past is
+    /// allowed (the channel is swept by the next create).
+    ///
+    /// A lapsing channel is a claim, not a balance: what it holds is forgotten with it, so
+    /// do not [`credit`](ChannelStore::credit) it.
+    ///
+    /// The default (for stores that predate it) is plain [`create`](ChannelStore::create):
+    /// such a store never forgets the channel, which is correct but grows without bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tollgate::store::StoreError> {
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use tollgate::Amount;
+    /// use tollgate::store::{ChannelId, ChannelStore, MemoryStore, StoreErrorKind};
+    ///
+    /// let store = MemoryStore::new();
+    /// let claim = ChannelId::new("authorization-1");
+    /// let lapsed = SystemTime::now() - Duration::from_secs(1);
+    /// store.create_lapsing(&claim, Amount::new(5), Amount::new(5), lapsed).await?;
+    /// store.keep(&claim, "settled", Amount::new(5), Bytes::from_static(b"tx")).await?;
+    /// // Single use while it is there, lapsed or not...
+    /// let again = store.create(&claim, Amount::new(5), Amount::new(5)).await;
+    /// assert_eq!(again.unwrap_err().kind(), &StoreErrorKind::Exists);
+    /// // ...until a create sweeps it, with everything kept for it.
+    /// store.create(&ChannelId::new("another"), Amount::ZERO, Amount::ZERO).await?;
+    /// assert_eq!(store.load(&claim).await?, None);
+    /// assert!(store.kept(&claim, "settled").await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        let _ = lapses_at;
+        self.create(id, accepted, deposit)
+    }
 
     /// The channel's state, or `None` when it does not exist.
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send;
@@ -365,6 +423,15 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).create(id, accepted, deposit)
+    }
+    fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).create_lapsing(id, accepted, deposit, lapses_at)
     }
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
         (**self).load(id)
