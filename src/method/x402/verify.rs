@@ -244,7 +244,7 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
     if token.balance_of(a.from).await? < a.value {
         return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer holds less than the value"));
     }
-    claim::take(store, &claim, checked.value).await?;
+    claim::take(store, &claim, checked.value, a.valid_before).await?;
     Ok(Verified { checked, offer: offer.clone(), claim })
 }
 
