@@ -13,11 +13,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::U256;
 use bytes::Bytes;
+use tollgate::Amount;
 use tollgate::method::tempo::RpcChain;
 use tollgate::method::x402::settle::{PENDING_SHELF, SETTLED_SHELF};
 use tollgate::method::x402::{CLAIM_LAPSE_GRACE, ValueRule, X402ErrorKind, X402Verifier, claim_id};
 use tollgate::store::{ChannelId, ChannelStore, MemoryStore, RedisStore};
-use tollgate::Amount;
 use x402_support::{World, sign_permit, unix_now};
 
 const PRICE: u128 = 10;
@@ -47,8 +47,12 @@ fn verifier<S: ChannelStore + Clone>(world: &World, store: &S) -> X402Verifier<R
 
 /// When the lapse index says `claim` lapses (unix ms), if it is listed.
 async fn lapse_of(raw: &mut redis::aio::MultiplexedConnection, store: &RedisStore, claim: &ChannelId) -> Option<u64> {
-    let score: Option<f64> =
-        redis::cmd("ZSCORE").arg(format!("{}:lapses", store.prefix())).arg(claim.as_str()).query_async(raw).await.unwrap();
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:lapses", store.prefix()))
+        .arg(claim.as_str())
+        .query_async(raw)
+        .await
+        .unwrap();
     score.map(|ms| ms as u64)
 }
 
@@ -140,7 +144,10 @@ async fn a_swept_early_permit_round_opens_no_second_live_claim() {
     let base = claim_id(&offer, &permit.authorization);
     // Round 0 was void and has been swept; round 1 is live (nothing settled yet).
     let live = SystemTime::now() + CLAIM_LAPSE_GRACE;
-    store.create_lapsing(&ChannelId::new(format!("{base}/1")), Amount::new(PRICE), Amount::new(PRICE), live).await.unwrap();
+    store
+        .create_lapsing(&ChannelId::new(format!("{base}/1")), Amount::new(PRICE), Amount::new(PRICE), live)
+        .await
+        .unwrap();
     assert_eq!(store.load(&base).await.unwrap(), None);
 
     let refused = verifier(&world, &store).verify(&offer, &permit, ValueRule::Equal).await.unwrap_err();

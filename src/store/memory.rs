@@ -275,7 +275,9 @@ impl MemoryStore {
         // Checked under the write lock: another create may have won since any read.
         let channel = match channels.by_id.entry(id.clone()) {
             Entry::Occupied(_) => return Err(exists()),
-            Entry::Vacant(slot) => Arc::clone(slot.insert(Arc::new(Channel::new(accepted, deposit, self.lease, lapses_at)))),
+            Entry::Vacant(slot) => {
+                Arc::clone(slot.insert(Arc::new(Channel::new(accepted, deposit, self.lease, lapses_at))))
+            }
         };
         if let Some(at) = lapses_at {
             channels.lapses.insert((at, id.clone()));

@@ -142,17 +142,21 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// use tollgate::store::{ChannelId, ChannelStore, MemoryStore, StoreErrorKind};
     ///
     /// let store = MemoryStore::new();
+    /// let (five, hour) = (Amount::new(5), Duration::from_secs(3600));
     /// let claim = ChannelId::new("authorization-1");
-    /// let lapsed = SystemTime::now() - Duration::from_secs(1);
-    /// store.create_lapsing(&claim, Amount::new(5), Amount::new(5), lapsed).await?;
-    /// store.keep(&claim, "settled", Amount::new(5), Bytes::from_static(b"tx")).await?;
-    /// // Single use while it is there, lapsed or not...
-    /// let again = store.create(&claim, Amount::new(5), Amount::new(5)).await;
+    /// store.create_lapsing(&claim, five, five, SystemTime::now() + hour).await?;
+    /// // Single use while it lives.
+    /// let again = store.create_lapsing(&claim, five, five, SystemTime::now() + hour).await;
     /// assert_eq!(again.unwrap_err().kind(), &StoreErrorKind::Exists);
-    /// // ...until a create sweeps it, with everything kept for it.
+    ///
+    /// // One whose date has passed goes, with its shelves, at the next create.
+    /// let old = ChannelId::new("authorization-0");
+    /// store.create_lapsing(&old, five, five, SystemTime::now() - hour).await?;
+    /// store.keep(&old, "settled", five, Bytes::from_static(b"tx")).await?;
     /// store.create(&ChannelId::new("another"), Amount::ZERO, Amount::ZERO).await?;
-    /// assert_eq!(store.load(&claim).await?, None);
-    /// assert!(store.kept(&claim, "settled").await?.is_empty());
+    /// assert_eq!(store.load(&old).await?, None);
+    /// assert!(store.kept(&old, "settled").await?.is_empty());
+    /// assert!(store.load(&claim).await?.is_some());
     /// # Ok(())
     /// # }
     /// ```
