@@ -92,7 +92,7 @@ impl Channels {
             self.by_id.remove(id);
             swept.push(id.clone());
         }
-        while swept.len() <= SWEEP_BATCH {
+        for _ in 0..SWEEP_BATCH {
             match self.lapses.first() {
                 Some((at, _)) if *at <= now => {}
                 _ => break,

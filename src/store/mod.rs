@@ -113,8 +113,8 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
 
     /// [`create`](ChannelStore::create), and in the same atomic step records that the
     /// channel and everything kept for it (its shelf entries on every shelf, its
-    /// [`shelved`](ChannelStore::shelved) listings, its usage records, reservations, asks
-    /// and claimed deposit references) may be forgotten once `lapses_at` has passed: a
+    /// [`shelved`](ChannelStore::shelved) listings, its usage records, reservations and
+    /// asks) may be forgotten once `lapses_at` has passed: a
     /// one-shot claim whose authorization the chain refuses after a date need not be
     /// remembered long after it.
     ///
@@ -128,7 +128,8 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
     /// allowed (the channel is swept by the next create).
     ///
     /// A lapsing channel is a claim, not a balance: what it holds is forgotten with it, so
-    /// do not [`credit`](ChannelStore::credit) it.
+    /// do not [`credit`](ChannelStore::credit) it (a store may or may not forget the
+    /// deposit references credited to it).
     ///
     /// The default (for stores that predate it) is plain [`create`](ChannelStore::create):
     /// such a store never forgets the channel, which is correct but grows without bound.

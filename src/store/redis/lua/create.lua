@@ -40,5 +40,8 @@ end
 local s = create(ARGV[4], ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('ZADD', LAPSES, ARGV[6], ID)
+else
+  -- A plain channel never lapses, whatever a stale entry (keys deleted by hand) says.
+  redis.call('ZREM', LAPSES, ID)
 end
 return reply(s)
