@@ -1,10 +1,10 @@
 //! Replay protection across instances: a verified authorization is claimed in the store,
 //! atomically, and the claim is the one-shot account the response draws on.
 //!
-//! The claim is a store channel made with [`ChannelStore::create`], funded with the signed
-//! value: of several requests (on any instance sharing the store) carrying the same
-//! authorization exactly one gets it. It is taken last, after every other check passed, so a
-//! refused payment leaves nothing in the store.
+//! The claim is a store channel made with [`ChannelStore::create_lapsing`], funded with the
+//! signed value: of several requests (on any instance sharing the store) carrying the same
+//! authorization exactly one gets it. It is taken last, after every other check passed, so
+//! a refused payment leaves nothing in the store.
 //!
 //! A Permit's claim is keyed by the owner's nonce, which a client reads from the token: a
 //! permit that settled nothing (nothing was delivered, so nothing was sent) leaves that

@@ -152,7 +152,8 @@ pub fn check(
 /// 2. the claim is not taken yet (one store read; replays stop here before any RPC);
 /// 3. the token: EIP-3009 `authorizationState(from, nonce)` unused, or the Permit nonce is
 ///    the owner's `nonces(owner)`; `balanceOf(payer)` ≥ the value;
-/// 4. the claim ([`ChannelStore::create`] of [`Verified::claim`], funded with the value):
+/// 4. the claim ([`ChannelStore::create_lapsing`] of [`Verified::claim`], funded with the
+///    value, lapsing [`CLAIM_LAPSE_GRACE`](super::CLAIM_LAPSE_GRACE) after the authorization):
 ///    of racing requests with one authorization, on any instance, exactly one passes.
 ///
 /// Balances are checked per payment: two payments of one payer verified at once may each
