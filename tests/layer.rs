@@ -420,6 +420,15 @@ impl ChannelStore for ReserveFails {
     ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
         self.0.create(id, accepted, deposit).await
     }
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: std::time::SystemTime,
+    ) -> Result<tollgate::store::ChannelState, tollgate::store::StoreError> {
+        self.0.create_lapsing(id, accepted, deposit, lapses_at).await
+    }
     async fn load(&self, id: &ChannelId) -> Result<Option<tollgate::store::ChannelState>, tollgate::store::StoreError> {
         self.0.load(id).await
     }

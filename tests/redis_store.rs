@@ -161,7 +161,7 @@ async fn every_channel_key_carries_the_channel_hash_tag() {
     let tag = format!("{}:{{{}}}:", store.prefix(), id.as_str());
     let (channel, own_slot): (Vec<_>, Vec<_>) = keys.iter().partition(|key| key.starts_with(&tag));
     let suffixes: Vec<_> = channel.iter().map(|key| &key[tag.len()..]).collect();
-    assert_eq!(suffixes, ["asks", "held", "shelf:vouchers", "state"], "{keys:?}");
+    assert_eq!(suffixes, ["asks", "held", "shelf:vouchers", "shelves", "state"], "{keys:?}");
     // Only a shelf's index and a lock live in slots of their own.
     let expected = [format!("{}:lock:settle", store.prefix()), format!("{}:shelved:vouchers", store.prefix())];
     assert_eq!(own_slot, expected.iter().collect::<Vec<_>>(), "{keys:?}");

@@ -38,7 +38,7 @@ use tollgate::method::x402::{
     Facilitator, PERMIT2_ADDRESS, Permit2Authorization, SettlementOutcome, TokenPermissions, UPTO_PROXY_ADDRESS,
     UptoPayload, UptoWitness, X402Upto,
 };
-use tollgate::store::MemoryStore;
+use tollgate::store::{ChannelStore, MemoryStore};
 use tollgate::wire::x402::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
@@ -145,7 +145,17 @@ impl Paid {
 
     /// [`start`](Self::start), settled as `settling` says.
     async fn start_with(world: &World, status: StatusCode, hang: bool, settling: Settling) -> Paid {
-        let store = MemoryStore::new();
+        Self::start_on(world, status, hang, settling, MemoryStore::new()).await
+    }
+
+    /// [`start_with`](Self::start_with), on `store`.
+    async fn start_on<S: ChannelStore + Clone>(
+        world: &World,
+        status: StatusCode,
+        hang: bool,
+        settling: Settling,
+        store: S,
+    ) -> Paid {
         let (tx, settled) = mpsc::unbounded_channel();
         let offer = world.offer(0);
         let method = match settling {
@@ -475,4 +485,46 @@ async fn one_permit_raced_on_one_store_serves_one_request() {
     assert_eq!(paid.next_settlement().await.expect("settled").unwrap().amount, Amount::new(5 * PER_EVENT));
     paid.no_settlement();
     assert_eq!(balances(&world).await, (before.0 + 5 * PER_EVENT, before.1 - 5 * PER_EVENT));
+}
+
+/// An upto claim lapses an hour after its Permit2 deadline (tests/x402_claims_lapse.rs has
+/// the sweep): a payer signing permits and walking away leaves the store no bigger.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn an_upto_claim_lapses_an_hour_after_its_permit_deadline() {
+    use tollgate::method::x402::{CLAIM_LAPSE_GRACE, upto_claim_id};
+    use tollgate::store::RedisStore;
+
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let store = match RedisStore::connect(&url).await {
+        Ok(store) => store.with_prefix(&format!("tollgate-upto-lapse-{}-{}", std::process::id(), unix_now())),
+        Err(e) if std::env::var("CI").is_ok_and(|ci| ci == "true") => panic!("no Redis at {url} under CI: {e}"),
+        Err(e) => return eprintln!("skipping: no Redis at {url} ({e})"),
+    };
+    let world = World::new().await;
+    install_upto(&world).await;
+    let mut paid = Paid::start_on(&world, StatusCode::OK, false, Settling::Own(world.chain()), store.clone()).await;
+    let requirement = paid.requirement().await;
+    let permit = Permit2Authorization {
+        from: world.payer.address(),
+        permitted: TokenPermissions { token: world.token, amount: U256::from(MAX) },
+        spender: UPTO_PROXY_ADDRESS,
+        nonce: U256::from(unix_now()) << 64,
+        deadline: unix_now() + 300,
+        witness: UptoWitness { to: world.payee.address(), facilitator: world.payee.address(), valid_after: 0 },
+    };
+    let (status, _, _) = paid.post(Some(&header(&requirement, &sign(&world.payer, permit)))).await;
+    assert_eq!(status, StatusCode::OK);
+    paid.next_settlement().await.expect("delivered: settled").expect("settled on chain");
+
+    let claim = upto_claim_id(CHAIN_ID, &permit);
+    assert!(store.load(&claim).await.unwrap().is_some(), "claimed");
+    let mut raw = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let lapse: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:lapses", store.prefix()))
+        .arg(claim.as_str())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(lapse.map(|ms| ms as u64), Some((permit.deadline + CLAIM_LAPSE_GRACE.as_secs()) * 1000));
 }

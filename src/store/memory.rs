@@ -1,11 +1,11 @@
 //! [`MemoryStore`]: a [`ChannelStore`] kept in this process's memory.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -31,16 +31,20 @@ use crate::amount::Amount;
 /// an `.await`. Every operation but [`changed`](ChannelStore::changed) completes without
 /// waiting.
 ///
-/// Channels are kept until the store is dropped (the trait has no delete yet), so memory
-/// grows with the number of channels seen. Clones share the same state; a clone is how
+/// Channels are kept until the store is dropped, so memory grows with the number of
+/// channels seen, except for those made with
+/// [`create_lapsing`](ChannelStore::create_lapsing): they are swept (with their shelves)
+/// by later creates once they have lapsed. Clones share the same state; a clone is how
 /// tests stand in for a second instance on one shared store.
 ///
-/// Leases lapse on tokio's clock (so paused-time tests can run them out).
+/// Leases lapse on tokio's clock (so paused-time tests can run them out). Lapsing
+/// channels lapse on the system clock instead: their date is a wall-clock date (an
+/// authorization's validity end), which a monotonic `Instant` cannot name exactly.
 ///
 /// See the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct MemoryStore {
-    channels: Arc<RwLock<HashMap<ChannelId, Arc<Channel>>>>,
+    channels: Arc<RwLock<Channels>>,
     shelves: Arc<Mutex<Shelves>>,
     locks: Arc<Mutex<Locks>>,
     /// Claimed deposit references and the channel each credited.
@@ -60,8 +64,47 @@ impl Default for MemoryStore {
     }
 }
 
-/// Every shelf's contents, by shelf name and channel.
-type Shelves = HashMap<(String, ChannelId), BTreeMap<Amount, Bytes>>;
+/// Every shelf's contents, by channel and shelf name (by channel first, so a swept channel's
+/// shelves go in one step).
+type Shelves = HashMap<ChannelId, HashMap<String, BTreeMap<Amount, Bytes>>>;
+
+/// How many lapsed channels one create sweeps besides its own id: enough to outpace the
+/// creates that add them, small enough to keep a create short.
+const SWEEP_BATCH: usize = 32;
+
+/// The channels, and the lapsing ones by when they lapse.
+#[derive(Default)]
+struct Channels {
+    by_id: HashMap<ChannelId, Arc<Channel>>,
+    /// Oldest first; an entry for every channel with a `lapses_at`.
+    lapses: BTreeSet<(SystemTime, ChannelId)>,
+}
+
+impl Channels {
+    /// Removes `id` if it has lapsed by `now`, and up to [`SWEEP_BATCH`] other lapsed
+    /// channels, oldest first; the ids removed.
+    fn sweep(&mut self, id: &ChannelId, now: SystemTime) -> Vec<ChannelId> {
+        let mut swept = Vec::new();
+        if let Some(at) = self.by_id.get(id).and_then(|channel| channel.lapses_at)
+            && at <= now
+        {
+            self.lapses.remove(&(at, id.clone()));
+            self.by_id.remove(id);
+            swept.push(id.clone());
+        }
+        for _ in 0..SWEEP_BATCH {
+            match self.lapses.first() {
+                Some((at, _)) if *at <= now => {}
+                _ => break,
+            }
+            if let Some((_, gone)) = self.lapses.pop_first() {
+                self.by_id.remove(&gone);
+                swept.push(gone);
+            }
+        }
+        swept
+    }
+}
 
 /// Process-wide rather than per store, so a reservation handed to the wrong store is never
 /// mistaken for one of that store's own.
@@ -69,6 +112,8 @@ static NEXT_RESERVATION: AtomicU64 = AtomicU64::new(1);
 
 struct Channel {
     lease: Duration,
+    /// When a channel made by `create_lapsing` may be swept.
+    lapses_at: Option<SystemTime>,
     ledger: Mutex<Ledger>,
     /// Mirrors `ledger.state.version` for [`ChannelStore::changed`] waiters.
     version: watch::Sender<u64>,
@@ -190,7 +235,7 @@ impl MemoryStore {
 
     fn lookup(&self, id: &ChannelId) -> Result<Option<Arc<Channel>>, StoreError> {
         let channels = self.channels.read().map_err(|_| poisoned())?;
-        Ok(channels.get(id).cloned())
+        Ok(channels.by_id.get(id).cloned())
     }
 
     fn channel(&self, id: &ChannelId) -> Result<Arc<Channel>, StoreError> {
@@ -204,8 +249,40 @@ impl MemoryStore {
         }
         let mut channels = self.channels.write().map_err(|_| poisoned())?;
         // Another open may have won the race since the read lock was dropped.
-        let entry = channels.entry(id.clone());
-        Ok(Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit, self.lease)))))
+        let entry = channels.by_id.entry(id.clone());
+        Ok(Arc::clone(entry.or_insert_with(|| Arc::new(Channel::new(accepted, deposit, self.lease, None)))))
+    }
+
+    /// Creates `id` unless it exists, lapsing at `lapses_at` if given, after sweeping
+    /// lapsed channels (`id` among them): one step under the map's write lock.
+    fn claim(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: Option<SystemTime>,
+    ) -> Result<ChannelState, StoreError> {
+        if accepted > deposit {
+            return Err(invalid());
+        }
+        let mut channels = self.channels.write().map_err(|_| poisoned())?;
+        // Taken before anything changes, so a poisoned lock leaves everything as it was.
+        let mut shelves = self.shelves()?;
+        for gone in channels.sweep(id, SystemTime::now()) {
+            shelves.remove(&gone);
+        }
+        drop(shelves);
+        // Checked under the write lock: another create may have won since any read.
+        let channel = match channels.by_id.entry(id.clone()) {
+            Entry::Occupied(_) => return Err(exists()),
+            Entry::Vacant(slot) => {
+                Arc::clone(slot.insert(Arc::new(Channel::new(accepted, deposit, self.lease, lapses_at))))
+            }
+        };
+        if let Some(at) = lapses_at {
+            channels.lapses.insert((at, id.clone()));
+        }
+        channel.snapshot()
     }
 }
 
@@ -236,17 +313,18 @@ impl MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let channels = self.channels.read().map(|c| c.len()).ok();
+        let channels = self.channels.read().map(|c| c.by_id.len()).ok();
         f.debug_struct("MemoryStore").field("channels", &channels).finish()
     }
 }
 
 impl Channel {
-    fn new(accepted: Amount, deposit: Amount, lease: Duration) -> Self {
+    fn new(accepted: Amount, deposit: Amount, lease: Duration, lapses_at: Option<SystemTime>) -> Self {
         // Version 1, so `changed(id, 0)` ("never seen it") resolves at once.
         let state = ChannelState { accepted, deposit, version: 1, ..ChannelState::default() };
         Channel {
             lease,
+            lapses_at,
             version: watch::Sender::new(state.version),
             ledger: Mutex::new(Ledger {
                 state,
@@ -323,18 +401,17 @@ impl ChannelStore for MemoryStore {
     }
 
     async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
-        if accepted > deposit {
-            return Err(invalid());
-        }
-        if self.lookup(id)?.is_some() {
-            return Err(exists());
-        }
-        let mut channels = self.channels.write().map_err(|_| poisoned())?;
-        // Checked again under the write lock: another create may have won since the read.
-        match channels.entry(id.clone()) {
-            Entry::Occupied(_) => Err(exists()),
-            Entry::Vacant(slot) => slot.insert(Arc::new(Channel::new(accepted, deposit, self.lease))).snapshot(),
-        }
+        self.claim(id, accepted, deposit, None)
+    }
+
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> Result<ChannelState, StoreError> {
+        self.claim(id, accepted, deposit, Some(lapses_at))
     }
 
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
@@ -530,36 +607,40 @@ impl ChannelStore for MemoryStore {
     }
 
     async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {
-        self.shelves()?.entry((shelf.to_owned(), id.clone())).or_default().insert(key, value);
+        let mut shelves = self.shelves()?;
+        shelves.entry(id.clone()).or_default().entry(shelf.to_owned()).or_default().insert(key, value);
         Ok(())
     }
 
     async fn kept(&self, id: &ChannelId, shelf: &str) -> Result<Vec<(Amount, Bytes)>, StoreError> {
         let shelves = self.shelves()?;
-        let kept = shelves.get(&(shelf.to_owned(), id.clone()));
+        let kept = shelves.get(id).and_then(|of_channel| of_channel.get(shelf));
         Ok(kept.map(|k| k.iter().map(|(key, value)| (*key, value.clone())).collect()).unwrap_or_default())
     }
 
     async fn discard(&self, id: &ChannelId, shelf: &str, keys: Option<&[Amount]>) -> Result<(), StoreError> {
         let mut shelves = self.shelves()?;
-        let slot = (shelf.to_owned(), id.clone());
+        let Some(of_channel) = shelves.get_mut(id) else { return Ok(()) };
         match keys {
-            None => drop(shelves.remove(&slot)),
+            None => drop(of_channel.remove(shelf)),
             Some(keys) => {
-                if let Some(kept) = shelves.get_mut(&slot) {
+                if let Some(kept) = of_channel.get_mut(shelf) {
                     keys.iter().for_each(|key| drop(kept.remove(key)));
                     if kept.is_empty() {
-                        shelves.remove(&slot);
+                        of_channel.remove(shelf);
                     }
                 }
             }
+        }
+        if of_channel.is_empty() {
+            shelves.remove(id);
         }
         Ok(())
     }
 
     async fn shelved(&self, shelf: &str) -> Result<Vec<ChannelId>, StoreError> {
         let shelves = self.shelves()?;
-        Ok(shelves.keys().filter(|(name, _)| name == shelf).map(|(_, id)| id.clone()).collect())
+        Ok(shelves.iter().filter(|(_, of_channel)| of_channel.contains_key(shelf)).map(|(id, _)| id.clone()).collect())
     }
 
     async fn lock(&self, name: &str, holder: LockHolder, ttl: Duration) -> Result<bool, StoreError> {

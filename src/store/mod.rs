@@ -9,6 +9,8 @@
 //! - [`create`](ChannelStore::create) creates a channel only if it does not exist yet,
 //!   failing with [`StoreErrorKind::Exists`] otherwise (an atomic claim: of all racing
 //!   creates of one id, exactly one succeeds);
+//!   [`create_lapsing`](ChannelStore::create_lapsing) does the same for a claim that may
+//!   be forgotten after a date;
 //! - [`accept`](ChannelStore::accept) raises what the payer has paid for (monotonic);
 //! - [`reserve`](ChannelStore::reserve) sets headroom aside for one response, between a
 //!   minimum and a maximum, failing with [`StoreErrorKind::Insufficient`] when even the
@@ -79,7 +81,7 @@ use bytes::Bytes;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::amount::Amount;
 
@@ -108,6 +110,67 @@ pub trait ChannelStore: fmt::Debug + Send + Sync + 'static {
         accepted: Amount,
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send;
+
+    /// [`create`](ChannelStore::create), and in the same atomic step records that the
+    /// channel and everything kept for it (its shelf entries on every shelf, its
+    /// [`shelved`](ChannelStore::shelved) listings, its usage records, reservations and
+    /// asks) may be forgotten once `lapses_at` has passed: a
+    /// one-shot claim whose authorization the chain refuses after a date need not be
+    /// remembered long after it.
+    ///
+    /// Lapsed channels are swept by later calls of `create` and `create_lapsing` (the id
+    /// being created if it has lapsed, plus a bounded batch of the longest-lapsed others),
+    /// so a store holds about as many lapsing channels as are live. Until it is swept a
+    /// lapsed channel is still there: [`load`](ChannelStore::load) returns it and every
+    /// step works on it as before. Creating a lapsed id sweeps it first, so the id can be
+    /// claimed afresh. `lapses_at` is compared with the backend's clock (the system clock
+    /// for [`MemoryStore`], the server's for Redis and PostgreSQL); a date already past is
+    /// allowed (the channel is swept by the next create).
+    ///
+    /// A lapsing channel is a claim, not a balance: what it holds is forgotten with it, so
+    /// do not [`credit`](ChannelStore::credit) it (a store may or may not forget the
+    /// deposit references credited to it).
+    ///
+    /// The default (for stores that predate it) is plain [`create`](ChannelStore::create):
+    /// such a store never forgets the channel, which is correct but grows without bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tollgate::store::StoreError> {
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use tollgate::Amount;
+    /// use tollgate::store::{ChannelId, ChannelStore, MemoryStore, StoreErrorKind};
+    ///
+    /// let store = MemoryStore::new();
+    /// let (five, hour) = (Amount::new(5), Duration::from_secs(3600));
+    /// let claim = ChannelId::new("authorization-1");
+    /// store.create_lapsing(&claim, five, five, SystemTime::now() + hour).await?;
+    /// // Single use while it lives.
+    /// let again = store.create_lapsing(&claim, five, five, SystemTime::now() + hour).await;
+    /// assert_eq!(again.unwrap_err().kind(), &StoreErrorKind::Exists);
+    ///
+    /// // One whose date has passed goes, with its shelves, at the next create.
+    /// let old = ChannelId::new("authorization-0");
+    /// store.create_lapsing(&old, five, five, SystemTime::now() - hour).await?;
+    /// store.keep(&old, "settled", five, Bytes::from_static(b"tx")).await?;
+    /// store.create(&ChannelId::new("another"), Amount::ZERO, Amount::ZERO).await?;
+    /// assert_eq!(store.load(&old).await?, None);
+    /// assert!(store.kept(&old, "settled").await?.is_empty());
+    /// assert!(store.load(&claim).await?.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        let _ = lapses_at;
+        self.create(id, accepted, deposit)
+    }
 
     /// The channel's state, or `None` when it does not exist.
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send;
@@ -365,6 +428,15 @@ impl<T: ChannelStore> ChannelStore for std::sync::Arc<T> {
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         (**self).create(id, accepted, deposit)
+    }
+    fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        (**self).create_lapsing(id, accepted, deposit, lapses_at)
     }
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
         (**self).load(id)

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tollgate::Amount;
 use tollgate::store::{AskId, ChannelId, ChannelState, ChannelStore, Reservation, StoreError};
@@ -184,6 +184,15 @@ impl<S: ChannelStore> ChannelStore for FaultyStore<S> {
         deposit: Amount,
     ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
         self.run(Op::Create, move || self.inner.create(id, accepted, deposit))
+    }
+    fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> impl Future<Output = Result<ChannelState, StoreError>> + Send {
+        self.run(Op::Create, move || self.inner.create_lapsing(id, accepted, deposit, lapses_at))
     }
     fn load(&self, id: &ChannelId) -> impl Future<Output = Result<Option<ChannelState>, StoreError>> + Send {
         self.run(Op::Load, move || self.inner.load(id))

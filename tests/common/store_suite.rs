@@ -17,10 +17,13 @@
 //! ```
 #![allow(dead_code)] // test binaries without a store use none of this
 
+mod lapses;
 mod prepaid;
 mod races;
 mod shared;
 
+#[allow(unused_imports)] // used through `store_suite!` only
+pub use lapses::*;
 #[allow(unused_imports)] // used through `store_suite!` only
 pub use prepaid::*;
 #[allow(unused_imports)] // used through `store_suite!` only
@@ -86,7 +89,12 @@ macro_rules! store_suite {
                 changed_does_not_miss_an_earlier_change,
                 credit_claims_a_reference_once,
                 credit_on_a_finalized_channel_is_refused_and_claims_nothing,
-                release_with_usage_debits_and_records_once;
+                release_with_usage_debits_and_records_once,
+                a_lapsing_claim_is_created_like_any_other,
+                a_lapsed_claim_is_swept_with_everything_kept_for_it,
+                creating_a_lapsed_id_sweeps_it_first,
+                live_claims_and_plain_channels_survive_a_sweep,
+                claims_lapse_when_their_date_passes_and_are_swept_in_batches;
             multi_thread:
                 racing_opens_agree,
                 racing_creates_have_one_winner,
@@ -100,6 +108,7 @@ macro_rules! store_suite {
                 an_aborted_holders_reservation_is_released_once,
                 racing_credits_of_one_reference_credit_once,
                 sixteen_reservations_on_a_small_balance_never_overspend,
+                racing_claims_of_one_lapsing_id_have_one_winner,
         );
     };
     (@leases $short:expr; $($test:ident),* $(,)?) => {

@@ -161,6 +161,15 @@ impl ChannelStore for SlowStore {
     async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
         self.inner.create(id, accepted, deposit).await
     }
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: std::time::SystemTime,
+    ) -> Result<ChannelState, StoreError> {
+        self.inner.create_lapsing(id, accepted, deposit, lapses_at).await
+    }
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
         self.inner.load(id).await
     }

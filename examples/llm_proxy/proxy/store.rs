@@ -200,6 +200,16 @@ impl ChannelStore for ProxyStore {
         each!(self, s => s.create(id, accepted, deposit))
     }
 
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: std::time::SystemTime,
+    ) -> Result<ChannelState, StoreError> {
+        each!(self, s => s.create_lapsing(id, accepted, deposit, lapses_at))
+    }
+
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
         each!(self, s => s.load(id))
     }

@@ -38,6 +38,7 @@ mod token;
 mod upto;
 mod verify;
 
+pub use claim::CLAIM_LAPSE_GRACE;
 pub use error::{X402Error, X402ErrorKind};
 pub use method::{SettlementOutcome, X402Exact};
 pub use offer::{DEFAULT_MAX_TIMEOUT_SECONDS, EvmOffer, TransferMethod, ValueRule};

@@ -152,7 +152,8 @@ pub fn check(
 /// 2. the claim is not taken yet (one store read; replays stop here before any RPC);
 /// 3. the token: EIP-3009 `authorizationState(from, nonce)` unused, or the Permit nonce is
 ///    the owner's `nonces(owner)`; `balanceOf(payer)` ≥ the value;
-/// 4. the claim ([`ChannelStore::create`] of [`Verified::claim`], funded with the value):
+/// 4. the claim ([`ChannelStore::create_lapsing`] of [`Verified::claim`], funded with the
+///    value, lapsing [`CLAIM_LAPSE_GRACE`](super::CLAIM_LAPSE_GRACE) after the authorization):
 ///    of racing requests with one authorization, on any instance, exactly one passes.
 ///
 /// Balances are checked per payment: two payments of one payer verified at once may each
@@ -244,7 +245,7 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
     if token.balance_of(a.from).await? < a.value {
         return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer holds less than the value"));
     }
-    claim::take(store, &claim, checked.value).await?;
+    claim::take(store, &claim, checked.value, a.valid_before).await?;
     Ok(Verified { checked, offer: offer.clone(), claim })
 }
 

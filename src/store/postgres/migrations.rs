@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_prepaid.sql"),
     include_str!("migrations/0003_lock_expiry.sql"),
     include_str!("migrations/0004_usage_heads.sql"),
+    include_str!("migrations/0005_lapses.sql"),
 ];
 
 /// Creates `schema` if it is missing and applies the migrations it has not seen yet, in one

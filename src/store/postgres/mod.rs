@@ -8,17 +8,18 @@ mod listener;
 mod migrations;
 mod statements;
 mod step;
+mod sweep;
 
 use std::fmt;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
 
-use self::error::{backend, corrupt, exists, invalid, not_found};
+use self::error::{backend, corrupt, invalid, not_found};
 use self::listener::Listener;
 use self::statements::*;
 use self::step::{Params, Target, bits, micros};
@@ -56,6 +57,11 @@ const BACKSTOP: Duration = Duration::from_secs(30);
 /// [`StoreErrorKind::Backend`](super::StoreErrorKind::Backend) instead of hanging a request.
 /// TLS is not built in: reach the server over a trusted network or a local socket.
 /// Needs PostgreSQL 11 or newer.
+///
+/// Channels made with [`create_lapsing`](ChannelStore::create_lapsing) carry their date
+/// (compared with the database's clock); each create deletes its own id if it has lapsed
+/// and up to 32 other lapsed channels, with their shelves and (by cascade) everything else
+/// of theirs, in its transaction.
 ///
 /// Clones share the pool and the listener.
 ///
@@ -194,11 +200,17 @@ impl ChannelStore for PostgresStore {
     }
 
     async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
-        if accepted > deposit {
-            return Err(invalid());
-        }
-        let version = self.insert(id, accepted, deposit).await?.ok_or_else(exists)?;
-        Ok(ChannelState { accepted, deposit, version, ..ChannelState::default() })
+        self.claim(id, accepted, deposit, None).await
+    }
+
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> Result<ChannelState, StoreError> {
+        self.claim(id, accepted, deposit, Some(lapses_at)).await
     }
 
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {

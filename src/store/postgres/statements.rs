@@ -28,6 +28,23 @@ pub(super) const HELD: &str = "SELECT id, amount::text, committed::text, units::
 pub(super) const CREATE_CHANNEL: &str = "INSERT INTO tollgate_channels (id, accepted, deposit) \
      VALUES ($1, $2::text::numeric, $3::text::numeric) ON CONFLICT (id) DO NOTHING RETURNING version";
 
+/// Creates a channel unless it exists, lapsing at `$4` (unix microseconds; NULL: never).
+pub(super) const CREATE_LAPSING: &str = "INSERT INTO tollgate_channels (id, accepted, deposit, lapses_at) \
+     VALUES ($1, $2::text::numeric, $3::text::numeric, 'epoch'::timestamptz + $4::bigint * interval '1 microsecond') \
+     ON CONFLICT (id) DO NOTHING RETURNING version";
+
+/// Deletes channel `$1` with its shelves if it has lapsed (the other tables cascade).
+pub(super) const SWEEP_OWN: &str = "WITH gone AS (DELETE FROM tollgate_channels \
+     WHERE id = $1 AND lapses_at <= clock_timestamp() RETURNING id) \
+     DELETE FROM tollgate_shelves WHERE channel IN (SELECT id FROM gone)";
+
+/// Deletes up to `$1` lapsed channels, longest lapsed first, with their shelves; rows
+/// another transaction holds are left for a later sweep.
+pub(super) const SWEEP_LAPSED: &str = "WITH due AS (SELECT id FROM tollgate_channels \
+     WHERE lapses_at <= clock_timestamp() ORDER BY lapses_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
+     gone AS (DELETE FROM tollgate_channels WHERE id IN (SELECT id FROM due) RETURNING id) \
+     DELETE FROM tollgate_shelves WHERE channel IN (SELECT id FROM gone)";
+
 pub(super) const WRITE_CHANNEL: &str = "UPDATE tollgate_channels SET accepted = $2::text::numeric, \
      deposit = $3::text::numeric, spent = $4::text::numeric, reserved = $5::text::numeric, \
      units = $6::text::numeric, finalized = $7, version = $8 WHERE id = $1";

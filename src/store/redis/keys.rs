@@ -14,7 +14,9 @@
 //! | `P:{id}:credits` | hash | claimed deposit reference → amount credited |
 //! | `P:{id}:usage` | list | usage records, newest first (at most `MAX_USAGE_RECORDS`) |
 //! | `P:{id}:shelf:<shelf>` | hash | decimal key → value |
+//! | `P:{id}:shelves` | set | the names of the shelves the channel has used (what a sweep deletes) |
 //! | `P:shelved:<shelf>` | set | ids of the channels with something on `<shelf>` (its own slot) |
+//! | `P:lapses` | sorted set | ids of the lapsing channels, by when they lapse (unix ms; its own slot) |
 //! | `P:lock:<name>` | string | holder, with a server-side expiry (its own slot) |
 
 use std::borrow::Cow;
@@ -81,6 +83,21 @@ impl Keys {
 
     pub(super) fn shelf(&self, id: &ChannelId, shelf: &str) -> String {
         format!("{}shelf:{shelf}", self.tagged(id))
+    }
+
+    /// The names of the channel's shelves.
+    pub(super) fn shelves(&self, id: &ChannelId) -> String {
+        format!("{}shelves", self.tagged(id))
+    }
+
+    /// The lapsing channels, by when they lapse.
+    pub(super) fn lapses(&self) -> String {
+        format!("{}:lapses", self.escaped)
+    }
+
+    /// The prefix as it starts every key (escaped).
+    pub(super) fn escaped_prefix(&self) -> &str {
+        &self.escaped
     }
 
     pub(super) fn shelved(&self, shelf: &str) -> String {

@@ -10,7 +10,7 @@ mod wakeups;
 use std::fmt;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -40,6 +40,8 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// How often a waiter re-reads its channel while pub/sub is up, in case a message was lost
 /// on a connection that has not noticed its loss yet.
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// How many lapsed channels one create sweeps besides its own id.
+const SWEEP_BATCH: usize = 32;
 
 /// A [`ChannelStore`] on a Redis server (7.0 or later), shared by every instance pointed at
 /// it: the way to run several instances behind a load balancer.
@@ -68,11 +70,17 @@ const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// and a shelf's index of channels (what [`shelved`](ChannelStore::shelved) reads without
 /// scanning the keyspace). [`keep`](ChannelStore::keep) and
 /// [`discard`](ChannelStore::discard) change the channel's shelf in one single-slot script
-/// and the index in a command of its own (the index after the value), so every script runs
+/// and the index in a command of its own (the index after the value), so those scripts run
 /// on Redis Cluster too. The connection itself is a single-server connection manager:
 /// behind a sharded cluster, put a cluster-aware proxy in front (or run one primary with
-/// failover). Channels are kept
-/// until deleted by hand (the trait has no delete yet).
+/// failover).
+///
+/// Channels are kept until deleted by hand, except lapsing ones
+/// ([`create_lapsing`](ChannelStore::create_lapsing)): the index `<prefix>:lapses` lists
+/// them by date (compared with the server's clock), and each create sweeps the lapsed ones
+/// (its own id and up to 32 others) with every key of theirs, their shelves and their
+/// shelf listings, in its one script. That script names other channels' keys, so `create`
+/// and `create_lapsing` need one Redis primary, not a sharded cluster.
 ///
 /// # Failing closed
 ///
@@ -192,6 +200,28 @@ impl RedisStore {
         Ok(Reservation { channel: id.clone(), id: ReservationId(rid), amount })
     }
 
+    /// Creates `id` unless it exists, lapsing at `lapses_at` if given, after sweeping lapsed
+    /// channels (`id` among them): one script.
+    async fn claim(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: Option<SystemTime>,
+    ) -> Result<ChannelState, StoreError> {
+        let (accepted, deposit) = validated(accepted, deposit)?;
+        let lapse = lapses_at.map(unix_millis).unwrap_or_default();
+        let ChannelKeys { state, held, asks, heads, usage } = self.keys.channel(id);
+        let mut invocation = SCRIPTS.create.prepare_invoke();
+        invocation.key(&state).key(held).key(asks).key(heads).key(usage);
+        invocation.key(self.keys.credits(id)).key(self.keys.shelves(id)).key(self.keys.lapses());
+        invocation.arg(&state).arg(TOPIC).arg(millis(self.lease));
+        invocation.arg(accepted).arg(deposit).arg(lapse).arg(self.keys.escaped_prefix()).arg(id.as_str());
+        invocation.arg(SWEEP_BATCH);
+        let reply = parse(self.run(&invocation).await?)?;
+        Ok(reply.ok_or_else(|| StoreError::new(StoreErrorKind::NotFound))?.state)
+    }
+
     /// Runs `invocation`, failing closed after [`STEP_TIMEOUT`].
     async fn run<T: redis::FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
@@ -266,6 +296,13 @@ impl RedisStore {
     }
 }
 
+/// `at` in unix milliseconds, as the lapse index keeps it: within what a Lua number holds
+/// exactly (a later date is as good as never), and 0 for a date before 1970.
+fn unix_millis(at: SystemTime) -> String {
+    let millis = at.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    millis.min(MAX_AMOUNT.get()).to_string()
+}
+
 /// `duration` in whole milliseconds, at least one (a zero would mean "no expiry" to `SET`).
 fn millis(duration: Duration) -> String {
     duration.as_millis().clamp(1, u128::from(u64::MAX)).to_string()
@@ -301,8 +338,17 @@ impl ChannelStore for RedisStore {
     }
 
     async fn create(&self, id: &ChannelId, accepted: Amount, deposit: Amount) -> Result<ChannelState, StoreError> {
-        let (accepted, deposit) = validated(accepted, deposit)?;
-        Ok(self.step_existing(&SCRIPTS.create, id, &[&accepted, &deposit]).await?.state)
+        self.claim(id, accepted, deposit, None).await
+    }
+
+    async fn create_lapsing(
+        &self,
+        id: &ChannelId,
+        accepted: Amount,
+        deposit: Amount,
+        lapses_at: SystemTime,
+    ) -> Result<ChannelState, StoreError> {
+        self.claim(id, accepted, deposit, Some(lapses_at)).await
     }
 
     async fn load(&self, id: &ChannelId) -> Result<Option<ChannelState>, StoreError> {
@@ -449,7 +495,8 @@ impl ChannelStore for RedisStore {
 
     async fn keep(&self, id: &ChannelId, shelf: &str, key: Amount, value: Bytes) -> Result<(), StoreError> {
         let mut invocation = self.shelf_step(&SCRIPTS.keep, id, shelf);
-        invocation.arg(key.to_string()).arg(value.as_ref());
+        invocation.key(self.keys.shelves(id));
+        invocation.arg(key.to_string()).arg(value.as_ref()).arg(shelf);
         self.run::<i64>(&invocation).await?;
         // The index is listed by settlement: written after the value, so a listed channel
         // may have an empty shelf (harmless) but a kept value is always listed.

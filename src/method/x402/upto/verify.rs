@@ -151,6 +151,6 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
     if token.allowance(a.from, PERMIT2_ADDRESS).await? < a.permitted.amount {
         return Err(refuse(X402ErrorKind::InsufficientFunds, "the payer has not approved Permit2 for the maximum"));
     }
-    claim::take(store, &claim, max).await?;
+    claim::take(store, &claim, max, a.deadline).await?;
     Ok(UptoVerified { payer: a.from, max, payload: payload.clone(), offer: offer.clone(), claim })
 }
