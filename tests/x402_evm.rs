@@ -122,6 +122,12 @@ async fn every_bad_input_is_refused_with_its_kind_and_claims_nothing() {
     let mut closing = world.authorization(payer, 1_000);
     closing.valid_before = now + 5;
     cases.push(("expires before it can settle", world.sign_transfer(&world.payer, closing), X402ErrorKind::Expired));
+    let mut endless = world.authorization(payer, 1_000);
+    endless.valid_before = u64::MAX;
+    cases.push(("valid for ever", world.sign_transfer(&world.payer, endless), X402ErrorKind::Expired));
+    let mut long = world.authorization(payer, 1_000);
+    long.valid_before = now + tollgate::method::x402::DEFAULT_MAX_TIMEOUT_SECONDS + 3_600;
+    cases.push(("valid past the offer's timeout", world.sign_transfer(&world.payer, long), X402ErrorKind::Expired));
     let mut early = world.authorization(payer, 1_000);
     early.valid_after = now + 60;
     cases.push(("not yet valid", world.sign_transfer(&world.payer, early), X402ErrorKind::NotYetValid));

@@ -366,6 +366,8 @@ async fn bad_upto_payments_are_refused_before_the_inner_service_and_settle_nothi
     other_facilitator.witness.facilitator = world.poor.address();
     let mut expired = good;
     expired.deadline = unix_now() + 5;
+    let mut endless = good;
+    endless.deadline = u64::MAX;
     let mut early = good;
     early.witness.valid_after = unix_now() + 600;
     // The poor account: first without funds, then funded but without a Permit2 approval.
@@ -378,6 +380,7 @@ async fn bad_upto_payments_are_refused_before_the_inner_service_and_settle_nothi
         ("wrong payTo", sign(&world.payer, wrong_pay_to), "pays someone else"),
         ("another facilitator", sign(&world.payer, other_facilitator), "another facilitator"),
         ("expiring", sign(&world.payer, expired), "expires before"),
+        ("valid for ever", sign(&world.payer, endless), "longer than the offer's maxTimeoutSeconds"),
         ("not yet valid", sign(&world.payer, early), "not valid yet"),
         ("no funds", sign(&world.poor, poor), "holds less"),
     ];

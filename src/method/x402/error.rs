@@ -30,7 +30,9 @@ pub enum X402ErrorKind {
     ValueMismatch,
     /// `validAfter` has not passed yet.
     NotYetValid,
-    /// `validBefore` (or the Permit deadline) has passed, or is too close to settle in time.
+    /// `validBefore` (or the Permit deadline) has passed, is too close to settle in time, or
+    /// lies further ahead than the offer's `maxTimeoutSeconds` (plus two minutes of clock
+    /// skew): every client signs exactly that window.
     Expired,
     /// The authorization nonce was used already: on chain, or claimed by a request here or on
     /// another instance sharing the store.

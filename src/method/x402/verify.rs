@@ -140,6 +140,12 @@ pub fn check(
     if a.valid_before < now.saturating_add(settle_margin) {
         return Err(refuse(X402ErrorKind::Expired, "the authorization expires before it could be settled"));
     }
+    if a.valid_before > latest_validity(offer, now) {
+        return Err(refuse(
+            X402ErrorKind::Expired,
+            "the authorization is valid for longer than the offer's maxTimeoutSeconds",
+        ));
+    }
     Ok(Checked { payer: a.from, value, signature, payload: payload.clone() })
 }
 
@@ -256,6 +262,18 @@ pub(crate) async fn verify_in<C: X402Chain, S: ChannelStore>(
 /// `<that id>/<round>` ([`Verified::claim`] names the one taken).
 pub fn claim_id(offer: &EvmOffer, authorization: &Authorization) -> ChannelId {
     claim::claim_id(offer.method(), offer.chain_id(), offer.asset(), authorization.from, authorization.nonce)
+}
+
+/// How far a client's clock may run ahead of ours: an authorization may be valid this much
+/// longer than the offer's timeout.
+pub(crate) const CLOCK_SKEW_SECS: u64 = 120;
+
+/// The latest validity end accepted at `now` for `offer`: every client signs `now +
+/// maxTimeoutSeconds` (@x402/evm, @libertai/x402). A later one is refused, so a claim (which
+/// lapses after its authorization) never lives longer than the offer's timeout plus the
+/// claim's grace, whatever the payer signs.
+pub(crate) fn latest_validity(offer: &EvmOffer, now: u64) -> u64 {
+    now.saturating_add(offer.timeout_seconds()).saturating_add(CLOCK_SKEW_SECS)
 }
 
 /// When a response paid at `now` with an authorization valid until `valid_until` (unix

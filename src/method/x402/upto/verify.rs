@@ -96,6 +96,12 @@ pub(crate) fn check(
     if a.deadline < now.saturating_add(settle_margin) {
         return Err(refuse(X402ErrorKind::Expired, "the permit expires before it could be settled"));
     }
+    if a.deadline > crate::method::x402::verify::latest_validity(offer, now) {
+        return Err(refuse(
+            X402ErrorKind::Expired,
+            "the permit is valid for longer than the offer's maxTimeoutSeconds",
+        ));
+    }
     let signature = EvmSignature::from_bytes(&payload.signature)
         .map_err(|_| refuse(X402ErrorKind::InvalidSignature, "the signature is not 65 low-s bytes"))?;
     if signature.recover(upto_digest(permit2_domain(offer.chain_id()), a)) != Some(a.from) {
