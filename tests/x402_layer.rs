@@ -831,16 +831,19 @@ async fn a_client_gone_while_its_stream_settles_is_settled_once_to_the_end() {
     paid.no_settlement();
 }
 
-#[tokio::test]
-async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() {
-    let world = World::new().await;
-    let (_never, wait) = tokio::sync::oneshot::channel::<()>();
+/// A Permit route whose upstream sends its first event and then nothing, paid with a permit
+/// for the maximum valid until `deadline`: the route, the (payee, payer) balances before,
+/// and the paid response's body, nothing read yet.
+async fn permit_stream(world: &World, deadline: u64) -> (Paid, (u128, u128), Body) {
+    let (never, wait) = tokio::sync::oneshot::channel::<()>();
+    // The rest of the stream never comes.
+    std::mem::forget(never);
     let hold = Some(Arc::new(std::sync::Mutex::new(Some(wait))));
     let route = Route { content_type: "text/event-stream", body: STREAM, hold, ..Route::default() };
-    let mut paid = Paid::start_with(&world, world.permit_offer(0), route).await;
+    let paid = Paid::start_with(world, world.permit_offer(0), route).await;
     let requirement = paid.requirement().await;
-    let before = balances(&world).await;
-    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, x402_support::unix_now() + 300);
+    let before = balances(world).await;
+    let permit = x402_support::sign_permit(world, &world.payer, PRICE, U256::ZERO, deadline);
     let request = Request::post("/v1/chat/completions")
         .header("host", "api.test")
         .header(PAYMENT_SIGNATURE, v2_header(&requirement, &permit))
@@ -848,7 +851,13 @@ async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() 
         .unwrap();
     let response = paid.app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
+    (paid, before, response.into_body())
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() {
+    let world = World::new().await;
+    let (mut paid, before, mut body) = permit_stream(&world, x402_support::unix_now() + 300).await;
     let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
     assert!(first.starts_with(b"data: ") && first.len() < STREAM.len());
     drop(body);
@@ -865,23 +874,9 @@ async fn a_client_gone_mid_stream_pays_exactly_what_it_received_with_a_permit() 
 #[tokio::test]
 async fn a_permit_stream_whose_client_stops_reading_settles_before_the_permit_lapses() {
     let world = World::new().await;
-    let (_never, wait) = tokio::sync::oneshot::channel::<()>();
-    let hold = Some(Arc::new(std::sync::Mutex::new(Some(wait))));
-    let route = Route { content_type: "text/event-stream", body: STREAM, hold, ..Route::default() };
-    let mut paid = Paid::start_with(&world, world.permit_offer(0), route).await;
-    let requirement = paid.requirement().await;
-    let before = balances(&world).await;
     // Valid 33 s: the response must be over 3 s from now, 30 s before the permit lapses.
     let deadline = x402_support::unix_now() + 33;
-    let permit = x402_support::sign_permit(&world, &world.payer, PRICE, U256::ZERO, deadline);
-    let request = Request::post("/v1/chat/completions")
-        .header("host", "api.test")
-        .header(PAYMENT_SIGNATURE, v2_header(&requirement, &permit))
-        .body(Body::from("{}"))
-        .unwrap();
-    let response = paid.app.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
+    let (mut paid, before, mut body) = permit_stream(&world, deadline).await;
     let first = body.frame().await.expect("a first frame").unwrap().into_data().unwrap();
     // The body is held open and never polled until the settlement is over.
     let settlement = paid.next_settlement().await.expect("delivered: settled").expect("on chain");
