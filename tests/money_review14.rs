@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
@@ -22,13 +22,13 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use support::lapsing::Lapsing;
 use support::{REALM, SECRET, challenge_of, channel_body, credential};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tollgate::meter::{ByteMeter, EventMeter, GrpcMessageMeter};
-use tollgate::method::{Grant, Offer, PaymentMethod, Proof, Renewal, Settled, Verified, Verify};
+use tollgate::method::{Renewal, Settled};
 use tollgate::store::{ChannelId, ChannelState, ChannelStore, MemoryStore};
-use tollgate::wire::mpp::Receipt;
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate, Secret};
+use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 
 /// What each payment deposits; an event, a byte or a gRPC message costs 1.
@@ -38,76 +38,6 @@ const DEPOSIT: u128 = 100;
 const SETTLE_IN_MS: i64 = 5_000;
 
 type Store = FaultyStore<MemoryStore>;
-
-/// A one-shot payment that must settle by `payload.settleInMs` from now (or, with
-/// `payload.far`, at a date no clock reaches). It reports each settlement; `proven` grants
-/// also prove it.
-#[derive(Clone)]
-struct Lapsing {
-    settled: UnboundedSender<Settled>,
-    proven: bool,
-    renewal: Renewal,
-    deposit: u128,
-    /// A settlement before the first content (`before_content`) that takes this long and
-    /// then refuses.
-    refusing_gate: Option<Duration>,
-}
-
-impl PaymentMethod for Lapsing {
-    type Request = Value;
-    type Payload = Value;
-
-    fn offers(&self, _: &Quote) -> Vec<Offer<Value>> {
-        vec![Offer::mpp("lapsing", "charge", json!({ "amount": self.deposit.to_string() }))]
-    }
-
-    async fn verify<St: ChannelStore>(
-        &self,
-        verify: Verify<'_, Value, Value>,
-        store: &St,
-    ) -> Result<Verified, PaymentError> {
-        let channel = ChannelId::new(verify.payload["nonce"].as_str().unwrap_or_default());
-        let deposit = Amount::new(self.deposit);
-        store
-            .create(&channel, deposit, deposit)
-            .await
-            .map_err(|_| PaymentError::new(PaymentErrorKind::VerificationFailed, "nonce used"))?;
-        let at = if verify.payload["far"].as_bool() == Some(true) {
-            // Far past any clock, yet a valid `SystemTime`.
-            SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX >> 2)).expect("representable")
-        } else {
-            let offset = verify.payload["settleInMs"].as_i64().unwrap_or_default();
-            match u64::try_from(offset) {
-                Ok(ahead) => SystemTime::now() + Duration::from_millis(ahead),
-                Err(_) => SystemTime::now() - Duration::from_millis(offset.unsigned_abs()),
-            }
-        };
-        let grant = Grant::new(channel.clone(), self.renewal, Receipt::new("lapsing", channel.to_string()));
-        let settled = self.settled.clone();
-        let grant = if self.proven {
-            grant.proven_by(Proof::pending(json!({ "status": "pending" })), move |s: Settled| async move {
-                let used = s.used;
-                let _ = settled.send(s);
-                Proof::settled(json!({ "success": true, "amount": used.to_string() }))
-            })
-        } else {
-            grant.on_settled(move |s| {
-                let _ = settled.send(s);
-            })
-        };
-        let grant = match self.refusing_gate {
-            Some(takes) => grant.before_content(move || async move {
-                tokio::time::sleep(takes).await;
-                Err(Proof::failed(
-                    PaymentError::new(PaymentErrorKind::VerificationFailed, "refused"),
-                    json!({ "success": false, "errorReason": "refused" }),
-                ))
-            }),
-            None => grant,
-        };
-        Ok(Verified::Serve(grant.settle_by(at)))
-    }
-}
 
 /// What the inner service streams, fed frame by frame by the test.
 #[derive(Clone, Copy, PartialEq, Eq)]

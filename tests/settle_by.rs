@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
@@ -17,69 +17,17 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use support::lapsing::Lapsing;
 use support::{REALM, SECRET, challenge_of, channel_body, credential};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tollgate::meter::{ByteMeter, EventMeter};
-use tollgate::method::{Grant, Offer, PaymentMethod, Proof, Renewal, Settled, Verified, Verify};
-use tollgate::store::{ChannelId, ChannelStore, MemoryStore};
-use tollgate::wire::mpp::Receipt;
-use tollgate::{Amount, PaymentError, PaymentErrorKind, PaymentLayer, Price, Quote, Rate, Secret};
+use tollgate::method::Settled;
+use tollgate::store::MemoryStore;
+use tollgate::{Amount, PaymentLayer, Price, Quote, Rate, Secret};
 use tower::ServiceExt;
 
 /// What each payment deposits; an event (SSE) or a byte (plain) costs 1.
 const DEPOSIT: u128 = 100;
-
-/// A one-shot payment that must settle by `payload.settleInMs` from now (negative: already
-/// past). It reports each response's settlement; `proven` grants also prove it, taking
-/// `payload.proofDelayMs` to (a plain answer is then held until it settled).
-#[derive(Clone)]
-struct Lapsing {
-    settled: UnboundedSender<Settled>,
-    proven: bool,
-}
-
-impl PaymentMethod for Lapsing {
-    type Request = Value;
-    type Payload = Value;
-
-    fn offers(&self, _: &Quote) -> Vec<Offer<Value>> {
-        vec![Offer::mpp("lapsing", "charge", json!({ "amount": DEPOSIT.to_string() }))]
-    }
-
-    async fn verify<St: ChannelStore>(
-        &self,
-        verify: Verify<'_, Value, Value>,
-        store: &St,
-    ) -> Result<Verified, PaymentError> {
-        let channel = ChannelId::new(verify.payload["nonce"].as_str().unwrap_or_default());
-        let deposit = Amount::new(DEPOSIT);
-        store
-            .create(&channel, deposit, deposit)
-            .await
-            .map_err(|_| PaymentError::new(PaymentErrorKind::VerificationFailed, "nonce used"))?;
-        let offset = verify.payload["settleInMs"].as_i64().unwrap_or_default();
-        let at = match u64::try_from(offset) {
-            Ok(ahead) => SystemTime::now() + Duration::from_millis(ahead),
-            Err(_) => SystemTime::now() - Duration::from_millis(offset.unsigned_abs()),
-        };
-        let grant = Grant::new(channel.clone(), Renewal::Never, Receipt::new("lapsing", channel.to_string()));
-        let settled = self.settled.clone();
-        let grant = if self.proven {
-            let delay = Duration::from_millis(verify.payload["proofDelayMs"].as_u64().unwrap_or_default());
-            grant.proven_by(Proof::pending(json!({ "status": "pending" })), move |s: Settled| async move {
-                tokio::time::sleep(delay).await;
-                let used = s.used;
-                let _ = settled.send(s);
-                Proof::settled(json!({ "success": true, "amount": used.to_string() }))
-            })
-        } else {
-            grant.on_settled(move |s| {
-                let _ = settled.send(s);
-            })
-        };
-        Ok(Verified::Serve(grant.settle_by(at)))
-    }
-}
 
 /// What the inner service answers: an SSE stream fed by the test, or a plain answer after
 /// `delay`.
@@ -115,7 +63,7 @@ impl Route {
     ) -> Route {
         let (settled_tx, settled) = unbounded_channel();
         let (feed_tx, feeds) = unbounded_channel::<Feed>();
-        let method = Lapsing { settled: settled_tx, proven };
+        let method = Lapsing::new(settled_tx, proven, DEPOSIT);
         let layer = configure(PaymentLayer::new(method, MemoryStore::new(), REALM, Secret::new(SECRET)));
         let handler = move || {
             let feed_tx = feed_tx.clone();
@@ -152,7 +100,7 @@ impl Route {
         response
     }
 
-    /// Pays with `payload` (see [`Lapsing`]); the paid response.
+    /// Pays with `payload` (see [`support::lapsing`]); the paid response.
     async fn paid_with(&self, payload: Value) -> Response<Body> {
         let unpaid = self.app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(unpaid.status(), StatusCode::PAYMENT_REQUIRED);

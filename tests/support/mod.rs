@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod lapsing;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
